@@ -1,0 +1,1 @@
+"""Ports (small abstract classes) and their implementations, named after the technology."""

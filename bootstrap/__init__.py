@@ -1,0 +1,1 @@
+"""The composition root: the one place that reads settings and picks implementations."""

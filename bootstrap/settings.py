@@ -1,0 +1,87 @@
+"""Typed settings, prefix JANUS_. With nothing set, Janus runs embedded under ./.janus/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JANUS_", extra="ignore")
+
+    home: Path = Field(default=Path(".janus"), description="Where embedded data lives.")
+    database_url: str | None = Field(
+        default=None, description="postgresql://user:pass@host:port/db; SQLite when unset."
+    )
+    nats_url: str | None = Field(
+        default=None, description="nats://host:port; in-process when unset."
+    )
+    node_id: str = Field(default="local", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    app_name: str = Field(default="janus", pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    lock_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    connect_timeout_seconds: int = Field(default=3, ge=1, le=120)
+    pool_size: int = Field(default=8, ge=1, le=100)
+    confirmation_ttl_seconds: int = Field(default=900, ge=1)
+    poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError("JANUS_DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.home / "events.sqlite"
+
+    @property
+    def views_url(self) -> str:
+        """Views live beside the events: same Postgres database, or their own SQLite file."""
+        if self.database_url is None:
+            return f"sqlite:///{self.home / 'views.sqlite'}"
+        parts = urlsplit(self.database_url)
+        return parts._replace(scheme="postgresql+psycopg").geturl()
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        if self.database_url is None:
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.sqlite_path),
+                "SQLITE_LOCK_TIMEOUT": str(self.lock_timeout_seconds),
+            }
+        parts = urlsplit(self.database_url)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": str(self.connect_timeout_seconds),
+            "POSTGRES_LOCK_TIMEOUT": str(self.lock_timeout_seconds),
+            "POSTGRES_POOL_SIZE": str(self.pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(self.pool_size),
+            "POSTGRES_PRE_PING": "y",
+        }
+
+    def redacted_database_url(self) -> str:
+        if self.database_url is None:
+            return f"sqlite:{self.sqlite_path}"
+        parts = urlsplit(self.database_url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        if parts.username:
+            netloc = f"{parts.username}:***@{netloc}"
+        return parts._replace(netloc=netloc).geturl()

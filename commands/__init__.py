@@ -1,0 +1,1 @@
+"""Command models (imperative verbs) and the services that run them: load, decide, save."""

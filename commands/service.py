@@ -1,0 +1,314 @@
+"""Command services: load, call one domain method, save, return the log position."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID, uuid4
+
+from adapters.clock import Clock
+from commands import models as m
+from commands.errors import NotFound
+from commands.invocation import CommandResult, Invocation
+from commands.runner import CommandRunner, ContextFactory, Decided
+from domain.confirmation import Confirmation
+from domain.document import Document
+from domain.effect import Effect
+from domain.errors import InvalidValue
+from domain.goal import Decision, Goal
+from domain.job import Job
+from domain.trade import TradeOrder
+
+
+class CommandService:
+    def __init__(self, runner: CommandRunner, clock: Clock, confirmation_ttl_seconds: int = 900):
+        self.runner = runner
+        self.clock = clock
+        self.confirmation_ttl = timedelta(seconds=confirmation_ttl_seconds)
+
+    # -- goals -----------------------------------------------------------------------------------
+
+    def submit_goal(self, cmd: m.SubmitGoal, inv: Invocation) -> CommandResult:
+        goal_id = cmd.goal_id or uuid4()
+
+        def decide(ctx: ContextFactory) -> Decided:
+            if self.runner.exists(goal_id):
+                return Decided(goal_id, "already_submitted")
+            goal = Goal.submit(goal_id, cmd.text, str(inv.actor), cmd.priority, ctx(str(goal_id)))
+            return Decided(goal_id, "submitted", (goal,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def record_plan(self, cmd: m.RecordPlan, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            goal: Goal = self.runner.load(Goal, cmd.goal_id)
+            goal.record_plan(list(cmd.steps), ctx(str(goal.id)))
+            return Decided(goal.id, "planned", (goal,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def record_decision(self, cmd: m.RecordDecision, inv: Invocation) -> CommandResult:
+        decision_id = cmd.decision_id or uuid4()
+
+        def decide(ctx: ContextFactory) -> Decided:
+            goal: Goal = self.runner.load(Goal, cmd.goal_id)
+            if goal.has_decision(decision_id):
+                return Decided(decision_id, "already_recorded")
+            goal.record_decision(_decision(cmd, decision_id), ctx(str(goal.id)))
+            return Decided(decision_id, "recorded", (goal,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def complete_goal(self, cmd: m.CompleteGoal, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            goal: Goal = self.runner.load(Goal, cmd.goal_id)
+            goal.complete(cmd.summary, ctx(str(goal.id)))
+            return Decided(goal.id, "completed", (goal,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def fail_goal(self, cmd: m.FailGoal, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            goal: Goal = self.runner.load(Goal, cmd.goal_id)
+            goal.fail(cmd.reason, ctx(str(goal.id)))
+            return Decided(goal.id, "failed", (goal,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def cancel_goal(self, cmd: m.CancelGoal, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            goal: Goal = self.runner.load(Goal, cmd.goal_id)
+            goal.cancel(cmd.reason, ctx(str(goal.id)))
+            return Decided(goal.id, "cancelled", (goal,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    # -- confirmations ---------------------------------------------------------------------------
+
+    def request_confirmation(self, cmd: m.RequestConfirmation, inv: Invocation) -> CommandResult:
+        confirmation_id = cmd.confirmation_id or uuid4()
+        ttl = timedelta(seconds=cmd.ttl_seconds) if cmd.ttl_seconds else self.confirmation_ttl
+
+        def decide(ctx: ContextFactory) -> Decided:
+            goal: Goal = self.runner.load(Goal, cmd.goal_id)
+            if not goal.has_decision(cmd.decision_id):
+                raise NotFound("decision", cmd.decision_id)
+            if self.runner.exists(confirmation_id):
+                return Decided(confirmation_id, "already_requested")
+            now = self.clock.now()
+            confirmation = Confirmation.request(
+                confirmation_id,
+                goal.id,
+                cmd.decision_id,
+                cmd.action.name,
+                dict(cmd.action.parameters),
+                cmd.hazard,
+                now,
+                now + ttl,
+                ctx(str(goal.id)),
+            )
+            return Decided(confirmation_id, "requested", (confirmation,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def grant_confirmation(self, cmd: m.GrantConfirmation, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            confirmation = self._confirmation(cmd.confirmation_id)
+            granted = confirmation.grant(str(inv.actor), self.clock.now(), ctx(_goal(confirmation)))
+            return Decided(
+                confirmation.id, "granted" if granted else "already_granted", (confirmation,)
+            )
+
+        return self.runner.run(cmd, inv, decide)
+
+    def deny_confirmation(self, cmd: m.DenyConfirmation, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            confirmation = self._confirmation(cmd.confirmation_id)
+            denied = confirmation.deny(
+                str(inv.actor), cmd.reason, self.clock.now(), ctx(_goal(confirmation))
+            )
+            return Decided(
+                confirmation.id, "denied" if denied else "already_denied", (confirmation,)
+            )
+
+        return self.runner.run(cmd, inv, decide)
+
+    def cancel_confirmation(self, cmd: m.CancelConfirmation, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            confirmation = self._confirmation(cmd.confirmation_id)
+            cancelled = confirmation.cancel(
+                str(inv.actor), cmd.reason, self.clock.now(), ctx(_goal(confirmation))
+            )
+            outcome = "cancelled" if cancelled else "already_cancelled"
+            return Decided(confirmation.id, outcome, (confirmation,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def expire_confirmation(self, cmd: m.ExpireConfirmation, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            confirmation = self._confirmation(cmd.confirmation_id)
+            expired = confirmation.expire(self.clock.now(), ctx(_goal(confirmation)))
+            outcome = "expired" if expired else "already_expired"
+            return Decided(confirmation.id, outcome, (confirmation,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def _confirmation(self, confirmation_id: UUID) -> Confirmation:
+        confirmation: Confirmation = self.runner.load(Confirmation, confirmation_id)
+        return confirmation
+
+    # -- effects ---------------------------------------------------------------------------------
+
+    def reconcile_effect(self, cmd: m.ReconcileEffect, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            effect: Effect = self.runner.load(Effect, cmd.effect_id)
+            effect.reconcile(cmd.happened, str(inv.actor), cmd.note, ctx(str(effect.goal_id)))
+            return Decided(effect.id, "reconciled", (effect,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def schedule_job(self, cmd: m.ScheduleJob, inv: Invocation) -> CommandResult:
+        job_id = cmd.job_id or uuid4()
+
+        def decide(ctx: ContextFactory) -> Decided:
+            if self.runner.exists(job_id):
+                return Decided(job_id, "already_scheduled")
+            job = Job.schedule(
+                job_id,
+                cmd.name,
+                cmd.trigger.model_dump(mode="json"),
+                cmd.action.model_dump(mode="json"),
+                cmd.misfire_policy,
+                cmd.max_catch_up,
+                cmd.max_attempts,
+                ctx(str(job_id)),
+            )
+            return Decided(job_id, "scheduled", (job,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def pause_job(self, cmd: m.PauseJob, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            job: Job = self.runner.load(Job, cmd.job_id)
+            changed = job.pause(ctx(str(job.id)))
+            return Decided(job.id, "paused" if changed else "already_paused", (job,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def resume_job(self, cmd: m.ResumeJob, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            job: Job = self.runner.load(Job, cmd.job_id)
+            changed = job.resume(ctx(str(job.id)))
+            return Decided(job.id, "resumed" if changed else "already_active", (job,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def remove_job(self, cmd: m.RemoveJob, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            job: Job = self.runner.load(Job, cmd.job_id)
+            changed = job.remove(ctx(str(job.id)))
+            return Decided(job.id, "removed" if changed else "already_removed", (job,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    # -- documents and orders (their pipelines come later) ----------------------------------------
+
+    def register_document(self, cmd: m.RegisterDocument, inv: Invocation) -> CommandResult:
+        document_id = cmd.document_id or uuid4()
+
+        def decide(ctx: ContextFactory) -> Decided:
+            if self.runner.exists(document_id):
+                return Decided(document_id, "already_registered")
+            document = Document.register(
+                document_id,
+                cmd.source_uri,
+                cmd.content_type,
+                cmd.sha256,
+                cmd.size_bytes,
+                ctx(str(document_id)),
+            )
+            return Decided(document_id, "registered", (document,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def propose_order(self, cmd: m.ProposeOrder, inv: Invocation) -> CommandResult:
+        order_id = cmd.order_id or uuid4()
+
+        def decide(ctx: ContextFactory) -> Decided:
+            if self.runner.exists(order_id):
+                return Decided(order_id, "already_proposed")
+            correlation = str(cmd.goal_id or order_id)
+            order = TradeOrder.propose(
+                order_id,
+                cmd.goal_id,
+                cmd.symbol,
+                cmd.side,
+                cmd.quantity,
+                cmd.limit_price,
+                ctx(correlation),
+            )
+            return Decided(order_id, "proposed", (order,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def record_risk_check(self, cmd: m.RecordRiskCheck, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            order: TradeOrder = self.runner.load(TradeOrder, cmd.order_id)
+            order.record_risk_check(
+                cmd.passed, dict(cmd.scores), list(cmd.violations), ctx(_order_correlation(order))
+            )
+            return Decided(order.id, "risk_checked", (order,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def submit_order(self, cmd: m.SubmitOrder, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            order: TradeOrder = self.runner.load(TradeOrder, cmd.order_id)
+            order.submit(cmd.broker_order_id, ctx(_order_correlation(order)))
+            return Decided(order.id, "submitted", (order,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def record_fill(self, cmd: m.RecordFill, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            order: TradeOrder = self.runner.load(TradeOrder, cmd.order_id)
+            recorded = order.record_fill(
+                cmd.fill_id, cmd.quantity, cmd.price, ctx(_order_correlation(order))
+            )
+            outcome = order.status.value if recorded else "duplicate_fill"
+            return Decided(order.id, outcome, (order,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def cancel_order(self, cmd: m.CancelOrder, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            order: TradeOrder = self.runner.load(TradeOrder, cmd.order_id)
+            order.cancel(cmd.reason, ctx(_order_correlation(order)))
+            return Decided(order.id, "cancelled", (order,))
+
+        return self.runner.run(cmd, inv, decide)
+
+
+def _goal(confirmation: Confirmation) -> str:
+    return str(confirmation.goal_id)
+
+
+def _order_correlation(order: TradeOrder) -> str:
+    return str(order.goal_id or order.id)
+
+
+def _decision(cmd: m.RecordDecision, decision_id: UUID) -> Decision:
+    if not cmd.action.name:
+        raise InvalidValue("a decision needs an action")
+    return Decision(
+        decision_id=decision_id,
+        model=cmd.model,
+        model_digest=cmd.model_digest,
+        parameters=dict(cmd.parameters),
+        prompt=cmd.prompt,
+        context_ids=list(cmd.context_ids),
+        raw_output=cmd.raw_output,
+        action=cmd.action.model_dump(mode="json"),
+        timings=dict(cmd.timings),
+    )

@@ -1,0 +1,1 @@
+"""Pure aggregates and events: the facts Janus records (stdlib and eventsourcing.domain only)."""

@@ -1,0 +1,1 @@
+"""The event store: eventsourcing applications, persistence config and the notification reader."""

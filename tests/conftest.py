@@ -1,0 +1,68 @@
+"""Session-wide real servers for tests; the resolution rules live in tests/servers.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import (
+    ENV_DATABASE_URL,
+    ENV_NATS_URL,
+    LOCAL_DATABASE_URL,
+    LOCAL_NATS_URL,
+    EmbeddedPostgres,
+    NatsServer,
+    configured_url,
+    create_database,
+    database_url,
+    drop_databases,
+)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """Admin URL of the PostgreSQL server the session uses (existing or throwaway)."""
+    url = configured_url(ENV_DATABASE_URL, LOCAL_DATABASE_URL)
+    if url is not None:
+        yield url
+        return
+    # The context manager stops and deletes the cluster even when the session fails.
+    with EmbeddedPostgres() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def _pg_session_databases(pg_server_url: str) -> Iterator[list[str]]:
+    # Depends on pg_server_url so it is torn down (databases dropped) before the server stops.
+    names: list[str] = []
+    try:
+        yield names
+    finally:
+        drop_databases(pg_server_url, names)
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str, _pg_session_databases: list[str]) -> str:
+    """URL of a fresh, uniquely named database (janus_t_<hex12>), dropped at session end."""
+    dbname = create_database(pg_server_url)
+    _pg_session_databases.append(dbname)
+    return database_url(pg_server_url, dbname)
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """`nats://host:port` of a JetStream-enabled server shared by the session."""
+    url = configured_url(ENV_NATS_URL, LOCAL_NATS_URL)
+    if url is not None:
+        yield url
+        return
+    with NatsServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def nats_server_control() -> Iterator[NatsServer]:
+    """A private throwaway nats-server a test may stop()/start()/kill(); always provisioned."""
+    with NatsServer() as server:
+        yield server
