@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -136,6 +137,19 @@ def _log_tail(*paths: Path) -> str:
     return "\n".join(tails)
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _sigterm_runs_cleanup() -> None:
+    """Backstop: by default SIGTERM (e.g. a cancelled CI job) kills Python without running
+    fixture finalizers or atexit, orphaning provisioned servers; as an interrupt, both run."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 # --- PostgreSQL databases ------------------------------------------------------------------
 
 
@@ -149,8 +163,10 @@ def database_url(server_url: str, dbname: str) -> str:
 
 
 def _admin_connect(server_url: str) -> psycopg.Connection[TupleRow]:
-    # CREATE/DROP DATABASE cannot run inside a transaction block.
-    return psycopg.connect(server_url, autocommit=True, connect_timeout=10)
+    # libpq rejects SQLAlchemy-style schemes that JANUS_DATABASE_URL allows (postgresql+psycopg).
+    libpq_url = urlsplit(server_url)._replace(scheme="postgresql").geturl()
+    # autocommit: CREATE/DROP DATABASE cannot run inside a transaction block.
+    return psycopg.connect(libpq_url, autocommit=True, connect_timeout=10)
 
 
 def create_database(server_url: str, prefix: str = "janus_t") -> str:
@@ -211,6 +227,7 @@ class EmbeddedPostgres:
         self._user = _unprivileged_user()
         self._started = False
         atexit.register(self.close)
+        _sigterm_runs_cleanup()
 
     @property
     def url(self) -> str:
@@ -242,7 +259,8 @@ class EmbeddedPostgres:
         initdb = ["-D", pgdata, "-U", PG_SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C"]
         # --no-sync / fsync=off: durability is pointless for a cluster deleted after the session.
         options = f"-h {self.host} -p {self.port} -k {shlex.quote(str(self.base_dir))} -c fsync=off"
-        pg_ctl = ["-D", pgdata, "-l", str(self.server_log), "-o", options, "-w", "-t", "30"]
+        wait = ["-w", "-t", str(int(START_TIMEOUT))]
+        pg_ctl = ["-D", pgdata, "-l", str(self.server_log), "-o", options, *wait]
         try:
             self._run("initdb", *initdb, "--no-sync", "--no-instructions")
             self._started = True
@@ -315,6 +333,7 @@ class NatsServer:
         self.log_path = self.base_dir / "nats-server.log"
         self._proc: subprocess.Popen[bytes] | None = None
         atexit.register(self.close)
+        _sigterm_runs_cleanup()
 
     @property
     def url(self) -> str:
@@ -341,8 +360,8 @@ class NatsServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        # nats-server enables JetStream (recovering the store) before it accepts clients,
-        # so an accepting port means JetStream is usable.
+        # nats-server finishes starting JetStream (recovering the store) before it listens for
+        # clients (see the order in its log), so an accepting port means JetStream is usable.
         wait_until(self._answers_or_died, timeout, message=f"nats-server on {self.url}")
 
     def _signal_and_reap(self, sig: signal.Signals, timeout: float) -> None:

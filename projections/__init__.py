@@ -1,0 +1,1 @@
+"""Projections: event -> view changes, and the runner that feeds them in order with a position."""
