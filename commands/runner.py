@@ -18,6 +18,7 @@ from eventsourcing.persistence import (
 )
 from pydantic import BaseModel
 
+from adapters.faults import crash_point
 from commands.errors import ConcurrencyConflict, IdempotencyConflict, NotFound, StoreUnavailable
 from commands.invocation import CommandResult, Invocation
 from domain.base import JanusAggregate
@@ -119,7 +120,10 @@ class CommandRunner:
                     make_context(str(decided.aggregate_id)),
                 )
             )
+        name = type(command).__name__
+        crash_point(f"command.{name}.before_save")
         recordings = self._saver.save(*to_save)
+        crash_point(f"command.{name}.after_save")
         position = last_position(recordings)
         return CommandResult(
             aggregate_id=decided.aggregate_id,

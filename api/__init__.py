@@ -1,0 +1,1 @@
+"""The HTTP command API (issue 4)."""

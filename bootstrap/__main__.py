@@ -1,0 +1,3 @@
+from bootstrap.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The audit and replay CLI (``janus``)."""
