@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eventsourcing.persistence import PersistenceError
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.clock import Clock, SystemClock
 from adapters.effects import EffectRegistry, Ledger, SimulatedDoorLock, SimulatedNotifier
 from adapters.locks import FileLeaderLock, LeaderLock, PostgresLeaderLock
 from bootstrap.settings import Settings
+from commands.errors import StoreUnavailable
 from commands.executor import Executor
 from commands.expiry import ExpirySweeper
 from commands.runner import CommandRunner
@@ -80,13 +83,18 @@ class Janus:
         settings = settings or Settings()
         if settings.embedded:
             settings.home.mkdir(parents=True, exist_ok=True)
-        app = JanusApplication(settings.eventsourcing_env(), name=settings.app_name)
+        try:
+            app = JanusApplication(settings.eventsourcing_env(), name=settings.app_name)
+            engine = build_views_engine(settings)
+            reader = NotificationReader(app)
+            relational = ProjectionRunner(RelationalProjection(), reader, engine)
+            relational.setup()
+        except (PersistenceError, SQLAlchemyError) as error:
+            raise StoreUnavailable(
+                f"event store unreachable at {settings.redacted_database_url()}: {error}"
+            ) from error
         clock = clock or SystemClock()
         runner = CommandRunner(app, settings.node_id)
-        engine = build_views_engine(settings)
-        reader = NotificationReader(app)
-        relational = ProjectionRunner(RelationalProjection(), reader, engine)
-        relational.setup()
         return cls(
             settings=settings,
             app=app,

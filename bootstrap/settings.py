@@ -83,5 +83,6 @@ class Settings(BaseSettings):
         if parts.port:
             netloc += f":{parts.port}"
         if parts.username:
-            netloc = f"{parts.username}:***@{netloc}"
+            secret = ":***" if parts.password else ""
+            netloc = f"{parts.username}{secret}@{netloc}"
         return parts._replace(netloc=netloc).geturl()

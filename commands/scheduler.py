@@ -33,6 +33,7 @@ from projections.queries import JobRow, Views
 log = logging.getLogger(__name__)
 
 MAX_MISSED_PER_START = 1_000
+_TICK = timedelta(milliseconds=1)
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 300.0
 
@@ -61,7 +62,8 @@ def due_fire_times(job: JobRow, now: datetime, limit: int) -> list[datetime]:
     trigger = build_trigger(job)
     previous = job.last_scheduled_for
     if previous is None:
-        candidate = trigger.get_next_fire_time(None, job.scheduled_at)
+        # Strictly after scheduling: a job created at 12:00:00 does not owe a 12:00 fire.
+        candidate = trigger.get_next_fire_time(None, job.scheduled_at + _TICK)
     else:
         candidate = trigger.get_next_fire_time(previous, now)
     due: list[datetime] = []
@@ -166,7 +168,7 @@ class Scheduler:
             coalesce=False,
             max_instances=1,
             misfire_grace_time=self.grace,
-            next_run_time=trigger.get_next_fire_time(None, now),
+            next_run_time=trigger.get_next_fire_time(None, now + _TICK),
         )
 
     # -- fires -----------------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""The event store contract, identical on SQLite and Postgres."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
+
+from bootstrap.container import Janus
+from commands import models as m
+from commands.invocation import Invocation
+from domain.goal import DEFAULT_PRIORITY, Goal
+from domain.meta import Actor, ActorKind
+
+ALICE = Invocation(Actor(ActorKind.USER, "alice"), trace_context={"traceparent": "00-abc-def-01"})
+
+
+def test_events_carry_provenance_end_to_end(janus: Janus) -> None:
+    result = janus.commands.submit_goal(m.SubmitGoal(text="unlock the front door"), ALICE)
+    [logged] = list(janus.reader.iterate())
+    meta = logged.event.meta
+    assert logged.position == result.position
+    assert meta.correlation_id == str(result.aggregate_id)
+    assert meta.causation_id == meta.command_id
+    assert str(meta.actor) == "user:alice"
+    assert meta.node_id == janus.settings.node_id
+    assert meta.trace_context == {"traceparent": "00-abc-def-01"}
+    assert logged.event.timestamp.tzinfo is not None
+
+
+def test_reader_pages_in_order_after_a_position(janus: Janus) -> None:
+    positions = [
+        janus.commands.submit_goal(m.SubmitGoal(text=f"goal {i}"), ALICE).position for i in range(7)
+    ]
+    assert janus.reader.head() == positions[-1]
+    page = janus.reader.read_after(positions[2], limit=3)
+    assert [n.id for n in page] == positions[3:6]
+    assert [e.position for e in janus.reader.iterate(after=0, batch=2)] == positions
+    assert janus.reader.read_after(positions[-1], limit=10) == []
+
+
+def test_goal_submitted_before_priority_existed_reads_with_the_default(janus: Janus) -> None:
+    """A v1 Goal.Submitted (no priority, no class_version) stored by an old release."""
+    goal_id = uuid4()
+    modern = Goal.submit(goal_id, "old goal", "alice", 7, _ctx())
+    [event] = modern.collect_events()
+    stored = janus.app.mapper.to_stored_event(event)
+    transcoder = janus.app.mapper.transcoder
+    state = transcoder.decode(stored.state)
+    del state["priority"]
+    del state["class_version"]
+    old = StoredEvent(
+        originator_id=goal_id,
+        originator_version=1,
+        topic=get_topic(Goal.Submitted),
+        state=transcoder.encode(state),
+    )
+    janus.app.recorder.insert_events([old])
+
+    goal = janus.app.repository.get(goal_id)
+    assert goal.priority == DEFAULT_PRIORITY
+    assert goal.text == "old goal"
+
+
+def _ctx():  # type: ignore[no-untyped-def]
+    from domain.meta import CommandContext
+
+    return CommandContext("c", "g", "c", Actor(ActorKind.USER, "alice"), "old-node")
