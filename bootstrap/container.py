@@ -126,7 +126,7 @@ class Janus:
         return ExpirySweeper(self.commands, self.views.confirmations_due, self.clock)
 
     def scheduler(self) -> Scheduler:
-        return Scheduler(self.app, self.views, self.effects, self.settings.node_id)
+        return Scheduler(self.app, self.views, self.effects, self.settings.node_id, self.clock)
 
     def close(self) -> None:
         for lock in self._locks:

@@ -23,6 +23,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from eventsourcing.persistence import IntegrityError
 
+from adapters.clock import Clock, SystemClock
 from adapters.effects import EffectError, EffectRegistry, Known, Lookup
 from adapters.faults import crash_point
 from domain.job import JobFire, MisfirePolicy
@@ -112,9 +113,11 @@ class Scheduler:
         views: Views,
         effects: EffectRegistry,
         node_id: str,
+        clock: Clock | None = None,
         misfire_grace_seconds: int = 5,
     ) -> None:
         self.app = app
+        self.clock = clock or SystemClock()
         self.views = views
         self.effects = effects
         self.node_id = node_id
@@ -153,7 +156,7 @@ class Scheduler:
                     self._arm(job)
 
     def _arm(self, job: JobRow) -> None:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         run_now, missed = split_by_policy(job, due_fire_times(job, now, MAX_MISSED_PER_START))
         for scheduled_for in missed:
             self.record_missed(job, scheduled_for, "due while the scheduler was not running")
@@ -235,7 +238,7 @@ class Scheduler:
         retry_at = None
         if retryable and fire.attempt < job.max_attempts:
             delay = min(RETRY_BASE_SECONDS * 2 ** (fire.attempt - 1), RETRY_CAP_SECONDS)
-            retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+            retry_at = self.clock.now() + timedelta(seconds=delay)
         fire.fail(error, retry_at, ctx)
         self.app.save(fire)
         if retry_at is not None:
@@ -270,7 +273,7 @@ class Scheduler:
         for row in self.views.fires(status="retry_scheduled"):
             at = row["next_retry_at"]
             at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
-            self._schedule_retry(UUID(row["id"]), max(at, datetime.now(UTC)))
+            self._schedule_retry(UUID(row["id"]), max(at, self.clock.now()))
 
     def _settle(self, fire_id: UUID) -> None:
         fire: JobFire = self.app.repository.get(fire_id)

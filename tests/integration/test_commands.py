@@ -221,6 +221,8 @@ def test_a_database_that_is_down_gives_a_clear_error_quickly(tmp_path) -> None: 
         home=tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none"
     )
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable, match=r"unreachable at postgresql://postgres@127\.0\.0\.1"):
+    with pytest.raises(
+        StoreUnavailable, match=r"unreachable at postgresql://postgres@127\.0\.0\.1"
+    ):
         Janus.build(settings)
     assert time.monotonic() - started < 30

@@ -1,0 +1,186 @@
+"""The executor on both stores: one execution per grant, recovery by asking the adapter."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from adapters.effects import (
+    EffectAdapter,
+    EffectError,
+    EffectRegistry,
+    Known,
+    Ledger,
+    Lookup,
+    SimulatedDoorLock,
+    SimulatedNotifier,
+)
+from bootstrap.container import Janus
+from commands import models as m
+from commands.executor import Executor
+from commands.invocation import Invocation
+from domain.effect import Effect, EffectStatus, effect_id_for
+from domain.meta import Actor, ActorKind, CommandContext
+from tests.integration.test_commands import as_alice, pending_confirmation
+
+OPERATOR = Invocation(Actor(ActorKind.USER, "dana", role="approver"))
+
+
+class FlakyGate(EffectAdapter):
+    """Fails with a retryable error a set number of times, then opens."""
+
+    actions = frozenset({"open_gate"})
+
+    def __init__(self, failures: int, retryable: bool = True) -> None:
+        self.failures = failures
+        self.retryable = retryable
+        self.calls: list[str] = []
+
+    def execute(self, key: str, action: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(key)
+        if len(self.calls) <= self.failures:
+            raise EffectError("gate controller timed out", retryable=self.retryable)
+        return {"gate": "open"}
+
+    def lookup(self, key: str) -> Lookup:
+        return Lookup(Known.EXECUTED if key in self.calls else Known.NOT_EXECUTED)
+
+
+def grant(janus: Janus, action: str = "unlock_door") -> UUID:
+    confirmation_id = pending_confirmation(janus)
+    if action != "unlock_door":
+        confirmation_id = _request(janus, action)
+    janus.commands.grant_confirmation(
+        m.GrantConfirmation(confirmation_id=confirmation_id), OPERATOR
+    )
+    return confirmation_id
+
+
+def _request(janus: Janus, action: str) -> UUID:
+    goal = janus.commands.submit_goal(m.SubmitGoal(text=f"please {action}"), as_alice())
+    decision = janus.commands.record_decision(
+        m.RecordDecision(
+            goal_id=goal.aggregate_id,
+            model="scripted",
+            prompt="",
+            raw_output="",
+            action=m.Action(name=action),
+        ),
+        as_alice(),
+    )
+    return janus.commands.request_confirmation(
+        m.RequestConfirmation(
+            goal_id=goal.aggregate_id,
+            decision_id=decision.aggregate_id,
+            action=m.Action(name=action),
+            hazard="medium",
+        ),
+        as_alice(),
+    ).aggregate_id
+
+
+def door_ledger(janus: Janus) -> Ledger:
+    return Ledger(janus.settings.home / "world" / "door_lock.sqlite")
+
+
+def effect_of(janus: Janus, confirmation_id: UUID) -> Effect:
+    effect: Effect = janus.app.repository.get(effect_id_for(confirmation_id))
+    return effect
+
+
+def drain(executor: Executor) -> None:
+    while executor.run_once():
+        pass
+
+
+def test_a_grant_executes_once_even_when_the_log_is_read_again(janus: Janus) -> None:
+    confirmation_id = grant(janus)
+    drain(janus.executor())
+    drain(janus.executor())  # a restarted executor resumes from its own position
+    assert len(door_ledger(janus).executions(str(confirmation_id))) == 1
+    effect = effect_of(janus, confirmation_id)
+    assert effect.status is EffectStatus.SUCCEEDED
+    assert effect.result == {"door": "front", "state": "unlocked"}
+    assert janus.executor().position == janus.app.head()
+
+
+def _started_but_not_finished(janus: Janus, confirmation_id: UUID) -> None:
+    """What the store holds when the executor died between Started and the outcome."""
+    ctx = CommandContext("crash", "g", "crash", Actor(ActorKind.SYSTEM, "executor"), "test")
+    effect = Effect.start(confirmation_id, confirmation_id, "unlock_door", {"door": "front"}, ctx)
+    janus.app.save(effect)
+
+
+def test_recovery_runs_an_effect_the_adapter_says_never_happened(janus: Janus) -> None:
+    confirmation_id = grant(janus)
+    _started_but_not_finished(janus, confirmation_id)
+    drain(janus.executor())
+    assert len(door_ledger(janus).executions(str(confirmation_id))) == 1
+    effect = effect_of(janus, confirmation_id)
+    assert (effect.status, effect.attempt) == (EffectStatus.SUCCEEDED, 2)
+
+
+def test_recovery_does_not_repeat_an_effect_the_adapter_saw(janus: Janus) -> None:
+    confirmation_id = grant(janus)
+    _started_but_not_finished(janus, confirmation_id)
+    door_ledger(janus).append(str(confirmation_id), "unlock_door", {}, {"state": "unlocked"})
+    drain(janus.executor())
+    assert len(door_ledger(janus).executions(str(confirmation_id))) == 1
+    assert effect_of(janus, confirmation_id).status is EffectStatus.SUCCEEDED
+
+
+def test_an_adapter_that_cannot_tell_parks_the_effect_for_an_operator(janus: Janus) -> None:
+    notifier_ledger = Ledger(janus.settings.home / "world" / "notifier.sqlite")
+    confirmation_id = grant(janus, action="notify")
+    ctx = CommandContext("crash", "g", "crash", Actor(ActorKind.SYSTEM, "executor"), "test")
+    janus.app.save(Effect.start(confirmation_id, confirmation_id, "notify", {}, ctx))
+    executor = Executor(janus.app, EffectRegistry([SimulatedNotifier(notifier_ledger)]), "test")
+    drain(executor)
+    effect = effect_of(janus, confirmation_id)
+    assert effect.status is EffectStatus.OUTCOME_UNKNOWN
+    assert notifier_ledger.executions() == []
+
+    janus.commands.reconcile_effect(
+        m.ReconcileEffect(effect_id=effect.id, happened=False, note="no SMS in the gateway log"),
+        OPERATOR,
+    )
+    reconciled = effect_of(janus, confirmation_id)
+    assert (reconciled.status, reconciled.happened) == (EffectStatus.RECONCILED, False)
+
+
+def test_retryable_failures_are_retried_and_recorded(janus: Janus) -> None:
+    gate = FlakyGate(failures=2)
+    confirmation_id = grant(janus, action="open_gate")
+    drain(Executor(janus.app, EffectRegistry([gate]), "test"))
+    effect = effect_of(janus, confirmation_id)
+    assert (effect.status, effect.attempt) == (EffectStatus.SUCCEEDED, 3)
+    kinds = [type(e.event).__name__ for e in janus.reader.iterate() if e.originator_id == effect.id]
+    assert kinds.count("Failed") == 2 and kinds.count("AttemptStarted") == 2
+
+
+def test_permanent_failure_is_recorded_and_not_retried(janus: Janus) -> None:
+    gate = FlakyGate(failures=1, retryable=False)
+    confirmation_id = grant(janus, action="open_gate")
+    drain(Executor(janus.app, EffectRegistry([gate]), "test"))
+    effect = effect_of(janus, confirmation_id)
+    assert (effect.status, effect.retryable, len(gate.calls)) == (EffectStatus.FAILED, False, 1)
+
+
+def test_an_action_nobody_handles_fails_without_touching_anything(janus: Janus) -> None:
+    confirmation_id = grant(janus, action="launch_rocket")
+    drain(janus.executor())
+    effect = effect_of(janus, confirmation_id)
+    assert effect.status is EffectStatus.FAILED
+    assert "no adapter" in (effect.error or "")
+
+
+def test_denied_and_pending_confirmations_execute_nothing(janus: Janus) -> None:
+    denied = pending_confirmation(janus)
+    janus.commands.deny_confirmation(
+        m.DenyConfirmation(confirmation_id=denied, reason="not today"), OPERATOR
+    )
+    pending_confirmation(janus)
+    drain(janus.executor())
+    assert door_ledger(janus).executions() == []
+    lock = SimulatedDoorLock(door_ledger(janus))
+    assert lock.lookup(str(denied)).known is Known.NOT_EXECUTED

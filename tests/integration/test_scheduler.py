@@ -1,0 +1,107 @@
+"""The scheduler on both stores: recorded fires, misfire policies, and no fire run twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+
+from adapters.clock import ManualClock, SystemClock
+from adapters.effects import Ledger
+from bootstrap.container import Janus
+from commands import models as m
+from commands.scheduler import Scheduler
+from domain.job import JobFire
+from domain.meta import Actor, ActorKind, CommandContext
+from tests.integration.test_commands import as_alice
+from tests.servers import wait_until
+
+
+def schedule(janus: Janus, policy: str, seconds: float = 10, catch_up: int = 2) -> UUID:
+    return janus.commands.schedule_job(
+        m.ScheduleJob(
+            name="heartbeat",
+            trigger={"kind": "interval", "seconds": seconds},
+            action={"name": "notify", "parameters": {"to": "ops"}},
+            misfire_policy=policy,
+            max_catch_up=catch_up,
+        ),
+        as_alice(),
+    ).aggregate_id
+
+
+def notifier(janus: Janus) -> Ledger:
+    return Ledger(janus.settings.home / "world" / "notifier.sqlite")
+
+
+def statuses(janus: Janus, job_id: UUID) -> list[str]:
+    janus.relational.catch_up()
+    return [row["status"] for row in janus.views.fires(job_id)]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("skip", ["missed"] * 5),
+        ("run_once", ["missed"] * 4 + ["succeeded"]),
+        ("catch_up", ["missed"] * 3 + ["succeeded"] * 2),
+    ],
+)
+def test_fires_due_while_down_follow_the_misfire_policy(
+    janus: Janus, policy: str, expected: list[str]
+) -> None:
+    job_id = schedule(janus, policy)
+    janus.relational.catch_up()
+    clock = ManualClock(janus.views.active_jobs()[0].scheduled_at)
+    clock.advance(timedelta(seconds=55))  # fires at +10 .. +50 came due while nobody watched
+    scheduler = Scheduler(janus.app, janus.views, janus.effects, "test", clock)
+    scheduler.sync()
+    assert statuses(janus, job_id) == expected
+    assert len(notifier(janus).executions()) == expected.count("succeeded")
+
+    # A restart computes the same fires again and records nothing new.
+    head = janus.app.head()
+    Scheduler(janus.app, janus.views, janus.effects, "test", clock).sync()
+    assert janus.app.head() == head
+
+
+def test_two_schedulers_running_at_once_run_each_fire_once(janus: Janus) -> None:
+    job_id = schedule(janus, "skip", seconds=0.5)
+    janus.relational.catch_up()
+    schedulers = [
+        Scheduler(janus.app, janus.views, janus.effects, f"node{i}", SystemClock())
+        for i in range(2)
+    ]
+    for scheduler in schedulers:
+        scheduler.start()
+    try:
+        wait_until(lambda: statuses(janus, job_id).count("succeeded") >= 4, timeout=20)
+    finally:
+        for scheduler in schedulers:
+            scheduler.stop()
+    per_key = Counter(e.key for e in notifier(janus).executions())
+    assert per_key and set(per_key.values()) == {1}
+    fires = janus.views.fires(job_id)
+    assert len({row["scheduled_for"] for row in fires}) == len(fires)
+
+
+def _open_fire(janus: Janus, job_id: UUID) -> JobFire:
+    """What the store holds when the scheduler died after recording a fire, before its outcome."""
+    janus.relational.catch_up()
+    ctx = CommandContext("crash", str(job_id), "crash", Actor(ActorKind.SCHEDULER, "x"), "test")
+    scheduled_at = janus.views.active_jobs()[0].scheduled_at
+    fire = JobFire.fire(job_id, scheduled_at + timedelta(seconds=10), False, ctx)
+    janus.app.save(fire)
+    janus.relational.catch_up()
+    return fire
+
+
+def test_an_open_fire_whose_action_cannot_say_is_reported_unknown(janus: Janus) -> None:
+    job_id = schedule(janus, "skip", seconds=3600)
+    fire = _open_fire(janus, job_id)
+    Scheduler(janus.app, janus.views, janus.effects, "test", SystemClock()).recover()
+    recovered: JobFire = janus.app.repository.get(fire.id)
+    assert recovered.status.value == "outcome_unknown"
+    assert notifier(janus).executions() == []
