@@ -64,6 +64,16 @@ class ProjectionStalled(RuntimeError):
     pass
 
 
+class _Poison(Exception):
+    def __init__(self, position: int, error: Exception) -> None:
+        super().__init__(position, error)
+        self.position = position
+        self.error = error
+
+    def describe(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"
+
+
 @dataclass(frozen=True)
 class ProjectionStatus:
     name: str
@@ -140,40 +150,46 @@ class ProjectionRunner:
             return 0
         try:
             with self.engine.begin() as conn:
+                if not self._claim(conn, status.position, batch[-1].id):
+                    return 0
                 for notification in batch:
                     self._apply(notification, conn)
-                self._advance(conn, status.position, batch[-1].id)
-        except ProjectionStalled:
-            raise
-        except Exception:  # noqa: BLE001 - isolate the poison event, then report it
+        except _Poison:
             return self._apply_one_by_one(status.position, batch)
         return len(batch)
 
     def _apply(self, notification: Notification, conn: Connection) -> None:
-        self.projection.process_event(self.reader.decode(notification), conn)
+        """Decode and project one event; any failure here is the event's, not the database's."""
+        try:
+            self.projection.process_event(self.reader.decode(notification), conn)
+        except Exception as error:  # noqa: BLE001 - wrapped so the caller can isolate it
+            raise _Poison(notification.id, error) from error
 
-    def _advance(self, conn: Connection, expected: int, position: int) -> None:
-        done = conn.execute(
+    def _claim(self, conn: Connection, expected: int, position: int) -> bool:
+        """Move the position first, inside the view transaction.
+
+        The conditional update takes the row (Postgres) or database (SQLite) write lock before any
+        view row is touched, so a second runner of the same projection waits, then finds the
+        position moved and backs off instead of applying the same events twice.
+        """
+        claimed = conn.execute(
             update(projection_positions)
             .where(projection_positions.c.name == self.name)
             .where(projection_positions.c.position == expected)
             .values(position=position, updated_at=_now())
         )
-        if done.rowcount != 1:
-            # Another runner moved this projection on: roll back rather than apply twice.
-            raise ProjectionStalled(f"{self.name}: position moved under us from {expected}")
+        return claimed.rowcount == 1
 
     def _apply_one_by_one(self, start: int, batch: list[Notification]) -> int:
         position = start
         for count, notification in enumerate(batch):
             try:
                 with self.engine.begin() as conn:
+                    if not self._claim(conn, position, notification.id):
+                        return count
                     self._apply(notification, conn)
-                    self._advance(conn, position, notification.id)
-            except ProjectionStalled:
-                raise
-            except Exception as error:  # noqa: BLE001 - recorded and surfaced as a stall
-                self._stall(notification.id, f"{type(error).__name__}: {error}")
+            except _Poison as poison:
+                self._stall(notification.id, poison.describe())
                 return count
             position = notification.id
         return len(batch)

@@ -1,0 +1,533 @@
+"""``janus``: the operator's command line. Thin: parse, call one command service or view, print.
+
+Each invocation builds its own Janus from settings (``JANUS_*``), so it works beside a running
+``janus run`` process as well as alone on the embedded store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+from eventsourcing.persistence import InterfaceError, OperationalError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import OperationalError as SqlOperationalError
+
+from bootstrap import main as bootstrap_main
+from bootstrap.container import Janus
+from bootstrap.settings import Settings
+from commands import models as m
+from commands.errors import CommandError, NotFound
+from commands.invocation import CommandResult, Invocation
+from domain.errors import DomainError
+from domain.meta import Actor, ActorKind
+from projections.runner import ProjectionStalled
+from replay import render
+from replay.demo import DEFAULT_HOME, run_demo
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
+goals_app = typer.Typer(no_args_is_help=True, help="Submit goals and record decisions on them.")
+confirmations_app = typer.Typer(
+    no_args_is_help=True, help="Answer hazardous actions waiting for a human."
+)
+jobs_app = typer.Typer(no_args_is_help=True, help="Recurring and one-off scheduled actions.")
+effects_app = typer.Typer(no_args_is_help=True, help="What granted actions did to the world.")
+app.add_typer(goals_app, name="goals")
+app.add_typer(confirmations_app, name="confirmations")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(effects_app, name="effects")
+
+
+class BadInput(Exception):
+    """A command-line value no command could accept."""
+
+
+class _State:
+    debug = False
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ActorName = Annotated[
+    str | None, typer.Option("--as", help="Who is acting (default: $USER, else 'operator').")
+]
+IdempotencyKey = Annotated[
+    str | None,
+    typer.Option(help="Repeat the command safely: the same key replays the first answer."),
+]
+Params = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="An action parameter as key=value (string); repeatable."),
+]
+
+
+def _out() -> Console:
+    # Built per call so that colour and width follow whatever stdout is right now.
+    return Console(highlight=False)
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True, highlight=False).print(
+        f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True
+    )
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
+        )
+        return f"invalid {error.title}: {fields}"
+    if isinstance(error, CommandError | DomainError):
+        return f"{error.code}: {error}"
+    if isinstance(error, OperationalError | InterfaceError | SqlOperationalError):
+        return f"store unavailable: {str(error).splitlines()[0]}"
+    if isinstance(error, ProjectionStalled):
+        return f"view stalled: {error}"
+    if isinstance(error, TimeoutError):
+        return f"timed out: {error}"
+    return str(error)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Errors a user can act on become one red line and exit code 1; bugs keep their traceback."""
+    try:
+        yield
+    except (
+        BadInput,
+        ValidationError,
+        CommandError,
+        DomainError,
+        OperationalError,
+        InterfaceError,
+        SqlOperationalError,
+        ProjectionStalled,
+        TimeoutError,
+    ) as error:
+        if _State.debug:
+            Console(stderr=True).print_exception()
+        _fail(_message(error))
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _janus() -> Iterator[Janus]:
+    janus = Janus.build(Settings())
+    try:
+        yield janus
+    finally:
+        janus.close()
+
+
+def _fresh(janus: Janus) -> None:
+    """Reads come from the views: bring the embedded view up to the log's head first."""
+    janus.relational.catch_up()
+
+
+def _invocation(actor_name: str | None = None, key: str | None = None) -> Invocation:
+    name = actor_name or os.environ.get("USER") or "operator"
+    return Invocation(Actor(ActorKind.USER, name), idempotency_key=key)
+
+
+def _params(pairs: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--param {pair!r} is not key=value")
+        params[key.strip()] = value
+    return params
+
+
+def _uuid(value: str, what: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise BadInput(f"{what} {value!r} is not a UUID") from None
+
+
+def _outcome(kind: str, result: CommandResult) -> None:
+    replayed = " (replayed)" if result.replayed else ""
+    _out().print(f"{kind} {result.aggregate_id}: {result.outcome}{replayed}")
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2))
+
+
+# -- root ----------------------------------------------------------------------------------------
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback when a command fails.")
+    ] = False,
+) -> None:
+    """Janus: durable goals, decisions, confirmations, effects and jobs, from the terminal.
+
+    Settings come from JANUS_* variables; with none set, Janus runs embedded under ./.janus.
+    """
+    _State.debug = debug
+
+
+@app.command()
+def run() -> None:
+    """Run the all-in-one Janus process (views, executor, expiry, scheduler) until stopped."""
+    with _errors():
+        bootstrap_main.main()
+
+
+@app.command()
+def demo(
+    home: Annotated[
+        Path, typer.Option(help="Where the demo keeps its data; wiped at the start.")
+    ] = DEFAULT_HOME,
+    fast: Annotated[bool, typer.Option("--fast", help="Shorter waits (used by the tests).")] = False,
+) -> None:
+    """Tell the main story: a hazardous action survives a crash and runs exactly once."""
+    raise typer.Exit(run_demo(home, fast=fast, debug=_State.debug))
+
+
+# -- goals ---------------------------------------------------------------------------------------
+
+
+@goals_app.command("submit")
+def goals_submit(
+    text: Annotated[str, typer.Argument(help="What the agent should achieve.")],
+    priority: Annotated[int, typer.Option(help="0 (lowest) to 9 (highest).")] = 5,
+    idempotency_key: IdempotencyKey = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Submit a goal; prints its id and the log position it was written at."""
+    with _errors():
+        cmd = m.SubmitGoal.model_validate({"text": text, "priority": priority})
+        with _janus() as janus:
+            result = janus.commands.submit_goal(cmd, _invocation(key=idempotency_key))
+    if as_json:
+        _print_json(
+            {"goal_id": str(result.aggregate_id), "position": result.position, "outcome": result.outcome}
+        )
+        return
+    _out().print(f"goal {result.aggregate_id} {result.outcome} at position {result.position}")
+
+
+@goals_app.command("decide")
+def goals_decide(
+    goal_id: Annotated[str, typer.Argument(help="The goal the decision is for.")],
+    action: Annotated[str, typer.Option(help="The action the agent chose, e.g. unlock_door.")],
+    param: Params = None,
+    hazard: Annotated[
+        str | None,
+        typer.Option(help="low, medium or high: also ask a human to confirm the action."),
+    ] = None,
+    ttl: Annotated[
+        int | None, typer.Option(help="Seconds the confirmation stays open (needs --hazard).")
+    ] = None,
+    actor_name: ActorName = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a scripted agent decision and, with --hazard, request a confirmation for it."""
+    with _errors():
+        if ttl is not None and hazard is None:
+            raise BadInput("--ttl only applies with --hazard")
+        chosen = {"name": action, "parameters": _params(param)}
+        decision = m.RecordDecision.model_validate(
+            {
+                "goal_id": goal_id,
+                "model": "scripted",
+                "prompt": f"operator script: choose the action for goal {goal_id}",
+                "raw_output": json.dumps(chosen, sort_keys=True),
+                "action": chosen,
+            }
+        )
+        inv = _invocation(actor_name)
+        with _janus() as janus:
+            recorded = janus.commands.record_decision(decision, inv)
+            requested = None
+            if hazard is not None:
+                request = m.RequestConfirmation.model_validate(
+                    {
+                        "goal_id": goal_id,
+                        "decision_id": str(recorded.aggregate_id),
+                        "action": chosen,
+                        "hazard": hazard,
+                        "ttl_seconds": ttl,
+                    }
+                )
+                requested = janus.commands.request_confirmation(request, inv)
+    _print_decision(recorded, requested, as_json)
+
+
+def _print_decision(recorded: CommandResult, requested: CommandResult | None, as_json: bool) -> None:
+    confirmation_id = str(requested.aggregate_id) if requested else None
+    position = (requested or recorded).position
+    if as_json:
+        _print_json(
+            {
+                "decision_id": str(recorded.aggregate_id),
+                "confirmation_id": confirmation_id,
+                "position": position,
+            }
+        )
+        return
+    out = _out()
+    out.print(f"decision {recorded.aggregate_id} {recorded.outcome}")
+    if requested is not None:
+        out.print(f"confirmation {requested.aggregate_id} {requested.outcome}")
+    out.print(f"at position {position}")
+
+
+@goals_app.command("list")
+def goals_list(
+    status: Annotated[
+        str | None, typer.Option(help="Only goals in this status (e.g. submitted).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List goals, newest first."""
+    with _errors(), _janus() as janus:
+        _fresh(janus)
+        rows = janus.views.goals(status)
+    if as_json:
+        typer.echo(render.to_json(rows))
+        return
+    _out().print(render.goals_table(rows))
+
+
+# -- confirmations -------------------------------------------------------------------------------
+
+
+@confirmations_app.command("list")
+def confirmations_list(
+    status: Annotated[
+        str, typer.Option(help="pending, granted, denied, expired, cancelled or all.")
+    ] = "pending",
+    as_json: JsonFlag = False,
+) -> None:
+    """List confirmations with their deadlines and the time left to answer."""
+    with _errors(), _janus() as janus:
+        _fresh(janus)
+        rows = janus.views.confirmations(None if status == "all" else status)
+    if as_json:
+        typer.echo(render.to_json(rows))
+        return
+    _out().print(render.confirmations_table(rows, datetime.now(UTC)))
+
+
+@confirmations_app.command("grant")
+def confirmations_grant(
+    confirmation_id: Annotated[str, typer.Argument(help="The confirmation to grant.")],
+    actor_name: ActorName = None,
+    idempotency_key: IdempotencyKey = None,
+) -> None:
+    """Grant a pending confirmation: the executor then performs its action, once."""
+    with _errors():
+        cmd = m.GrantConfirmation.model_validate({"confirmation_id": confirmation_id})
+        with _janus() as janus:
+            result = janus.commands.grant_confirmation(
+                cmd, _invocation(actor_name, idempotency_key)
+            )
+    _outcome("confirmation", result)
+
+
+@confirmations_app.command("deny")
+def confirmations_deny(
+    confirmation_id: Annotated[str, typer.Argument(help="The confirmation to deny.")],
+    reason: Annotated[str, typer.Option(help="Why the action must not happen.")],
+    actor_name: ActorName = None,
+) -> None:
+    """Deny a pending confirmation: its action will never run."""
+    with _errors():
+        cmd = m.DenyConfirmation.model_validate(
+            {"confirmation_id": confirmation_id, "reason": reason}
+        )
+        with _janus() as janus:
+            result = janus.commands.deny_confirmation(cmd, _invocation(actor_name))
+    _outcome("confirmation", result)
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+@jobs_app.command("list")
+def jobs_list(as_json: JsonFlag = False) -> None:
+    """List jobs with their trigger, misfire policy and fire counts."""
+    with _errors(), _janus() as janus:
+        _fresh(janus)
+        rows = janus.views.jobs()
+    if as_json:
+        typer.echo(render.to_json(rows))
+        return
+    _out().print(render.jobs_table(rows))
+
+
+def _trigger(every: float | None, cron: str | None, at: str | None) -> dict[str, Any]:
+    given = [
+        spec
+        for spec in (
+            {"kind": "interval", "seconds": every} if every is not None else None,
+            {"kind": "cron", "expression": cron} if cron is not None else None,
+            {"kind": "date", "run_at": at} if at is not None else None,
+        )
+        if spec is not None
+    ]
+    if len(given) != 1:
+        raise BadInput("give exactly one of --every, --cron or --at")
+    return given[0]
+
+
+@jobs_app.command("schedule")
+def jobs_schedule(
+    name: Annotated[str, typer.Argument(help="A name for people, e.g. heartbeat.")],
+    every: Annotated[float | None, typer.Option(help="Fire every this many seconds.")] = None,
+    cron: Annotated[str | None, typer.Option(help="Fire on a crontab, e.g. '*/5 * * * *'.")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Fire once at this ISO time, with a timezone.")
+    ] = None,
+    action: Annotated[str, typer.Option(help="The action each fire performs.")] = "notify",
+    param: Params = None,
+    misfire: Annotated[
+        str | None,
+        typer.Option(help="Fires due while Janus was down: skip, run_once or catch_up."),
+    ] = None,
+    max_catch_up: Annotated[
+        int | None, typer.Option(help="With catch_up: run at most this many missed fires.")
+    ] = None,
+    idempotency_key: IdempotencyKey = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Schedule a job; exactly one of --every, --cron and --at says when it fires."""
+    with _errors():
+        payload: dict[str, Any] = {
+            "name": name,
+            "trigger": _trigger(every, cron, at),
+            "action": {"name": action, "parameters": _params(param)},
+        }
+        if misfire is not None:
+            payload["misfire_policy"] = misfire
+        if max_catch_up is not None:
+            payload["max_catch_up"] = max_catch_up
+        cmd = m.ScheduleJob.model_validate(payload)
+        with _janus() as janus:
+            result = janus.commands.schedule_job(cmd, _invocation(key=idempotency_key))
+    if as_json:
+        _print_json(
+            {"job_id": str(result.aggregate_id), "position": result.position, "outcome": result.outcome}
+        )
+        return
+    _out().print(f"job {result.aggregate_id} {result.outcome} at position {result.position}")
+
+
+@jobs_app.command("fires")
+def jobs_fires(
+    job_id: Annotated[str, typer.Argument(help="The job whose fires to show.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """List a job's fires, oldest first: succeeded, failed, missed or of unknown outcome."""
+    with _errors():
+        ident = _uuid(job_id, "job id")
+        with _janus() as janus:
+            _fresh(janus)
+            if not any(row["id"] == str(ident) for row in janus.views.jobs(include_removed=True)):
+                raise NotFound("job", ident)
+            rows = janus.views.fires(ident)
+    if as_json:
+        typer.echo(render.to_json(rows))
+        return
+    _out().print(render.fires_table(rows))
+
+
+JobId = Annotated[str, typer.Argument(help="The job to change.")]
+
+
+@jobs_app.command("pause")
+def jobs_pause(job_id: JobId) -> None:
+    """Pause a job: it stops firing until resumed."""
+    with _errors():
+        cmd = m.PauseJob.model_validate({"job_id": job_id})
+        with _janus() as janus:
+            result = janus.commands.pause_job(cmd, _invocation())
+    _outcome("job", result)
+
+
+@jobs_app.command("resume")
+def jobs_resume(job_id: JobId) -> None:
+    """Resume a paused job."""
+    with _errors():
+        cmd = m.ResumeJob.model_validate({"job_id": job_id})
+        with _janus() as janus:
+            result = janus.commands.resume_job(cmd, _invocation())
+    _outcome("job", result)
+
+
+@jobs_app.command("remove")
+def jobs_remove(job_id: JobId) -> None:
+    """Remove a job for good; its fires stay in the log."""
+    with _errors():
+        cmd = m.RemoveJob.model_validate({"job_id": job_id})
+        with _janus() as janus:
+            result = janus.commands.remove_job(cmd, _invocation())
+    _outcome("job", result)
+
+
+# -- effects -------------------------------------------------------------------------------------
+
+
+@effects_app.command("list")
+def effects_list(
+    status: Annotated[
+        str | None,
+        typer.Option(help="started, succeeded, failed, outcome_unknown or reconciled."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List effects: each granted action and what became of it."""
+    with _errors(), _janus() as janus:
+        _fresh(janus)
+        rows = janus.views.effects(status)
+    if as_json:
+        typer.echo(render.to_json(rows))
+        return
+    _out().print(render.effects_table(rows))
+
+
+@effects_app.command("reconcile")
+def effects_reconcile(
+    effect_id: Annotated[str, typer.Argument(help="An effect whose outcome is unknown.")],
+    happened: Annotated[
+        bool,
+        typer.Option(
+            "--happened/--did-not-happen", help="What you found out in the world (required)."
+        ),
+    ],
+    note: Annotated[str, typer.Option(help="How you know, for the audit trail.")] = "",
+    actor_name: ActorName = None,
+) -> None:
+    """Record an operator's word on an effect nobody else could vouch for."""
+    with _errors():
+        cmd = m.ReconcileEffect.model_validate(
+            {"effect_id": effect_id, "happened": happened, "note": note}
+        )
+        with _janus() as janus:
+            result = janus.commands.reconcile_effect(cmd, _invocation(actor_name))
+    _outcome("effect", result)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
