@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,11 +39,14 @@ from domain.meta import Actor, ActorKind
 
 ENV_DATABASE_URL = "JANUS_DATABASE_URL"
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_COMMANDS = 3000
+# About a minute for the whole run on a 2-core machine, long enough to average out noise.
+DEFAULT_COMMANDS = 20_000
 CONCURRENT_CLIENTS = 16
 RAW_CONNECTIONS = 4
 ONE_CLIENT_TARGET = 0.5
 CONCURRENT_TARGET = 1.0
+JANUS_WORKLOAD = "janus submit_goal"
+RAW_WORKLOAD = "raw insert"
 ACTOR = Actor(ActorKind.USER, "bench")
 # About what an operator types: a sentence, so the stored event has a realistic size.
 GOAL_TEXT = "Reconcile yesterday's door-lock events against the access log and report any gaps."
@@ -178,10 +181,10 @@ def submit_goal_worker(janus: Janus) -> Worker:
 
 def bench_janus(backend: str, janus: Janus, operations: int, console: Console) -> list[Result]:
     results = []
+    worker = submit_goal_worker(janus)
     for clients in (1, CONCURRENT_CLIENTS):
         console.log(f"{backend}: Janus submit_goal, {clients} client(s)")
-        worker = submit_goal_worker(janus)
-        results.append(run(backend, "janus submit_goal", worker, operations, clients))
+        results.append(run(backend, JANUS_WORKLOAD, worker, operations, clients))
     return results
 
 
@@ -213,10 +216,10 @@ def bench_raw(url: str, row: StoredEvent, operations: int, console: Console) -> 
         conn.execute(RAW_TABLE)
         conn.execute(RAW_INDEX)
     results = []
+    worker = raw_insert_worker(url, row)
     for connections in (1, RAW_CONNECTIONS):
         console.log(f"postgres: raw single-row INSERT, {connections} connection(s)")
-        worker = raw_insert_worker(url, row)
-        results.append(run("postgres", "raw insert", worker, operations, connections))
+        results.append(run("postgres", RAW_WORKLOAD, worker, operations, connections))
     return results
 
 
@@ -247,49 +250,73 @@ def throwaway_database(server_url: str) -> Iterator[str]:
 # -- the run ---------------------------------------------------------------------------------------
 
 
-def bench_postgres(operations: int, console: Console) -> tuple[list[Result], int]:
+@dataclass
+class Report:
+    commands: int
+    results: list[Result] = field(default_factory=list)
+    payload_bytes: int | None = None
+    postgres: dict[str, str] = field(default_factory=dict)
+
+    def ratios(self) -> list[Ratio]:
+        """Janus on Postgres against the raw baseline it is judged by (when both ran)."""
+        postgres = {(r.workload, r.clients): r for r in self.results if r.backend == "postgres"}
+        pairs = [
+            (1, 1, ONE_CLIENT_TARGET),
+            (CONCURRENT_CLIENTS, RAW_CONNECTIONS, CONCURRENT_TARGET),
+        ]
+        found = []
+        for clients, connections, target in pairs:
+            janus = postgres.get((JANUS_WORKLOAD, clients))
+            raw = postgres.get((RAW_WORKLOAD, connections))
+            if janus and raw:
+                name = f"Janus {clients} client(s) / raw {connections} connection(s)"
+                found.append(Ratio(name, janus, raw, target))
+        return found
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "bench": "append",
+            "cpus": os.cpu_count(),
+            "commands": self.commands,
+            "payload_bytes": self.payload_bytes,
+            "postgres": self.postgres,
+            "results": [r.as_json() for r in self.results],
+            "ratios": [r.as_json() for r in self.ratios()],
+        }
+
+
+def server_settings(url: str) -> dict[str, str]:
+    """What decides the cost of a commit, so figures from different servers can be told apart."""
+    names = ["server_version", "synchronous_commit", "fsync", "wal_sync_method"]
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", [names])
+        return {name: setting for name, setting in rows}
+
+
+def bench_postgres(report: Report, console: Console) -> None:
     server = os.environ.get(ENV_DATABASE_URL) or LOCAL_SERVER_URL
     with throwaway_database(server) as url:
+        report.postgres = server_settings(url)
         with janus_on(url) as janus:
-            results = bench_janus("postgres", janus, operations, console)
+            report.results += bench_janus("postgres", janus, report.commands, console)
             row = stored_goal_event(janus)
-        results += bench_raw(url, row, operations, console)
-    return results, len(row.state)
+        report.payload_bytes = len(row.state)
+        report.results += bench_raw(url, row, report.commands, console)
 
 
-def bench_sqlite(operations: int, console: Console) -> list[Result]:
+def bench_sqlite(report: Report, console: Console) -> None:
     with janus_on(None) as janus:
-        return bench_janus("sqlite", janus, operations, console)
+        report.results += bench_janus("sqlite", janus, report.commands, console)
 
 
-def ratios(results: list[Result]) -> list[Ratio]:
-    def find(workload: str, clients: int) -> Result | None:
-        found = (r for r in results if r.workload == workload and r.clients == clients)
-        return next((r for r in found if r.backend == "postgres"), None)
-
-    pairs = [
-        ("1-client Janus / raw 1-connection", 1, 1, ONE_CLIENT_TARGET),
-        (
-            "16-client Janus / raw 4-connection",
-            CONCURRENT_CLIENTS,
-            RAW_CONNECTIONS,
-            CONCURRENT_TARGET,
-        ),
-    ]
-    out = []
-    for name, clients, connections, target in pairs:
-        janus, raw = find("janus submit_goal", clients), find("raw insert", connections)
-        if janus and raw:
-            out.append(Ratio(name, janus, raw, target))
-    return out
-
-
-def results_table(results: list[Result], payload_bytes: int | None) -> Table:
-    caption = f"payload: {payload_bytes} bytes of state per row" if payload_bytes else None
+def results_table(report: Report) -> Table:
+    caption = None
+    if report.payload_bytes:
+        caption = f"{report.payload_bytes} bytes of state per row; {os.cpu_count()} CPUs"
     table = Table(title="Append throughput", caption=caption)
     for column in ("backend", "workload", "clients", "ops", "ops/s", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column in ("backend", "workload") else "right")
-    for r in results:
+    for r in report.results:
         table.add_row(
             r.backend,
             r.workload,
@@ -312,7 +339,7 @@ def ratios_table(found: list[Ratio]) -> Table:
             f"{ratio.janus.per_second:,.0f}",
             f"{ratio.raw.per_second:,.0f}",
             f"{ratio.value:.2f}",
-            f"≥ {ratio.target:.1f}",
+            f">= {ratio.target:.1f}",
             "[green]yes[/]" if ratio.met else "[red]no[/]",
         )
     return table
@@ -331,29 +358,19 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    console = Console(stderr=True, quiet=args.json)
-    results: list[Result] = []
-    payload_bytes = None
+    report = Report(args.commands)
+    progress = Console(stderr=True, quiet=args.json)
     if args.backend in ("postgres", "both"):
-        postgres_results, payload_bytes = bench_postgres(args.commands, console)
-        results += postgres_results
+        bench_postgres(report, progress)
     if args.backend in ("sqlite", "both"):
-        results += bench_sqlite(args.commands, console)
-    found = ratios(results)
-    out = Console()
+        bench_sqlite(report, progress)
     if not args.json:
-        out.print(results_table(results, payload_bytes))
-        if found:
+        # Wide enough that the tables never wrap when stdout is a file or a pipe.
+        out = Console(width=max(Console().width, 100))
+        out.print(results_table(report))
+        if found := report.ratios():
             out.print(ratios_table(found))
-    report = {
-        "bench": "append",
-        "cpus": os.cpu_count(),
-        "commands": args.commands,
-        "payload_bytes": payload_bytes,
-        "results": [r.as_json() for r in results],
-        "ratios": [r.as_json() for r in found],
-    }
-    print(json.dumps(report))
+    print(json.dumps(report.as_json()))
 
 
 if __name__ == "__main__":

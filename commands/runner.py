@@ -62,7 +62,7 @@ class CommandRunner:
         except AggregateNotFoundError:
             raise NotFound(kind.__name__.lower(), aggregate_id) from None
         except (OperationalError, InterfaceError) as error:
-            raise StoreUnavailable(f"event store unreachable: {error}") from None
+            raise StoreUnavailable(f"event store unavailable: {error}") from None
         if not isinstance(aggregate, kind):
             raise NotFound(kind.__name__.lower(), aggregate_id)
         return aggregate
@@ -82,7 +82,7 @@ class CommandRunner:
             except (IntegrityError, RecordConflictError):
                 continue  # another writer got there first: reload and decide again
             except (OperationalError, InterfaceError) as error:
-                raise StoreUnavailable(f"event store unreachable: {error}") from None
+                raise StoreUnavailable(f"event store unavailable: {error}") from None
         raise ConcurrencyConflict(
             f"{type(command).__name__} kept conflicting with concurrent writers "
             f"after {MAX_ATTEMPTS} attempts; nothing was recorded"
@@ -140,7 +140,7 @@ class CommandRunner:
         except AggregateNotFoundError:
             return None
         except (OperationalError, InterfaceError) as error:
-            raise StoreUnavailable(f"event store unreachable: {error}") from None
+            raise StoreUnavailable(f"event store unavailable: {error}") from None
         assert isinstance(record, CommandRecord)
         if record.payload_digest != digest:
             raise IdempotencyConflict(

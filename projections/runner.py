@@ -162,7 +162,7 @@ class ProjectionRunner:
         """Decode and project one event; any failure here is the event's, not the database's."""
         try:
             self.projection.process_event(self.reader.decode(notification), conn)
-        except Exception as error:  # noqa: BLE001 - wrapped so the caller can isolate it
+        except Exception as error:  # the projection's bug or a bad event: isolate, report
             raise _Poison(notification.id, error) from error
 
     def _claim(self, conn: Connection, expected: int, position: int) -> bool:

@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import typer
 from eventsourcing.persistence import InterfaceError, OperationalError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy import Table, select
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from bootstrap import main as bootstrap_main
@@ -30,6 +31,7 @@ from commands.errors import CommandError, NotFound
 from commands.invocation import CommandResult, Invocation
 from domain.errors import DomainError
 from domain.meta import Actor, ActorKind
+from projections import relational
 from projections.runner import ProjectionStalled
 from replay import render
 from replay.demo import DEFAULT_HOME, run_demo
@@ -45,6 +47,10 @@ app.add_typer(goals_app, name="goals")
 app.add_typer(confirmations_app, name="confirmations")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(effects_app, name="effects")
+
+
+MIN_PREFIX = 4
+HEX_DIGITS = frozenset("0123456789abcdef-")
 
 
 class BadInput(Exception):
@@ -82,23 +88,6 @@ def _fail(message: str) -> None:
     )
 
 
-def _message(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        fields = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
-        )
-        return f"invalid {error.title}: {fields}"
-    if isinstance(error, CommandError | DomainError):
-        return f"{error.code}: {error}"
-    if isinstance(error, OperationalError | InterfaceError | SqlOperationalError):
-        return f"store unavailable: {str(error).splitlines()[0]}"
-    if isinstance(error, ProjectionStalled):
-        return f"view stalled: {error}"
-    if isinstance(error, TimeoutError):
-        return f"timed out: {error}"
-    return str(error)
-
-
 @contextmanager
 def _errors() -> Iterator[None]:
     """Errors a user can act on become one red line and exit code 1; bugs keep their traceback."""
@@ -117,7 +106,7 @@ def _errors() -> Iterator[None]:
     ) as error:
         if _State.debug:
             Console(stderr=True).print_exception()
-        _fail(_message(error))
+        _fail(render.error_text(error))
         raise typer.Exit(1) from None
 
 
@@ -150,11 +139,23 @@ def _params(pairs: list[str] | None) -> dict[str, str]:
     return params
 
 
-def _uuid(value: str, what: str) -> UUID:
-    try:
+def _resolve(janus: Janus, table: Table, value: str) -> UUID:
+    """A full id, or a unique prefix of one as the tables show them (as git does with hashes)."""
+    kind = str(table.name).removesuffix("s")
+    with suppress(ValueError):
         return UUID(value)
-    except ValueError:
-        raise BadInput(f"{what} {value!r} is not a UUID") from None
+    prefix = value.lower()
+    if len(prefix) < MIN_PREFIX or not set(prefix) <= HEX_DIGITS:
+        raise BadInput(f"{kind} id {value!r} is neither a UUID nor a prefix of one")
+    _fresh(janus)
+    with janus.views_engine.connect() as conn:
+        query = select(table.c.id).where(table.c.id.startswith(prefix, autoescape=True)).limit(2)
+        matches = list(conn.execute(query).scalars())
+    if not matches:
+        raise NotFound(kind, f"{value}…")
+    if len(matches) > 1:
+        raise BadInput(f"{kind} id prefix {value!r} is ambiguous: give more characters")
+    return UUID(matches[0])
 
 
 def _outcome(kind: str, result: CommandResult) -> None:
@@ -164,6 +165,15 @@ def _outcome(kind: str, result: CommandResult) -> None:
 
 def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
+
+
+def _written(kind: str, result: CommandResult, as_json: bool) -> None:
+    """What scripts need from a create: the new id, and the position to wait on."""
+    if as_json:
+        ident = str(result.aggregate_id)
+        _print_json({f"{kind}_id": ident, "position": result.position, "outcome": result.outcome})
+        return
+    _out().print(f"{kind} {result.aggregate_id} {result.outcome} at position {result.position}")
 
 
 # -- root ----------------------------------------------------------------------------------------
@@ -178,6 +188,7 @@ def _root(
     """Janus: durable goals, decisions, confirmations, effects and jobs, from the terminal.
 
     Settings come from JANUS_* variables; with none set, Janus runs embedded under ./.janus.
+    Tables show ids shortened; commands take a full id or any unique prefix of one.
     """
     _State.debug = debug
 
@@ -194,7 +205,9 @@ def demo(
     home: Annotated[
         Path, typer.Option(help="Where the demo keeps its data; wiped at the start.")
     ] = DEFAULT_HOME,
-    fast: Annotated[bool, typer.Option("--fast", help="Shorter waits (used by the tests).")] = False,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Shorter waits (used by the tests).")
+    ] = False,
 ) -> None:
     """Tell the main story: a hazardous action survives a crash and runs exactly once."""
     raise typer.Exit(run_demo(home, fast=fast, debug=_State.debug))
@@ -215,12 +228,7 @@ def goals_submit(
         cmd = m.SubmitGoal.model_validate({"text": text, "priority": priority})
         with _janus() as janus:
             result = janus.commands.submit_goal(cmd, _invocation(key=idempotency_key))
-    if as_json:
-        _print_json(
-            {"goal_id": str(result.aggregate_id), "position": result.position, "outcome": result.outcome}
-        )
-        return
-    _out().print(f"goal {result.aggregate_id} {result.outcome} at position {result.position}")
+    _written("goal", result, as_json)
 
 
 @goals_app.command("decide")
@@ -239,38 +247,49 @@ def goals_decide(
     as_json: JsonFlag = False,
 ) -> None:
     """Record a scripted agent decision and, with --hazard, request a confirmation for it."""
-    with _errors():
-        if ttl is not None and hazard is None:
-            raise BadInput("--ttl only applies with --hazard")
-        chosen = {"name": action, "parameters": _params(param)}
-        decision = m.RecordDecision.model_validate(
-            {
-                "goal_id": goal_id,
-                "model": "scripted",
-                "prompt": f"operator script: choose the action for goal {goal_id}",
-                "raw_output": json.dumps(chosen, sort_keys=True),
-                "action": chosen,
-            }
-        )
+    with _errors(), _janus() as janus:
+        goal = _resolve(janus, relational.goals, goal_id)
+        decision, request = _decision_commands(goal, action, _params(param), hazard, ttl)
         inv = _invocation(actor_name)
-        with _janus() as janus:
-            recorded = janus.commands.record_decision(decision, inv)
-            requested = None
-            if hazard is not None:
-                request = m.RequestConfirmation.model_validate(
-                    {
-                        "goal_id": goal_id,
-                        "decision_id": str(recorded.aggregate_id),
-                        "action": chosen,
-                        "hazard": hazard,
-                        "ttl_seconds": ttl,
-                    }
-                )
-                requested = janus.commands.request_confirmation(request, inv)
+        recorded = janus.commands.record_decision(decision, inv)
+        requested = janus.commands.request_confirmation(request, inv) if request else None
     _print_decision(recorded, requested, as_json)
 
 
-def _print_decision(recorded: CommandResult, requested: CommandResult | None, as_json: bool) -> None:
+def _decision_commands(
+    goal_id: UUID, action: str, params: dict[str, str], hazard: str | None, ttl: int | None
+) -> tuple[m.RecordDecision, m.RequestConfirmation | None]:
+    """Both commands are validated before either is run, so a bad --hazard records nothing."""
+    if ttl is not None and hazard is None:
+        raise BadInput("--ttl only applies with --hazard")
+    chosen = {"name": action, "parameters": params}
+    decision = m.RecordDecision.model_validate(
+        {
+            "goal_id": str(goal_id),
+            "decision_id": str(uuid4()),
+            "model": "scripted",
+            "prompt": f"operator script: choose the action for goal {goal_id}",
+            "raw_output": json.dumps(chosen, sort_keys=True),
+            "action": chosen,
+        }
+    )
+    if hazard is None:
+        return decision, None
+    request = m.RequestConfirmation.model_validate(
+        {
+            "goal_id": str(goal_id),
+            "decision_id": str(decision.decision_id),
+            "action": chosen,
+            "hazard": hazard,
+            "ttl_seconds": ttl,
+        }
+    )
+    return decision, request
+
+
+def _print_decision(
+    recorded: CommandResult, requested: CommandResult | None, as_json: bool
+) -> None:
     confirmation_id = str(requested.aggregate_id) if requested else None
     position = (requested or recorded).position
     if as_json:
@@ -333,12 +352,11 @@ def confirmations_grant(
     idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Grant a pending confirmation: the executor then performs its action, once."""
-    with _errors():
-        cmd = m.GrantConfirmation.model_validate({"confirmation_id": confirmation_id})
-        with _janus() as janus:
-            result = janus.commands.grant_confirmation(
-                cmd, _invocation(actor_name, idempotency_key)
-            )
+    with _errors(), _janus() as janus:
+        ident = _resolve(janus, relational.confirmations, confirmation_id)
+        result = janus.commands.grant_confirmation(
+            m.GrantConfirmation(confirmation_id=ident), _invocation(actor_name, idempotency_key)
+        )
     _outcome("confirmation", result)
 
 
@@ -349,12 +367,10 @@ def confirmations_deny(
     actor_name: ActorName = None,
 ) -> None:
     """Deny a pending confirmation: its action will never run."""
-    with _errors():
-        cmd = m.DenyConfirmation.model_validate(
-            {"confirmation_id": confirmation_id, "reason": reason}
-        )
-        with _janus() as janus:
-            result = janus.commands.deny_confirmation(cmd, _invocation(actor_name))
+    with _errors(), _janus() as janus:
+        ident = _resolve(janus, relational.confirmations, confirmation_id)
+        cmd = m.DenyConfirmation(confirmation_id=ident, reason=reason)
+        result = janus.commands.deny_confirmation(cmd, _invocation(actor_name))
     _outcome("confirmation", result)
 
 
@@ -374,18 +390,13 @@ def jobs_list(as_json: JsonFlag = False) -> None:
 
 
 def _trigger(every: float | None, cron: str | None, at: str | None) -> dict[str, Any]:
-    given = [
-        spec
-        for spec in (
-            {"kind": "interval", "seconds": every} if every is not None else None,
-            {"kind": "cron", "expression": cron} if cron is not None else None,
-            {"kind": "date", "run_at": at} if at is not None else None,
-        )
-        if spec is not None
-    ]
+    options = (("interval", every), ("cron", cron), ("date", at))
+    given = [(kind, value) for kind, value in options if value is not None]
     if len(given) != 1:
         raise BadInput("give exactly one of --every, --cron or --at")
-    return given[0]
+    kind, value = given[0]
+    field = {"interval": "seconds", "cron": "expression", "date": "run_at"}[kind]
+    return {"kind": kind, field: value}
 
 
 @jobs_app.command("schedule")
@@ -422,12 +433,7 @@ def jobs_schedule(
         cmd = m.ScheduleJob.model_validate(payload)
         with _janus() as janus:
             result = janus.commands.schedule_job(cmd, _invocation(key=idempotency_key))
-    if as_json:
-        _print_json(
-            {"job_id": str(result.aggregate_id), "position": result.position, "outcome": result.outcome}
-        )
-        return
-    _out().print(f"job {result.aggregate_id} {result.outcome} at position {result.position}")
+    _written("job", result, as_json)
 
 
 @jobs_app.command("fires")
@@ -436,13 +442,12 @@ def jobs_fires(
     as_json: JsonFlag = False,
 ) -> None:
     """List a job's fires, oldest first: succeeded, failed, missed or of unknown outcome."""
-    with _errors():
-        ident = _uuid(job_id, "job id")
-        with _janus() as janus:
-            _fresh(janus)
-            if not any(row["id"] == str(ident) for row in janus.views.jobs(include_removed=True)):
-                raise NotFound("job", ident)
-            rows = janus.views.fires(ident)
+    with _errors(), _janus() as janus:
+        ident = _resolve(janus, relational.jobs, job_id)
+        _fresh(janus)
+        if not any(row["id"] == str(ident) for row in janus.views.jobs(include_removed=True)):
+            raise NotFound("job", ident)
+        rows = janus.views.fires(ident)
     if as_json:
         typer.echo(render.to_json(rows))
         return
@@ -455,30 +460,27 @@ JobId = Annotated[str, typer.Argument(help="The job to change.")]
 @jobs_app.command("pause")
 def jobs_pause(job_id: JobId) -> None:
     """Pause a job: it stops firing until resumed."""
-    with _errors():
-        cmd = m.PauseJob.model_validate({"job_id": job_id})
-        with _janus() as janus:
-            result = janus.commands.pause_job(cmd, _invocation())
+    with _errors(), _janus() as janus:
+        ident = _resolve(janus, relational.jobs, job_id)
+        result = janus.commands.pause_job(m.PauseJob(job_id=ident), _invocation())
     _outcome("job", result)
 
 
 @jobs_app.command("resume")
 def jobs_resume(job_id: JobId) -> None:
     """Resume a paused job."""
-    with _errors():
-        cmd = m.ResumeJob.model_validate({"job_id": job_id})
-        with _janus() as janus:
-            result = janus.commands.resume_job(cmd, _invocation())
+    with _errors(), _janus() as janus:
+        ident = _resolve(janus, relational.jobs, job_id)
+        result = janus.commands.resume_job(m.ResumeJob(job_id=ident), _invocation())
     _outcome("job", result)
 
 
 @jobs_app.command("remove")
 def jobs_remove(job_id: JobId) -> None:
     """Remove a job for good; its fires stay in the log."""
-    with _errors():
-        cmd = m.RemoveJob.model_validate({"job_id": job_id})
-        with _janus() as janus:
-            result = janus.commands.remove_job(cmd, _invocation())
+    with _errors(), _janus() as janus:
+        ident = _resolve(janus, relational.jobs, job_id)
+        result = janus.commands.remove_job(m.RemoveJob(job_id=ident), _invocation())
     _outcome("job", result)
 
 
@@ -516,12 +518,10 @@ def effects_reconcile(
     actor_name: ActorName = None,
 ) -> None:
     """Record an operator's word on an effect nobody else could vouch for."""
-    with _errors():
-        cmd = m.ReconcileEffect.model_validate(
-            {"effect_id": effect_id, "happened": happened, "note": note}
-        )
-        with _janus() as janus:
-            result = janus.commands.reconcile_effect(cmd, _invocation(actor_name))
+    with _errors(), _janus() as janus:
+        ident = _resolve(janus, relational.effects, effect_id)
+        cmd = m.ReconcileEffect(effect_id=ident, happened=happened, note=note)
+        result = janus.commands.reconcile_effect(cmd, _invocation(actor_name))
     _outcome("effect", result)
 
 

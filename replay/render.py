@@ -7,8 +7,39 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from eventsourcing.persistence import InterfaceError, OperationalError
+from pydantic import ValidationError
+from rich import box
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import OperationalError as SqlOperationalError
+
+from commands.errors import CommandError
+from domain.errors import DomainError
+from projections.runner import ProjectionStalled
+
+# Rows as the views return them (SQLAlchemy RowMapping) or as plain dicts.
+Row = Mapping[Any, Any]
+
+SHORT_ID = 8
+
+
+def error_text(error: Exception) -> str:
+    """One line an operator can act on, for the errors commands and settings raise."""
+    if isinstance(error, ValidationError):
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
+        )
+        return f"invalid {error.title}: {fields}"
+    if isinstance(error, CommandError | DomainError):
+        return f"{error.code}: {error}"
+    if isinstance(error, OperationalError | InterfaceError | SqlOperationalError):
+        return f"store unavailable: {str(error).splitlines()[0]}"
+    if isinstance(error, ProjectionStalled):
+        return f"view stalled: {error}"
+    if isinstance(error, TimeoutError):
+        return f"timed out: {error}"
+    return str(error)
 
 
 def aware(value: datetime) -> datetime:
@@ -17,7 +48,8 @@ def aware(value: datetime) -> datetime:
 
 
 def when(value: datetime | None) -> str:
-    return aware(value).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+    """Compact enough for an 80-column table; the year is rarely in doubt."""
+    return aware(value).strftime("%m-%d %H:%M") if value else "-"
 
 
 def clock(value: datetime | None) -> str:
@@ -46,10 +78,11 @@ def trigger_text(trigger: Mapping[str, Any]) -> str:
 
 
 def short(ident: str) -> str:
-    return ident[:8]
+    """Tables show ids like git shows hashes; commands accept any unique prefix."""
+    return ident[:SHORT_ID]
 
 
-def to_json(rows: Iterable[Mapping[str, Any]]) -> str:
+def to_json(rows: Iterable[Row]) -> str:
     return json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2)
 
 
@@ -59,13 +92,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def goals_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = Table(title="Goals")
-    for column in ("id", "text", "prio", "status", "latest action", "submitted"):
-        table.add_column(column, no_wrap=column == "id")
+def _table(title: str, *columns: str, fold: tuple[str, ...] = ()) -> Table:
+    """Borderless and unpadded at the edges so that tables fit 80 columns."""
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left"
+    )
+    for column in columns:
+        if column in fold:
+            table.add_column(column, overflow="fold", ratio=1)
+        else:
+            table.add_column(column, no_wrap=True)
+    return table
+
+
+def goals_table(rows: Iterable[Row]) -> Table:
+    table = _table(
+        "Goals", "id", "text", "prio", "status", "latest action", "submitted", fold=("text",)
+    )
     for row in rows:
         table.add_row(
-            row["id"],
+            short(row["id"]),
             escape(row["text"]),
             str(row["priority"]),
             row["status"],
@@ -75,14 +121,13 @@ def goals_table(rows: Iterable[Mapping[str, Any]]) -> Table:
     return table
 
 
-def confirmations_table(rows: Iterable[Mapping[str, Any]], now: datetime) -> Table:
-    table = Table(title="Confirmations")
-    for column in ("id", "goal", "action", "hazard", "status", "deadline", "time left"):
-        table.add_column(column, no_wrap=column == "id")
+def confirmations_table(rows: Iterable[Row], now: datetime) -> Table:
+    columns = ("id", "goal", "action", "hazard", "status", "deadline", "time left")
+    table = _table("Confirmations", *columns, fold=("action",))
     for row in rows:
         pending = row["status"] == "pending"
         table.add_row(
-            row["id"],
+            short(row["id"]),
             short(row["goal_id"]),
             escape(_action(row["action"], row["parameters"])),
             _hazard(row["hazard"]),
@@ -93,14 +138,13 @@ def confirmations_table(rows: Iterable[Mapping[str, Any]], now: datetime) -> Tab
     return table
 
 
-def effects_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = Table(title="Effects")
-    for column in ("id", "goal", "action", "status", "try", "result / error", "updated"):
-        table.add_column(column, no_wrap=column == "id")
+def effects_table(rows: Iterable[Row]) -> Table:
+    columns = ("id", "goal", "action", "status", "try", "outcome", "updated")
+    table = _table("Effects", *columns, fold=("outcome",))
     for row in rows:
-        detail = row["error"] if row["error"] else json.dumps(row["result"] or {})
+        detail = row["error"] or _pairs(row["result"] or {})
         table.add_row(
-            row["id"],
+            short(row["id"]),
             short(row["goal_id"]),
             escape(row["action"]),
             row["status"],
@@ -111,18 +155,17 @@ def effects_table(rows: Iterable[Mapping[str, Any]]) -> Table:
     return table
 
 
-def jobs_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = Table(title="Jobs")
-    columns = ("id", "name", "trigger", "policy", "status", "last scheduled", "fired/ok/fail/miss")
-    for column in columns:
-        table.add_column(column, no_wrap=column == "id")
+def jobs_table(rows: Iterable[Row]) -> Table:
+    columns = ("id", "name", "trigger", "policy", "status", "last scheduled", "runs")
+    table = _table("Jobs", *columns, fold=("name", "trigger"))
+    table.caption = "runs: fired/succeeded/failed/missed"
     for row in rows:
         counts = (
             f"{row['fired_count']}/{row['succeeded_count']}/"
             f"{row['failed_count']}/{row['missed_count']}"
         )
         table.add_row(
-            row["id"],
+            short(row["id"]),
             escape(row["name"]),
             escape(trigger_text(row["trigger"])),
             row["misfire_policy"],
@@ -133,16 +176,12 @@ def jobs_table(rows: Iterable[Mapping[str, Any]]) -> Table:
     return table
 
 
-def fires_table(
-    rows: Iterable[Mapping[str, Any]], phase: Mapping[str, str] | None = None
-) -> Table:
+def fires_table(rows: Iterable[Row], phase: Mapping[str, str] | None = None) -> Table:
     """``phase`` optionally labels each fire (by id) with the part of the story it belongs to."""
-    table = Table(title="Fires")
     columns = ["scheduled for", "status", "try", "note"]
     if phase is not None:
         columns.insert(0, "when")
-    for column in columns:
-        table.add_column(column)
+    table = _table("Fires", *columns, fold=("note",))
     for row in rows:
         cells = [clock(row["scheduled_for"]), _status(row["status"]), str(row["attempt"])]
         cells.append(escape(row["error"] or ("manual" if row["manual"] else "")))
@@ -153,8 +192,12 @@ def fires_table(
 
 
 def _action(name: str, parameters: Mapping[str, Any]) -> str:
-    args = ", ".join(f"{k}={v}" for k, v in parameters.items())
-    return f"{name}({args})"
+    # Spaces, not call syntax, so that a narrow column wraps between words.
+    return f"{name} {_pairs(parameters)}".strip()
+
+
+def _pairs(values: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in values.items())
 
 
 def _hazard(hazard: str) -> str:

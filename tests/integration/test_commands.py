@@ -226,3 +226,18 @@ def test_a_database_that_is_down_gives_a_clear_error_quickly(tmp_path) -> None: 
     ):
         Janus.build(settings)
     assert time.monotonic() - started < 30
+
+
+def test_a_lock_held_too_long_gives_a_clear_error_not_a_hang(pg_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    janus = Janus.build(Settings(home=tmp_path, database_url=pg_url, lock_timeout_seconds=1))
+    try:
+        with psycopg.connect(pg_url) as blocker:
+            blocker.execute("LOCK TABLE janus_events IN EXCLUSIVE MODE")  # a stuck writer
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="lock timeout"):
+                janus.commands.submit_goal(m.SubmitGoal(text="blocked"), as_alice())
+            assert time.monotonic() - started < 40
+    finally:
+        janus.close()
