@@ -39,7 +39,17 @@ class Decided:
     aggregates: tuple[JanusAggregate, ...] = ()
 
 
-ContextFactory = Callable[[str], CommandContext]
+class ContextFactory:
+    """Makes the context for this attempt's events; knows whether this is a retry."""
+
+    def __init__(self, make: Callable[[str], CommandContext], is_retry: bool) -> None:
+        self._make = make
+        self.is_retry = is_retry
+
+    def __call__(self, correlation_id: str) -> CommandContext:
+        return self._make(correlation_id)
+
+
 Decide = Callable[[ContextFactory], Decided]
 
 
@@ -71,14 +81,15 @@ class CommandRunner:
         return aggregate_id in self.app.repository
 
     def run(self, command: BaseModel, invocation: Invocation, decide: Decide) -> CommandResult:
-        digest = payload_digest(command)
+        # Only a keyed command is ever compared with an earlier one.
+        digest = payload_digest(command) if invocation.idempotency_key else ""
         command_id = invocation.idempotency_key or str(uuid4())
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             replay = self._replay(invocation.idempotency_key, digest)
             if replay is not None:
                 return replay
             try:
-                return self._attempt(command, invocation, command_id, digest, decide)
+                return self._attempt(command, invocation, command_id, digest, decide, attempt > 0)
             except (IntegrityError, RecordConflictError):
                 continue  # another writer got there first: reload and decide again
             except (OperationalError, InterfaceError) as error:
@@ -95,6 +106,7 @@ class CommandRunner:
         command_id: str,
         digest: str,
         decide: Decide,
+        is_retry: bool,
     ) -> CommandResult:
         def make_context(correlation_id: str) -> CommandContext:
             return CommandContext(
@@ -106,7 +118,7 @@ class CommandRunner:
                 trace_context=dict(invocation.trace_context),
             )
 
-        decided = decide(make_context)
+        decided = decide(ContextFactory(make_context, is_retry))
         changed = any(agg.pending_events for agg in decided.aggregates)
         to_save: list[JanusAggregate] = list(decided.aggregates)
         if invocation.idempotency_key is not None:

@@ -31,7 +31,7 @@ class CommandService:
         goal_id = cmd.goal_id or uuid4()
 
         def decide(ctx: ContextFactory) -> Decided:
-            if self.runner.exists(goal_id):
+            if _may_exist(cmd.goal_id, ctx) and self.runner.exists(goal_id):
                 return Decided(goal_id, "already_submitted")
             goal = Goal.submit(goal_id, cmd.text, str(inv.actor), cmd.priority, ctx(str(goal_id)))
             return Decided(goal_id, "submitted", (goal,))
@@ -92,7 +92,7 @@ class CommandService:
             goal: Goal = self.runner.load(Goal, cmd.goal_id)
             if not goal.has_decision(cmd.decision_id):
                 raise NotFound("decision", cmd.decision_id)
-            if self.runner.exists(confirmation_id):
+            if _may_exist(cmd.confirmation_id, ctx) and self.runner.exists(confirmation_id):
                 return Decided(confirmation_id, "already_requested")
             now = self.clock.now()
             confirmation = Confirmation.request(
@@ -172,7 +172,7 @@ class CommandService:
         job_id = cmd.job_id or uuid4()
 
         def decide(ctx: ContextFactory) -> Decided:
-            if self.runner.exists(job_id):
+            if _may_exist(cmd.job_id, ctx) and self.runner.exists(job_id):
                 return Decided(job_id, "already_scheduled")
             job = Job.schedule(
                 job_id,
@@ -218,7 +218,7 @@ class CommandService:
         document_id = cmd.document_id or uuid4()
 
         def decide(ctx: ContextFactory) -> Decided:
-            if self.runner.exists(document_id):
+            if _may_exist(cmd.document_id, ctx) and self.runner.exists(document_id):
                 return Decided(document_id, "already_registered")
             document = Document.register(
                 document_id,
@@ -236,7 +236,7 @@ class CommandService:
         order_id = cmd.order_id or uuid4()
 
         def decide(ctx: ContextFactory) -> Decided:
-            if self.runner.exists(order_id):
+            if _may_exist(cmd.order_id, ctx) and self.runner.exists(order_id):
                 return Decided(order_id, "already_proposed")
             correlation = str(cmd.goal_id or order_id)
             order = TradeOrder.propose(
@@ -288,6 +288,11 @@ class CommandService:
             return Decided(order.id, "cancelled", (order,))
 
         return self.runner.run(cmd, inv, decide)
+
+
+def _may_exist(given_id: UUID | None, ctx: ContextFactory) -> bool:
+    """A fresh uuid4 cannot exist yet: skip the read, unless a conflict already happened."""
+    return given_id is not None or ctx.is_retry
 
 
 def _goal(confirmation: Confirmation) -> str:
