@@ -26,6 +26,14 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=8, ge=1, le=100)
     confirmation_ttl_seconds: int = Field(default=900, ge=1)
     poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    stream_name: str = Field(default="janus-events", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    subject_prefix: str = Field(
+        default="janus.events", pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
+    )
+    stream_max_age_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    stream_max_bytes: int = Field(default=10 * 1024**3, ge=1024**2)
+    stream_duplicate_window_seconds: int = Field(default=2 * 3600, ge=1)
+    relay_max_in_flight: int = Field(default=512, ge=1, le=100_000)
 
     @field_validator("database_url")
     @classmethod

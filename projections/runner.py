@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -141,22 +142,31 @@ class ProjectionRunner:
             return int(conn.execute(self._row()).one().position)
 
     def run_once(self) -> int:
-        """Apply the next batch; returns how many events were applied."""
+        """Apply the next batch from the notification log; returns how many were applied."""
         status = self.status()
         if status.state == "stalled":
             return 0
-        batch = self.reader.read_after(status.position, self.batch_size)
-        if not batch:
+        return self.apply_batch(self.reader.read_after(status.position, self.batch_size))
+
+    def apply_batch(self, batch: Sequence[Notification]) -> int:
+        """Apply notifications in order, skipping any at or below the stored position.
+
+        Any feed may call this (the log itself, or a JetStream consumer): redelivered and old
+        events are dropped by position, so every hop upstream may deliver at least once.
+        """
+        status = self.status()
+        fresh = [n for n in batch if n.id > status.position]
+        if status.state == "stalled" or not fresh:
             return 0
         try:
             with self.engine.begin() as conn:
-                if not self._claim(conn, status.position, batch[-1].id):
+                if not self._claim(conn, status.position, fresh[-1].id):
                     return 0
-                for notification in batch:
+                for notification in fresh:
                     self._apply(notification, conn)
         except _Poison:
-            return self._apply_one_by_one(status.position, batch)
-        return len(batch)
+            return self._apply_one_by_one(status.position, fresh)
+        return len(fresh)
 
     def _apply(self, notification: Notification, conn: Connection) -> None:
         """Decode and project one event; any failure here is the event's, not the database's."""
@@ -180,7 +190,7 @@ class ProjectionRunner:
         )
         return claimed.rowcount == 1
 
-    def _apply_one_by_one(self, start: int, batch: list[Notification]) -> int:
+    def _apply_one_by_one(self, start: int, batch: Sequence[Notification]) -> int:
         position = start
         for count, notification in enumerate(batch):
             try:
