@@ -8,6 +8,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from event_store.messages import StreamSpec
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JANUS_", extra="ignore")
@@ -44,6 +46,15 @@ class Settings(BaseSettings):
         if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
             raise ValueError("JANUS_DATABASE_URL must be a postgresql:// URL")
         return value
+
+    def stream_spec(self) -> StreamSpec:
+        return StreamSpec(
+            name=self.stream_name,
+            subject_prefix=self.subject_prefix,
+            max_age_seconds=self.stream_max_age_seconds,
+            max_bytes=self.stream_max_bytes,
+            duplicate_window_seconds=self.stream_duplicate_window_seconds,
+        )
 
     @property
     def embedded(self) -> bool:
