@@ -65,6 +65,12 @@ class JanusProcess:
             return
         executor = self.janus.executor()
         while not self.stop_event.is_set():
+            # A lost database session drops the advisory lock: stop before a second executor
+            # could recover the same effect; the guard re-acquires the lock.
+            if not lock.held:
+                log.warning("executor lost its leader lock; re-acquiring")
+                lock.release()
+                return
             if executor.run_once() == 0:
                 self.stop_event.wait(self.poll)
 
@@ -83,6 +89,10 @@ class JanusProcess:
         scheduler.start()
         try:
             while not self.stop_event.wait(self.poll):
+                if not lock.held:
+                    log.warning("scheduler lost its leader lock; re-acquiring")
+                    lock.release()
+                    return
                 scheduler.sync()
         finally:
             scheduler.stop()

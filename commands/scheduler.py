@@ -26,7 +26,7 @@ from eventsourcing.persistence import IntegrityError
 from adapters.clock import Clock, SystemClock
 from adapters.effects import EffectError, EffectRegistry, Known, Lookup
 from adapters.faults import crash_point
-from domain.job import JobFire, MisfirePolicy
+from domain.job import Job, JobFire, MisfirePolicy
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
 from projections.queries import JobRow, Views
@@ -157,7 +157,10 @@ class Scheduler:
 
     def _arm(self, job: JobRow) -> None:
         now = self.clock.now()
-        run_now, missed = split_by_policy(job, due_fire_times(job, now, MAX_MISSED_PER_START))
+        due = [
+            t for t in due_fire_times(job, now, MAX_MISSED_PER_START) if t > self._paused_until(job)
+        ]
+        run_now, missed = split_by_policy(job, due)
         for scheduled_for in missed:
             self.record_missed(job, scheduled_for, "due while the scheduler was not running")
         for scheduled_for in run_now:
@@ -173,6 +176,11 @@ class Scheduler:
             misfire_grace_time=self.grace,
             next_run_time=trigger.get_next_fire_time(None, now + _TICK),
         )
+
+    def _paused_until(self, job: JobRow) -> datetime:
+        """Times that fell inside a pause were not missed: nobody wanted them run."""
+        aggregate: Job = self.app.repository.get(job.id)
+        return aggregate.resumed_at or datetime.min.replace(tzinfo=UTC)
 
     # -- fires -----------------------------------------------------------------------------------
 

@@ -114,6 +114,7 @@ class Job(JanusAggregate):
         self.max_catch_up = max_catch_up
         self.max_attempts = max_attempts
         self.status = JobStatus.ACTIVE
+        self.resumed_at: datetime | None = None
 
     def pause(self, ctx: CommandContext) -> bool:
         if self.status is JobStatus.PAUSED:
@@ -136,6 +137,7 @@ class Job(JanusAggregate):
     class Resumed(JanusAggregate.Event):
         def apply(self, aggregate: Any) -> None:
             aggregate.status = JobStatus.ACTIVE
+            aggregate.resumed_at = self.timestamp
 
     def remove(self, ctx: CommandContext) -> bool:
         if self.status is JobStatus.REMOVED:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from uuid import UUID
 
 import pytest
+from sqlalchemy import update
 
 from adapters.clock import ManualClock, SystemClock
 from adapters.effects import Ledger
@@ -15,6 +16,7 @@ from commands import models as m
 from commands.scheduler import Scheduler
 from domain.job import JobFire
 from domain.meta import Actor, ActorKind, CommandContext
+from projections.relational import jobs
 from tests.integration.test_commands import as_alice
 from tests.servers import wait_until
 
@@ -105,3 +107,21 @@ def test_an_open_fire_whose_action_cannot_say_is_reported_unknown(janus: Janus) 
     recovered: JobFire = janus.app.repository.get(fire.id)
     assert recovered.status.value == "outcome_unknown"
     assert notifier(janus).executions() == []
+
+
+def test_times_inside_a_pause_are_neither_run_nor_missed(janus: Janus) -> None:
+    job_id = schedule(janus, "run_once")
+    janus.commands.pause_job(m.PauseJob(job_id=job_id), as_alice())
+    janus.commands.resume_job(m.ResumeJob(job_id=job_id), as_alice())
+    janus.relational.catch_up()
+    resumed_at = janus.app.repository.get(job_id).resumed_at
+    # As if the job had been scheduled a minute before the pause: six fires fell inside it.
+    with janus.views_engine.begin() as conn:
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == str(job_id))
+            .values(scheduled_at=resumed_at - timedelta(seconds=60))
+        )
+    clock = ManualClock(resumed_at + timedelta(seconds=5))
+    Scheduler(janus.app, janus.views, janus.effects, "test", clock).sync()
+    assert statuses(janus, job_id) == []
