@@ -120,8 +120,8 @@ def test_times_inside_a_pause_are_neither_run_nor_missed(janus: Janus) -> None:
         conn.execute(
             update(jobs)
             .where(jobs.c.id == str(job_id))
-            .values(scheduled_at=resumed_at - timedelta(seconds=60))
+            .values(scheduled_at=resumed_at - timedelta(seconds=65))
         )
-    clock = ManualClock(resumed_at + timedelta(seconds=5))
+    clock = ManualClock(resumed_at + timedelta(seconds=4))
     Scheduler(janus.app, janus.views, janus.effects, "test", clock).sync()
     assert statuses(janus, job_id) == []
