@@ -33,7 +33,10 @@ class Settings(BaseSettings):
         default="janus.events", pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
     )
     stream_max_age_seconds: int = Field(default=7 * 24 * 3600, ge=60)
-    stream_max_bytes: int = Field(default=10 * 1024**3, ge=1024**2)
+    # 1 GiB fits a default nats-server's file store beside other streams; the relay never
+    # depends on old messages (rebuilds read the event store), so raise it only for consumers
+    # that lag by days.
+    stream_max_bytes: int = Field(default=1024**3, ge=1024**2)
     stream_duplicate_window_seconds: int = Field(default=2 * 3600, ge=1)
     relay_max_in_flight: int = Field(default=512, ge=1, le=100_000)
 

@@ -1,16 +1,31 @@
-"""Read-side queries the process managers, CLI and API share. Views only, never the log."""
+"""Read-side queries the process managers, CLI and API share. Views only, never the log.
+
+Every query is one statement on the live tables by their stable names, so a rebuild's switch
+(a rename in one transaction) is atomic for these readers.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine, RowMapping
 
-from projections.relational import confirmations, effects, goals, job_fires, jobs
+from projections.relational import (
+    audit,
+    confirmations,
+    documents,
+    effects,
+    goals,
+    job_fires,
+    jobs,
+    orders,
+    positions,
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,21 @@ class JobRow:
     status: str
     scheduled_at: datetime
     last_scheduled_for: datetime | None
+
+
+def job_row(row: Mapping[Any, Any]) -> JobRow:
+    return JobRow(
+        id=UUID(row["id"]),
+        name=row["name"],
+        trigger=row["trigger"],
+        action=row["action"],
+        misfire_policy=row["misfire_policy"],
+        max_catch_up=row["max_catch_up"],
+        max_attempts=row["max_attempts"],
+        status=row["status"],
+        scheduled_at=_aware(row["scheduled_at"]),
+        last_scheduled_for=_aware(row["last_scheduled_for"]),
+    )
 
 
 class Views:
@@ -70,22 +100,7 @@ class Views:
         return self._all(query)
 
     def active_jobs(self) -> list[JobRow]:
-        rows = self._all(select(jobs).where(jobs.c.status == "active"))
-        return [
-            JobRow(
-                id=UUID(r["id"]),
-                name=r["name"],
-                trigger=r["trigger"],
-                action=r["action"],
-                misfire_policy=r["misfire_policy"],
-                max_catch_up=r["max_catch_up"],
-                max_attempts=r["max_attempts"],
-                status=r["status"],
-                scheduled_at=_aware(r["scheduled_at"]),
-                last_scheduled_for=_aware(r["last_scheduled_for"]),
-            )
-            for r in rows
-        ]
+        return [job_row(r) for r in self._all(select(jobs).where(jobs.c.status == "active"))]
 
     def fires(self, job_id: UUID | None = None, status: str | None = None) -> list[RowMapping]:
         query = select(job_fires).order_by(job_fires.c.scheduled_for)
@@ -95,11 +110,44 @@ class Views:
             query = query.where(job_fires.c.status == status)
         return self._all(query)
 
+    def documents(self, status: str | None = None, limit: int = 100) -> list[RowMapping]:
+        query = select(documents).order_by(documents.c.registered_at.desc()).limit(limit)
+        if status:
+            query = query.where(documents.c.status == status)
+        return self._all(query)
+
+    def orders(
+        self, status: str | None = None, symbol: str | None = None, limit: int = 100
+    ) -> list[RowMapping]:
+        query = select(orders).order_by(orders.c.proposed_at.desc()).limit(limit)
+        if status:
+            query = query.where(orders.c.status == status)
+        if symbol:
+            query = query.where(orders.c.symbol == symbol)
+        return self._all(query)
+
+    def positions(self, include_flat: bool = False) -> list[RowMapping]:
+        """Net quantity and average cost per symbol; flat ones only when asked."""
+        rows = self._all(select(positions).order_by(positions.c.symbol))
+        return [r for r in rows if include_flat or r["quantity"] != 0]
+
+    def audit(
+        self,
+        correlation_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[RowMapping]:
+        """The audit trail in log order: one goal's story, or everything since a time."""
+        query = select(audit).order_by(audit.c.position).limit(limit)
+        if correlation_id:
+            query = query.where(audit.c.correlation_id == correlation_id)
+        if since:
+            query = query.where(audit.c.recorded_at >= since)
+        return self._all(query)
+
 
 def _aware(value: Any) -> Any:
     """SQLite hands back naive datetimes for what was written as UTC."""
-    from datetime import UTC
-
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value

@@ -119,3 +119,13 @@ def test_wait_for_returns_once_the_view_has_the_write(janus: Janus) -> None:
         runner.wait_for(position, timeout=0.05)
     runner.run_once()
     runner.wait_for(position, timeout=1)
+
+
+def test_a_feed_that_redelivers_inside_one_batch_applies_each_event_once(janus: Janus) -> None:
+    runner, projection = a_runner(janus)
+    submit(janus, "a", "b", "c")
+    first, second, third = janus.reader.read_after(0, limit=10)
+    applied = runner.apply_batch([first, second, first, second, third, second])
+    assert applied == 3
+    assert texts(runner, projection) == ["a", "b", "c"]
+    assert runner.status().position == third.id

@@ -1,0 +1,708 @@
+"""Feeds a SQL projection from JetStream: one durable pull consumer per projection version.
+
+The view's stored position is the only truth about progress. The consumer is a cursor that may be
+thrown away and re-created at the stream sequence after that position, so these rules keep the
+view equal to the log whatever NATS, the network or a SIGKILL does:
+
+* Apply in stream order and never past a hole. Each delivery must carry the next stream sequence;
+  a jump means a delivery went missing (in flight when a connection broke, or queued in a
+  subscription we dropped) or was deleted, so the consumer starts again after the stored
+  position. After any such discontinuity, the first new event must be the log's next event
+  after the stored position; when the stream lacks it (retention, a purge, a relay that started
+  late) the projection first catches up from the log itself.
+* Acknowledge only what the view has committed. Acks are cumulative (``AckPolicy.ALL``): in one
+  ordered stream, "everything up to here is in the view" is exactly what an ack says.
+* A poison event (the runner stalls) or a message that is not a Janus event holds the feed at
+  that message, un-acked and visible in the status, until an operator retries, skips or
+  removes it. Nothing after it is applied meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import nats
+from eventsourcing.persistence import Notification, PersistenceError
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
+from nats.js.errors import NotFoundError
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from event_store.messages import H_POSITION, StreamSpec, notification_from_message
+from projections.runner import ProjectionRunner
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "NATS or the store is not reachable right now": retried with backoff.
+NATS_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
+STORE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, PersistenceError)
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
+# A feed that has not reported for this many heartbeats is presumed dead (e.g. SIGKILLed).
+STALE_HEARTBEATS = 3
+
+# Beside the views, so any process (``janus project status``) sees what a feed last reported.
+status_metadata = MetaData()
+
+feed_status_table = Table(
+    "projection_feed_status",
+    status_metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("projection", String(100), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("error", Text),
+    Column("next_sequence", BigInteger),
+    Column("resubscribes", Integer, nullable=False),
+    Column("connects", Integer, nullable=False),
+    Column("redeliveries", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def consumer_name(projection: str, version: int) -> str:
+    """``relational`` v1 -> ``relational-v1``: a new version gets its own cursor for blue/green."""
+    return _UNSAFE_NAME.sub("_", f"{projection}-v{version}")
+
+
+class StreamMismatch(RuntimeError):
+    """The stream cannot be a copy of this log: fix the settings, retrying will not help."""
+
+
+class FeedState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STALLED = "stalled"
+    DISCONNECTED = "disconnected"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    batch_size: int = 500
+    # Finite, so a dead subscription is noticed and a stop request is honoured within it.
+    fetch_timeout: float = 1.0
+    # This many fetch timeouts without a delivery make the watchdog ask the server why.
+    watchdog_fetches: int = 5
+    # Consecutive failures before the connection itself is thrown away and made again.
+    max_errors: int = 3
+    ack_wait: float = 30.0
+    # While stalled or blocked by another runner: how often to look again.
+    poll_interval: float = 0.5
+    backoff_max: float = 5.0
+    connect_timeout: int = 2
+    reconnect_wait: float = 0.5
+    # The client's own reconnects before it gives up and the feed's backoff takes over.
+    client_reconnects: int = 5
+    # How often the status row is rewritten when nothing changes, to show the feed is alive.
+    heartbeat: float = 5.0
+
+    @property
+    def max_ack_pending(self) -> int:
+        return 2 * self.batch_size
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    consumer: str
+    state: FeedState
+    error: str | None
+    next_sequence: int | None
+    resubscribes: int
+    connects: int
+    # Deliveries the server made again (an ack lost or later than ack_wait): harmless, but many
+    # of them mean ack_wait is too short for a batch.
+    redeliveries: int = 0
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    msg: Msg
+    seq: int
+    notification: Notification
+
+
+@dataclass(frozen=True)
+class _Foreign:
+    seq: int
+    reason: str
+
+
+class _Resubscribe(Exception):
+    """Control flow: drop the subscription and start again from the stored position."""
+
+
+class JetStreamFeed:
+    def __init__(
+        self,
+        runner: ProjectionRunner,
+        nats_url: str,
+        spec: StreamSpec,
+        config: FeedConfig | None = None,
+    ) -> None:
+        self.runner = runner
+        self.nats_url = nats_url
+        self.spec = spec
+        self.config = config or FeedConfig()
+        self.consumer = consumer_name(runner.projection.name, runner.projection.version)
+        self.resubscribes = 0
+        self.connects = 0
+        self.redeliveries = 0
+        self._filter = f"{spec.subject_prefix}.>"
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._held: list[_Delivery] = []
+        self._next_seq: int | None = None
+        self._unverified = True
+        self._progressing = True
+        self._gap = False
+        self._foreign: _Foreign | None = None
+        self._last_delivery = time.monotonic()
+        self._failures = 0
+        self._paused_noted = False
+        self._outage_since: float | None = None
+        self._state = FeedState.STARTING
+        self._error: str | None = None
+        self._status_dirty = asyncio.Event()
+        self._status_table_ready = False
+
+    def status(self) -> FeedStatus:
+        return FeedStatus(
+            self.consumer,
+            self._state,
+            self._error,
+            self._next_seq,
+            self.resubscribes,
+            self.connects,
+            self.redeliveries,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
+        """Consume until ``stop`` is set. Outages are retried with backoff, never fatal."""
+        reported = asyncio.Event()
+        reporter = asyncio.create_task(self._report_status(reported))
+        try:
+            while not stop.is_set():
+                try:
+                    await self._subscribe()
+                    if on_ready is not None:
+                        on_ready()
+                    await self._consume(stop)
+                except _Resubscribe as why:
+                    log.info("%s: re-creating the subscription: %s", self.consumer, why)
+                    self.resubscribes += 1
+                except (*NATS_ERRORS, *STORE_ERRORS) as error:
+                    await self._failed(error, stop)
+        finally:
+            await self._disconnect()
+            self._set_state(FeedState.STOPPED)
+            reported.set()
+            await reporter
+
+    async def _failed(self, error: BaseException, stop: asyncio.Event) -> None:
+        self._failures += 1
+        self._outage(error)
+        if isinstance(error, NATS_ERRORS) and (
+            self._failures >= self.config.max_errors or _is_connection_error(error)
+        ):
+            await self._disconnect()
+        delay = min(self.config.backoff_max, 0.1 * 2**self._failures)
+        await pause(stop, delay)
+
+    async def _connect(self) -> JetStreamContext:
+        self.connects += 1
+        nc = NatsClient()
+
+        async def disconnected() -> None:
+            # Only this client's own loss: a client the feed replaced says nothing about now.
+            if self._nc is nc:
+                self._outage("NATS connection lost")
+
+        await nc.connect(
+            self.nats_url,
+            name=f"janus-projector-{self.consumer}",
+            connect_timeout=self.config.connect_timeout,
+            # Typed int, but only ever slept on: fractions of a second work.
+            reconnect_time_wait=self.config.reconnect_wait,  # type: ignore[arg-type]
+            max_reconnect_attempts=self.config.client_reconnects,
+            error_cb=self._on_nats_error,
+            disconnected_cb=disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self._nc = nc
+        self._js = nc.jetstream()
+        await self._ensure_stream(self._js)
+        return self._js
+
+    async def _disconnect(self) -> None:
+        nc, self._nc, self._js, self._sub = self._nc, None, None, None
+        if nc is None or nc.is_closed:
+            return
+        try:
+            # Flush first: the last acks are worth sending, the close itself drops them.
+            await nc.flush(timeout=1)
+        except NATS_ERRORS as error:
+            log.debug("%s: acks not flushed on close (%s); they will be redelivered", self, error)
+        await nc.close()
+
+    async def _ensure_stream(self, js: JetStreamContext) -> None:
+        """Create the stream if the relay has not yet; refuse one that is not our log's copy."""
+        try:
+            info = await js.stream_info(self.spec.name)
+        except NotFoundError:
+            info = await js.add_stream(self.spec.config())
+        if list(info.config.subjects or []) != self.spec.subjects:
+            raise StreamMismatch(
+                f"stream {self.spec.name} has subjects {info.config.subjects}, "
+                f"expected {self.spec.subjects}"
+            )
+
+    # -- subscription ----------------------------------------------------------------------------
+
+    async def _subscribe(self) -> None:
+        js = self._js
+        if js is None or self._nc is None or self._nc.is_closed:
+            js = await self._connect()
+        await self._unsubscribe()
+        position = await asyncio.to_thread(lambda: self.runner.position)
+        start = await self._start_sequence(js, position)
+        await self._ensure_consumer(js, start, fresh=position == 0)
+        self._sub = await js.pull_subscribe_bind(durable=self.consumer, stream=self.spec.name)
+        self._held, self._next_seq, self._gap, self._foreign = [], None, False, None
+        self._unverified = True
+        self._progressing = True
+        self._last_delivery = time.monotonic()
+        self._set_state(FeedState.RUNNING)
+        log.info(
+            "%s: subscribed to %s from stream sequence %s (view position %s)",
+            self.consumer,
+            self.spec.name,
+            start,
+            position,
+        )
+
+    async def _unsubscribe(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            await sub.unsubscribe()
+
+    async def _start_sequence(self, js: JetStreamContext, position: int) -> int:
+        """The first stream sequence whose event is after ``position`` (binary search).
+
+        The relay publishes in log order, so positions rise with sequences. Where they do not (a
+        republish after the duplicate window) the search may land early, which costs a few
+        events skipped by position, or late, which the check of the first new delivery against
+        the log catches: the events in between are then taken from the log.
+        """
+        state = (await js.stream_info(self.spec.name)).state
+        low, high = max(state.first_seq, 1), state.last_seq + 1
+        if position == 0:
+            return low
+        while low < high:
+            middle = (low + high) // 2
+            found = await self._position_from(js, middle)
+            if found is None or found[1] is None or found[1] > position:
+                high = middle
+            else:
+                low = found[0] + 1
+        return low
+
+    async def _position_from(self, js: JetStreamContext, seq: int) -> tuple[int, int | None] | None:
+        """Sequence and position of the first message at or after ``seq`` (None past the end)."""
+        try:
+            raw = await js.get_msg(self.spec.name, seq=seq, subject=self._filter, next=True)
+        except NotFoundError:
+            return None
+        found = raw.seq or seq
+        try:
+            return found, int((raw.headers or {})[H_POSITION])
+        except (KeyError, ValueError):
+            return found, None  # not a Janus event: treat as "after", so the search lands early
+
+    async def _ensure_consumer(self, js: JetStreamContext, start: int, fresh: bool) -> None:
+        try:
+            info: ConsumerInfo | None = await js.consumer_info(self.spec.name, self.consumer)
+        except NotFoundError:
+            info = None
+        if info is not None and self._reusable(info, start):
+            return
+        if info is not None:
+            log.info("%s: consumer is not at sequence %s; re-creating it", self.consumer, start)
+            await js.delete_consumer(self.spec.name, self.consumer)
+        await js.add_consumer(self.spec.name, self._consumer_config(start, fresh))
+
+    def _reusable(self, info: ConsumerInfo, start: int) -> bool:
+        """Only a consumer whose next delivery is ``start`` with nothing awaiting an ack.
+
+        Deliveries awaiting an ack after a crash would come back only after ``ack_wait``, behind
+        newer ones: that is the hole this feed must never apply across.
+        """
+        config = info.config
+        delivered = info.delivered.stream_seq if info.delivered else -1
+        return (
+            config.filter_subject == self._filter
+            and config.ack_policy == AckPolicy.ALL
+            and not info.num_ack_pending
+            and delivered + 1 == start
+        )
+
+    def _consumer_config(self, start: int, fresh: bool) -> ConsumerConfig:
+        policy = DeliverPolicy.ALL if fresh else DeliverPolicy.BY_START_SEQUENCE
+        return ConsumerConfig(
+            name=self.consumer,
+            durable_name=self.consumer,
+            description=f"Janus projection {self.runner.name} v{self.runner.projection.version}",
+            deliver_policy=policy,
+            opt_start_seq=None if fresh else start,
+            ack_policy=AckPolicy.ALL,
+            ack_wait=self.config.ack_wait,
+            max_ack_pending=self.config.max_ack_pending,
+            filter_subject=self._filter,
+        )
+
+    # -- consuming -------------------------------------------------------------------------------
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self._held:
+                await self._drain(stop)
+            elif self._gap:
+                raise _Resubscribe(f"stream sequence {self._next_seq} was not delivered")
+            elif self._foreign is not None:
+                await self._hold_foreign(self._foreign, stop)
+            else:
+                await self._accept(await self._fetch())
+
+    async def _fetch(self) -> Sequence[Msg]:
+        assert self._sub is not None
+        try:
+            msgs = await self._sub.fetch(self.config.batch_size, timeout=self.config.fetch_timeout)
+        except TimeoutError:
+            await self._watchdog()
+            return []
+        self._last_delivery = time.monotonic()
+        self._paused_noted = False
+        self._recovered()
+        return msgs
+
+    async def _watchdog(self) -> None:
+        """A pull subscription can go silent after a NATS restart: ask the server if it should."""
+        silent = time.monotonic() - self._last_delivery
+        if silent < self.config.watchdog_fetches * self.config.fetch_timeout:
+            return
+        assert self._js is not None
+        info = await self._js.consumer_info(self.spec.name, self.consumer)
+        self._last_delivery = time.monotonic()
+        self._recovered()
+        if info.paused:
+            self._note_pause()
+            return
+        if info.num_pending or info.num_ack_pending:
+            raise _Resubscribe(
+                f"no delivery for {silent:.1f}s with {info.num_pending} pending "
+                f"and {info.num_ack_pending} awaiting ack"
+            )
+
+    async def _accept(self, msgs: Sequence[Msg]) -> None:
+        """Hold deliveries in stream order, stopping at a hole or at a message not from Janus."""
+        # Below this, everything is in the view: a redelivery there only lost its ack.
+        applied_below = self._held[0].seq if self._held else self._next_seq
+        stale: Msg | None = None
+        for msg in msgs:
+            metadata = msg.metadata
+            self.redeliveries += metadata.num_delivered > 1
+            seq = metadata.sequence.stream
+            if self._next_seq is not None and seq < self._next_seq:
+                if applied_below is not None and seq < applied_below:
+                    stale = msg
+                continue
+            if self._next_seq is not None and seq > self._next_seq:
+                self._gap = True
+                break
+            try:
+                notification = notification_from_message(msg.headers or {}, msg.data)
+            except ValueError as error:
+                self._foreign = _Foreign(seq, str(error))
+                break
+            self._held.append(_Delivery(msg, seq, notification))
+            self._next_seq = seq + 1
+        if stale is not None:
+            await stale.ack()  # cumulative: stops the redeliveries of everything up to it
+
+    async def _drain(self, stop: asyncio.Event) -> None:
+        """Apply the held deliveries, acking what committed; hold the rest while blocked."""
+        while self._held and not stop.is_set():
+            if self._unverified and not await self._continues_the_log():
+                await self._blocked(stop)
+                continue
+            prefetch = self._prefetch()
+            try:
+                done = await asyncio.to_thread(self._apply, list(self._held))
+            except BaseException:
+                await _abandon(prefetch)
+                raise
+            self._progressing = done > 0
+            if done:
+                await self._held[done - 1].msg.ack()
+                del self._held[:done]
+                self._set_state(FeedState.RUNNING)
+            if prefetch is not None:
+                await self._accept(await prefetch)
+            if not done:
+                await self._blocked(stop)
+
+    def _prefetch(self) -> asyncio.Task[Sequence[Msg]] | None:
+        """Fetch the next batch while this one is applied: the apply thread mostly waits on the
+        database, so the fetch costs little time of its own. Not when something already stops
+        the feed after these deliveries, nor while they wait behind a stall."""
+        if not self._progressing or self._gap or self._foreign is not None:
+            return None
+        return asyncio.create_task(self._fetch())
+
+    def _apply(self, held: list[_Delivery]) -> int:
+        """How many leading deliveries the view now holds (all of them unless it stalled)."""
+        self.runner.apply_batch(_rising(d.notification for d in held))
+        position = self.runner.position
+        done = 0
+        while done < len(held) and held[done].notification.id <= position:
+            done += 1
+        return done
+
+    async def _blocked(self, stop: asyncio.Event) -> None:
+        status = await asyncio.to_thread(self.runner.status)
+        if status.state == "stalled":
+            self._set_state(
+                FeedState.STALLED,
+                f"projection stalled at position {status.error_position}: {status.error}; "
+                "holding it and later events un-acked until retried or skipped",
+            )
+        await pause(stop, self.config.poll_interval)
+
+    async def _continues_the_log(self) -> bool:
+        """After a discontinuity the first new event must be the log's next one.
+
+        False while the runner is stalled (nothing can be applied anyway); raises _Resubscribe
+        after taking from the log what the stream lacked.
+        """
+        status = await asyncio.to_thread(self.runner.status)
+        if status.state == "stalled":
+            return False
+        first_new = next(
+            (d.notification.id for d in self._held if d.notification.id > status.position), None
+        )
+        if first_new is None:
+            return True  # all old: the next new event is checked instead
+        following = await asyncio.to_thread(self.runner.reader.read_after, status.position, 1)
+        if following and following[0].id == first_new:
+            self._unverified = False
+            return True
+        if not following or following[0].id > first_new:
+            raise StreamMismatch(
+                f"stream {self.spec.name} holds position {first_new}, which the log does not "
+                f"have after {status.position}: is the stream shared with another store?"
+            )
+        log.warning(
+            "%s: stream %s lacks log positions %s to %s; catching up from the log",
+            self.consumer,
+            self.spec.name,
+            following[0].id,
+            first_new - 1,
+        )
+        await asyncio.to_thread(self._catch_up_from_log, first_new - 1)
+        raise _Resubscribe("caught up from the log")
+
+    def _catch_up_from_log(self, target: int) -> None:
+        while self.runner.position < target:
+            if self.runner.run_once() == 0:
+                return  # stalled, or another runner moved it: the next check sees which
+
+    async def _hold_foreign(self, foreign: _Foreign, stop: asyncio.Event) -> None:
+        """A message the contract cannot read is a poison too, but not one the runner can skip:
+        it has no position. It holds the feed until someone removes it from the stream."""
+        self._set_state(
+            FeedState.STALLED,
+            f"stream {self.spec.name} sequence {foreign.seq} is not a Janus event "
+            f"({foreign.reason}); remove it (nats stream rmm {self.spec.name} {foreign.seq}) "
+            "or fix its publisher",
+        )
+        assert self._js is not None
+        while not stop.is_set():
+            try:
+                await self._js.get_msg(self.spec.name, seq=foreign.seq)
+            except NotFoundError:
+                raise _Resubscribe(f"sequence {foreign.seq} was removed") from None
+            await pause(stop, self.config.poll_interval)
+
+    def _note_pause(self) -> None:
+        """Someone paused the consumer on purpose: say so once, and do not fight it."""
+        if not self._paused_noted:
+            self._paused_noted = True
+            log.warning("%s: consumer paused on the server; waiting for it", self.consumer)
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def _set_state(self, state: FeedState, error: str | None = None) -> None:
+        if (state, error) == (self._state, self._error):
+            return
+        self._state, self._error = state, error
+        self._status_dirty.set()
+        if state == FeedState.STALLED:
+            log.error("%s: %s", self.consumer, error)
+
+    def _outage(self, error: BaseException | str) -> None:
+        """Log an outage once, however long it lasts; the recovery is logged once too."""
+        self._set_state(FeedState.DISCONNECTED, str(error))
+        if self._outage_since is not None:
+            log.debug("%s: still unavailable: %r", self.consumer, error)
+            return
+        self._outage_since = time.monotonic()
+        what = "store" if isinstance(error, STORE_ERRORS) else "NATS"
+        log.warning("%s: %s unavailable (%r); retrying with backoff", self.consumer, what, error)
+
+    def _recovered(self) -> None:
+        self._failures = 0
+        if self._outage_since is None:
+            return
+        log.warning(
+            "%s: available again after %.1fs", self.consumer, time.monotonic() - self._outage_since
+        )
+        self._outage_since = None
+        self._set_state(FeedState.RUNNING)
+
+    async def _report_status(self, finished: asyncio.Event) -> None:
+        """Write the status on each change and as a heartbeat; once more when ``finished``."""
+        while not finished.is_set():
+            await self._write_status_safely()
+            await pause(self._status_dirty, self.config.heartbeat)
+            self._status_dirty.clear()
+        await self._write_status_safely()
+
+    async def _write_status_safely(self) -> None:
+        try:
+            await asyncio.to_thread(self._write_status, self.status())
+        except STORE_ERRORS as error:
+            # The feed's own work meets the same store and reports the outage once.
+            log.debug("%s: status not written: %r", self.consumer, error)
+
+    def _write_status(self, status: FeedStatus) -> None:
+        engine = self.runner.engine
+        if not self._status_table_ready:
+            status_metadata.create_all(engine)
+            self._status_table_ready = True
+        values = {
+            "projection": self.runner.name,
+            "state": status.state.value,
+            "error": status.error,
+            "next_sequence": status.next_sequence,
+            "resubscribes": status.resubscribes,
+            "connects": status.connects,
+            "redeliveries": status.redeliveries,
+            "updated_at": datetime.now(UTC),
+        }
+        table = feed_status_table
+        with engine.begin() as conn:
+            changed = conn.execute(
+                update(table).where(table.c.consumer == self.consumer).values(values)
+            )
+            if changed.rowcount == 0:
+                conn.execute(insert(table).values(consumer=self.consumer, **values))
+
+    async def _on_nats_error(self, error: Exception) -> None:
+        log.debug("%s: nats client: %r", self.consumer, error)
+
+    async def _on_reconnected(self) -> None:
+        log.info("%s: NATS connection re-established", self.consumer)
+
+    def __str__(self) -> str:
+        return self.consumer
+
+
+def read_feed_status(
+    engine: Engine, consumer: str, heartbeat: float = FeedConfig.heartbeat
+) -> FeedStatus | None:
+    """What the feed of ``consumer`` last reported, as any process sees it; None if it never ran.
+
+    A report older than a few heartbeats means no feed is running (it was killed): ``stopped``.
+    """
+    if not inspect(engine).has_table(feed_status_table.name):
+        return None
+    with engine.connect() as conn:
+        query = select(feed_status_table).where(feed_status_table.c.consumer == consumer)
+        row = conn.execute(query).first()
+    if row is None:
+        return None
+    updated_at = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+    alive = (datetime.now(UTC) - updated_at).total_seconds() < STALE_HEARTBEATS * heartbeat
+    state = FeedState(row.state) if alive else FeedState.STOPPED
+    return FeedStatus(
+        consumer,
+        state,
+        row.error,
+        row.next_sequence,
+        row.resubscribes,
+        row.connects,
+        row.redeliveries,
+        updated_at,
+    )
+
+
+def _rising(notifications: Iterable[Notification]) -> list[Notification]:
+    """Drop any event at or below one before it: the runner skips what is at or below its
+    stored position, but a republished run can repeat events within one batch too."""
+    rising: list[Notification] = []
+    for notification in notifications:
+        if not rising or notification.id > rising[-1].id:
+            rising.append(notification)
+    return rising
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    return isinstance(error, (nats.errors.ConnectionClosedError, nats.errors.NoServersError))
+
+
+async def _abandon(task: asyncio.Task[Sequence[Msg]] | None) -> None:
+    """Stop a fetch whose messages nobody will apply; the consumer delivers them again."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("abandoned fetch had failed too: %r", task.exception())
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds`` or until stopped, whichever is first.
+
+    Not ``wait_for``: on Python 3.11 it swallows a cancellation that races the event being set.
+    """
+    with contextlib.suppress(TimeoutError):  # the expected outcome: the pause is over
+        async with asyncio.timeout(seconds):
+            await stop.wait()

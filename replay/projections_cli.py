@@ -1,0 +1,325 @@
+"""``janus projections``: how far each view is, and the operator's tools to repair one.
+
+Mounted on ``janus`` as ``projections``; each command builds its own Janus from settings
+(``JANUS_*``), so it works beside a running ``janus run`` as well as alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from eventsourcing.persistence import InterfaceError, OperationalError
+from pydantic import ValidationError
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy.exc import OperationalError as SqlOperationalError
+
+from bootstrap.container import Janus
+from bootstrap.settings import Settings
+from commands.errors import CommandError
+from projections.rebuild import (
+    ProgressCallback,
+    ProjectionBusy,
+    RebuildFailed,
+    UnknownProjection,
+    VerifyReport,
+    projection_runners,
+    rebuild,
+    rich_progress,
+    runner_for,
+    verify,
+)
+from projections.runner import ProjectionStalled, ProjectionStatus, event_time
+from replay import render
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="The views built from the event log: status, rebuild, verify, retry, skip.",
+)
+
+ProjectionName = Annotated[str, typer.Argument(help="The projection, e.g. relational.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class NotStalled(Exception):
+    """A skip for a position the projection is not stalled at."""
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True, highlight=False).print(
+        f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True
+    )
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """What an operator can act on becomes one red line and exit 1; bugs keep their traceback."""
+    try:
+        yield
+    except (UnknownProjection, ProjectionBusy, RebuildFailed, NotStalled) as error:
+        _fail(str(error))
+        raise typer.Exit(1) from None
+    except (
+        ValidationError,
+        CommandError,
+        OperationalError,
+        InterfaceError,
+        SqlOperationalError,
+        ProjectionStalled,
+        TimeoutError,
+    ) as error:
+        _fail(render.error_text(error))
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _janus() -> Iterator[Janus]:
+    janus = Janus.build(Settings())
+    try:
+        yield janus
+    finally:
+        janus.close()
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[ProgressCallback | None]:
+    """A progress bar for people; scripts and logs (stderr not a terminal) get none."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    with rich_progress(console, description) as progress:
+        yield progress
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelayLag:
+    """How far the relay has published the log (from its tracking row in the event store)."""
+
+    name: str
+    position: int
+    head: int
+    lag_seconds: float | None
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "position": self.position,
+            "head": self.head,
+            "lag": self.lag,
+            "lag_seconds": self.lag_seconds,
+        }
+
+
+def relay_lag(janus: Janus) -> RelayLag | None:
+    """The relay's progress, if a relay has ever recorded one on this store.
+
+    The tracking name follows event_store/relay.py (``relay:<stream>``).
+    """
+    name = f"relay:{janus.settings.stream_name}"
+    position = janus.app.tracked_position(name)
+    if position == 0:
+        return None
+    head = janus.app.head()
+    seconds = None
+    if position >= head:
+        seconds = 0.0
+    else:
+        published, newest = event_time(janus.reader, position), event_time(janus.reader, head)
+        if published and newest:
+            seconds = max(0.0, (newest - published).total_seconds())
+    return RelayLag(name, position, head, seconds)
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Each view's version, generation, position, lag (events and seconds) and state."""
+    with _errors(), _janus() as janus:
+        statuses = [runner.status() for runner in projection_runners(janus).values()]
+        relay = relay_lag(janus)
+    if as_json:
+        _print_json(
+            {
+                "projections": [s.as_dict() for s in statuses],
+                "relay": relay.as_dict() if relay else None,
+            }
+        )
+        return
+    _out().print(_status_table(statuses, relay))
+
+
+def _status_table(statuses: list[ProjectionStatus], relay: RelayLag | None) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("name", "version", "gen", "state", "position", "head", "lag", "lag s", "note"):
+        right = column in ("version", "gen", "position", "head", "lag", "lag s")
+        table.add_column(column, justify="right" if right else "left", no_wrap=column != "note")
+    for s in statuses:
+        table.add_row(
+            s.name,
+            _version(s),
+            str(s.generation),
+            _phase(s.phase),
+            str(s.position),
+            str(s.head),
+            str(s.lag),
+            _seconds(s.lag_seconds),
+            escape(_note(s)),
+        )
+    if relay is not None:
+        row = (relay.name, "", "", "", str(relay.position), str(relay.head), str(relay.lag))
+        table.add_row(*row, _seconds(relay.lag_seconds), "")
+    return table
+
+
+def _version(s: ProjectionStatus) -> str:
+    if s.code_version is None or s.code_version == s.version:
+        return str(s.version)
+    return f"{s.version}→{s.code_version}"
+
+
+def _phase(phase: str) -> str:
+    colour = {"running": "green", "stalled": "bold red"}.get(phase, "yellow")
+    return f"[{colour}]{phase}[/]"
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
+def _note(s: ProjectionStatus) -> str:
+    notes = []
+    if s.state == "stalled":
+        notes.append(f"stalled at {s.error_position}: {s.error}")
+    if s.building is not None:
+        notes.append(f"{s.phase} generation {s.building} at {s.building_position}")
+    if s.code_version is not None and s.code_version != s.version:
+        notes.append(f"built by version {s.version}: rebuild to get version {s.code_version}")
+    if s.skipped:
+        notes.append(f"skipped {', '.join(map(str, s.skipped))}")
+    return "; ".join(notes)
+
+
+# -- repair --------------------------------------------------------------------------------------
+
+
+@app.command("rebuild")
+def rebuild_command(name: ProjectionName) -> None:
+    """Rebuild a view from the event log beside the live one, then switch to it atomically.
+
+    Readers keep the old view until the switch and see the complete new one after it.
+    """
+    with _errors(), _janus() as janus:
+        runner_for(janus, name)
+        with _progress(f"rebuilding {name}") as progress:
+            result = rebuild(janus, name, progress=progress)
+    _out().print(
+        f"{name}: generation {result.generation} is live at position {result.position} "
+        f"({result.events} events in {result.seconds:.1f}s, "
+        f"{result.events_per_second:,.0f} events/s)"
+    )
+
+
+@app.command("verify")
+def verify_command(name: ProjectionName, as_json: JsonFlag = False) -> None:
+    """Build a view afresh from the log and compare it row by row with the live one.
+
+    Exits 1 when they differ.
+    """
+    with _errors(), _janus() as janus:
+        runner_for(janus, name)
+        with _progress(f"verifying {name}") as progress:
+            report = verify(janus, name, progress=progress)
+    if as_json:
+        _print_json(_report_json(report))
+    elif not report.ok:
+        _out().print(_differences_table(report))
+    else:
+        _out().print(report.summary())
+    if not report.ok:
+        _fail(report.summary())
+        raise typer.Exit(1)
+
+
+def _report_json(report: VerifyReport) -> dict[str, Any]:
+    return {
+        "name": report.name,
+        "position": report.position,
+        "ok": report.ok,
+        "tables": [vars(t) for t in report.tables],
+    }
+
+
+def _differences_table(report: VerifyReport) -> Table:
+    table = Table(
+        title=f"{report.name} against a fresh build at position {report.position}",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        title_justify="left",
+    )
+    for column in ("table", "live", "rebuilt", "missing", "extra", "changed", "examples"):
+        table.add_column(column, overflow="fold" if column == "examples" else "ellipsis")
+    for diff in report.differences():
+        table.add_row(
+            diff.table,
+            str(diff.live_rows),
+            str(diff.rebuilt_rows),
+            str(diff.missing),
+            str(diff.extra),
+            str(diff.changed),
+            escape("; ".join(diff.samples)),
+        )
+    return table
+
+
+@app.command("retry")
+def retry_command(name: ProjectionName) -> None:
+    """Clear a stalled view's error and apply its events again now."""
+    with _errors(), _janus() as janus:
+        runner = runner_for(janus, name)
+        runner.retry()
+        position = runner.catch_up()
+    _out().print(f"{name}: running, at position {position}")
+
+
+@app.command("skip")
+def skip_command(
+    name: ProjectionName,
+    position: Annotated[
+        int, typer.Option(help="The position the view is stalled at (see status); required.")
+    ],
+) -> None:
+    """Step a stalled view over the event at --position; the skip is recorded (rebuilds honour
+    it too)."""
+    with _errors(), _janus() as janus:
+        runner = runner_for(janus, name)
+        try:
+            runner.skip(position)
+        except ValueError as error:
+            raise NotStalled(str(error)) from error
+    _out().print(f"{name}: skipped the event at position {position}; the skip is recorded")
