@@ -1,0 +1,184 @@
+"""The FastAPI application: a thin shell over the command services and the relational views."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import problems
+from api.auth import KeyVerifier
+from api.context import WORKER_THREADS, ApiContext
+from api.freshness import ViewWaiter
+from api.idempotency import ResponseStore
+from api.reads import ReadModel
+from api.routes import confirmations, effects, events, goals, jobs, keys, ops
+from api.settings import ApiSettings, auth_required
+from api.telemetry import RequestSpans, auth_denials, meter_provider, tracer_provider
+from bootstrap.container import Janus
+from bootstrap.process import JanusProcess
+from commands.keys import KeyService
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Drive Janus over HTTP: goals, confirmations of hazardous actions, effects, jobs,
+the audit trail and the event log.
+
+* Authenticate with `Authorization: Bearer <API key>`; roles are viewer < operator < approver <
+  admin, each allowed what the ones before it are.
+* Writes answer with a log `position`; pass it to a read as `?min_position=` to read your write.
+* Every POST and DELETE takes an `Idempotency-Key` header: a retry returns the first response.
+* Errors are `application/problem+json` (RFC 9457) with a stable `type`.
+"""
+
+
+class BodyLimit:
+    """Refuses request bodies over the limit with a 413 problem, declared length or not."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            response = problems.problem_response(
+                Request(scope), 413, "content-too-large", self._detail()
+            )
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _detail(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes"
+
+
+def _responses_engine(janus: Janus) -> Engine:
+    """Kept responses share the views database. On Postgres they get their own pool, sized for
+    the API's worker threads and without the views pool's pre-ping round trip, so a keyed
+    write does not queue behind reads for a connection. SQLite keeps its single file's engine.
+    """
+    if janus.settings.embedded:
+        return janus.views_engine
+    return create_engine(
+        janus.settings.views_url,
+        pool_size=WORKER_THREADS // 2,
+        max_overflow=WORKER_THREADS // 2,
+        connect_args={"connect_timeout": janus.settings.connect_timeout_seconds},
+    )
+
+
+def create_app(
+    janus: Janus,
+    settings: ApiSettings | None = None,
+    *,
+    auth: bool | None = None,
+    runtime: JanusProcess | None = None,
+    own_runtime: bool = False,
+    drive_views: bool | None = None,
+    traces: TracerProvider | None = None,
+    metrics: MeterProvider | None = None,
+) -> FastAPI:
+    """Build the API over an already built Janus.
+
+    ``runtime``: the in-process JanusProcess, if any; with ``own_runtime`` the app starts it
+    (in the background, so the API serves while views catch up) and stops it on shutdown.
+    ``drive_views``: let a read waiting on ?min_position apply view batches itself (default:
+    when the views are run in this process).
+    """
+    settings = settings or ApiSettings()
+    required = auth_required(settings, janus.settings) if auth is None else auth
+    traces = traces or tracer_provider(settings.trace_exporter, janus.settings.node_id)
+    metrics = metrics or meter_provider(settings.trace_exporter)
+    key_service = KeyService(janus.commands.runner)
+    responses = ResponseStore(
+        _responses_engine(janus), timedelta(hours=settings.idempotency_retention_hours)
+    )
+    responses.setup()
+    context = ApiContext(
+        janus=janus,
+        settings=settings,
+        auth_required=required,
+        keys=key_service,
+        verifier=KeyVerifier(key_service, settings.key_cache_seconds),
+        reads=ReadModel(janus.views_engine, janus.clock),
+        waiter=ViewWaiter(
+            janus.relational,
+            janus.reader,
+            settings.read_wait_seconds,
+            drive=runtime is not None if drive_views is None else drive_views,
+        ),
+        responses=responses,
+        denials=auth_denials(metrics.get_meter("janus.api")),
+        runtime=runtime,
+        projections=[janus.relational],
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if own_runtime and runtime is not None:
+            threading.Thread(target=runtime.start, name="runtime-start", daemon=True).start()
+        try:
+            yield
+        finally:
+            if own_runtime and runtime is not None:
+                runtime.stop()
+            context.executor.shutdown(wait=False, cancel_futures=True)
+            if responses.engine is not janus.views_engine:
+                responses.engine.dispose()
+
+    app = FastAPI(
+        title="Janus",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # Spans and request metrics come from RequestSpans, which costs far less per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
+    )
+    app.state.janus_api = context
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestSpans, tracer=traces.get_tracer("janus.api"), meter=metrics.get_meter("janus.api")
+    )
+    problems.install(app)
+    for module in (goals, confirmations, effects, jobs, events, keys, ops):
+        app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = problems.problem_media_types(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,67 @@
+"""Everything a request handler may use, built once per app by ``api.app.create_app``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from opentelemetry.metrics import Counter
+
+from api.auth import KeyVerifier
+from api.freshness import ViewWaiter
+from api.idempotency import ResponseStore
+from api.reads import ReadModel
+from api.settings import ApiSettings
+from bootstrap.container import Janus
+from bootstrap.process import JanusProcess
+from commands.keys import KeyService
+from commands.scheduler import Scheduler
+from projections.runner import ProjectionRunner
+
+T = TypeVar("T")
+WORKER_THREADS = 32
+
+
+@dataclass
+class ApiContext:
+    janus: Janus
+    settings: ApiSettings
+    auth_required: bool
+    keys: KeyService
+    verifier: KeyVerifier
+    reads: ReadModel
+    waiter: ViewWaiter
+    responses: ResponseStore
+    denials: Counter
+    runtime: JanusProcess | None
+    projections: list[ProjectionRunner]
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="api")
+    )
+    open_streams: int = 0
+    _standalone_scheduler: Scheduler | None = field(default=None, repr=False)
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """Run blocking work (the store, the views) in a worker thread: one hop per request.
+
+        A plain executor costs less per hop than the thread pool FastAPI uses for ``def``
+        handlers, and the handlers need no context variables there (the trace context is
+        taken on the event loop).
+        """
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
+
+    def scheduler(self) -> Scheduler:
+        """The running scheduler when this process holds its lock, else one that only fires.
+
+        A standalone scheduler records and runs a manual fire like the real one, but a retry it
+        schedules waits for the leading scheduler's next start (which recovers open fires).
+        """
+        running = self.runtime._scheduler if self.runtime is not None else None
+        if running is not None:
+            return running
+        if self._standalone_scheduler is None:
+            self._standalone_scheduler = self.janus.scheduler()
+        return self._standalone_scheduler

@@ -1,0 +1,267 @@
+"""Dependencies, as ``Annotated`` aliases the routes declare: who calls, how fresh, what key.
+
+Each alias is one dependency that authenticates, checks the role and carries what the handler
+needs, so a request resolves two or three dependencies, not eight. All are ``async``: the one
+hop to a worker thread happens when the handler runs its blocking work (``Read.__call__``,
+``Call.respond``). (No ``from __future__ import annotations`` here: FastAPI must resolve the
+annotations of the dependency functions built inside the factories below.)
+"""
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from api.auth import LOCAL_ADMIN, Principal, forbidden, unauthorized
+from api.context import ApiContext
+from api.idempotency import StoredResponse, fingerprint
+from api.telemetry import current_trace_context
+from commands.errors import IdempotencyConflict
+from commands.invocation import Invocation
+from commands.keys import claimed_key_id
+from domain.api_key import Role
+
+T = TypeVar("T")
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key from `janus keys create NAME --role ROLE`.",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+MAX_PAGE = 1_000
+
+
+async def api_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.janus_api
+    return context
+
+
+Api = Annotated[ApiContext, Depends(api_context)]
+
+
+async def _authorize(
+    api: ApiContext, credentials: HTTPAuthorizationCredentials | None, role: Role
+) -> Principal:
+    if not api.auth_required:
+        return LOCAL_ADMIN
+    if credentials is None:
+        raise unauthorized("missing", api.denials)
+    token = credentials.credentials
+    key_id = claimed_key_id(token)
+    if key_id is None:
+        raise unauthorized("malformed", api.denials)
+    known, info = api.verifier.cached(key_id)
+    if not known:
+        info = await api.run(api.verifier.load, key_id)
+    if info is None:
+        raise unauthorized("unknown", api.denials)
+    if not info.active:
+        raise unauthorized("revoked", api.denials)
+    if not info.matches(token):
+        raise unauthorized("mismatch", api.denials)
+    principal = Principal(info.name, info.role, info.id)
+    if not principal.role.allows(role):
+        raise forbidden(principal, role, api.denials)
+    return principal
+
+
+@dataclass(frozen=True)
+class Read:
+    """An authorized read: runs its query in a worker thread, after ?min_position if given."""
+
+    api: ApiContext
+    principal: Principal
+    min_position: int | None = None
+
+    async def __call__(self, query: Callable[[], T]) -> T:
+        return await self.api.run(self._fresh, query)
+
+    def _fresh(self, query: Callable[[], T]) -> T:
+        self.api.waiter.wait(self.min_position)
+        return query()
+
+
+MinPosition = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=2**62,
+        description="Wait (bounded) until the views have applied this log position: pass the "
+        "position a write returned to read your own write.",
+    ),
+]
+
+
+def _reader(role: Role) -> Callable[..., Coroutine[Any, Any, Read]]:
+    async def read(request: Request, credentials: Credentials) -> Read:
+        api = await api_context(request)
+        return Read(api, await _authorize(api, credentials, role))
+
+    read.__name__ = f"read_as_{role.value}"
+    return read
+
+
+def _fresh_reader(role: Role) -> Callable[..., Coroutine[Any, Any, Read]]:
+    async def read(
+        request: Request, credentials: Credentials, min_position: MinPosition = None
+    ) -> Read:
+        api = await api_context(request)
+        return Read(api, await _authorize(api, credentials, role), min_position or None)
+
+    read.__name__ = f"fresh_read_as_{role.value}"
+    return read
+
+
+Viewer = Annotated[Read, Depends(_reader(Role.VIEWER))]
+Admin = Annotated[Read, Depends(_reader(Role.ADMIN))]
+FreshViewer = Annotated[Read, Depends(_fresh_reader(Role.VIEWER))]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page.")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=512, description="The next_cursor of the previous page."),
+]
+
+
+@dataclass(frozen=True)
+class Produced:
+    """What a write produced, and whether the command layer answered it from its record."""
+
+    model: BaseModel
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Call:
+    """One state-changing request: who acts, under which key, and how to answer it."""
+
+    api: ApiContext
+    principal: Principal
+    invocation: Invocation
+    idempotency_key: str | None
+    fingerprint: str
+    min_position: int | None = None
+
+    async def respond(
+        self,
+        produce: Callable[[], Produced],
+        status_code: int = 200,
+        location: Callable[[Any], str] | None = None,
+        replays_itself: bool = True,
+    ) -> Response:
+        """Run the write once per Idempotency-Key; a retry gets the first response.
+
+        ``replays_itself``: the write is a keyed command, which answers a retry from its own
+        record; then the kept response is looked up only for a replay. Otherwise it is looked
+        up first.
+        """
+        return await self.api.run(self._respond, produce, status_code, location, replays_itself)
+
+    def _respond(
+        self,
+        produce: Callable[[], Produced],
+        status_code: int,
+        location: Callable[[Any], str] | None,
+        replays_itself: bool,
+    ) -> Response:
+        self.api.waiter.wait(self.min_position)
+        store, scope, key = self.api.responses, self.principal.scope, self.idempotency_key
+        if key is None:
+            model = produce().model
+            return _json(model.model_dump_json(), status_code, location and location(model))
+        kept = None if replays_itself else store.get(scope, key)
+        if kept is None:
+            produced = produce()
+            if produced.replayed:
+                kept = store.get(scope, key)
+            if kept is None:
+                ours = StoredResponse(
+                    self.fingerprint,
+                    status_code,
+                    produced.model.model_dump_json(),
+                    location(produced.model) if location else None,
+                )
+                kept = store.put(scope, key, ours)
+                replayed = produced.replayed or kept is not ours
+            else:
+                replayed = True
+        else:
+            replayed = True
+        if kept.fingerprint != self.fingerprint:
+            raise IdempotencyConflict("Idempotency-Key reused for a different request")
+        response = _json(kept.body, kept.status, kept.location)
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
+
+
+def _json(body: str, status_code: int, location: str | None) -> Response:
+    headers = {"Location": location} if location else None
+    return Response(body, status_code, headers=headers, media_type="application/json")
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,200}$",
+        description="Retry safely: the same key returns the first response and records "
+        "nothing new; reusing it with a different request is a 409. Scoped to your API key.",
+    ),
+]
+
+
+def _caller(role: Role, fresh: bool) -> Callable[..., Coroutine[Any, Any, Call]]:
+    async def make(
+        request: Request,
+        credentials: Credentials,
+        idempotency_key: IdempotencyKey,
+        min_position: int | None,
+    ) -> Call:
+        api = await api_context(request)
+        principal = await _authorize(api, credentials, role)
+        command_key = f"api:{principal.scope}:{idempotency_key}" if idempotency_key else None
+        body = await request.body() if idempotency_key else b""
+        return Call(
+            api=api,
+            principal=principal,
+            invocation=Invocation(
+                principal.actor,
+                idempotency_key=command_key,
+                trace_context=current_trace_context(),
+            ),
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint(request.method, request.url.path, request.url.query, body),
+            min_position=min_position or None,
+        )
+
+    if fresh:
+
+        async def call(
+            request: Request,
+            credentials: Credentials,
+            idempotency_key: IdempotencyKey = None,
+            min_position: MinPosition = None,
+        ) -> Call:
+            return await make(request, credentials, idempotency_key, min_position)
+
+    else:
+
+        async def call(  # type: ignore[misc]
+            request: Request, credentials: Credentials, idempotency_key: IdempotencyKey = None
+        ) -> Call:
+            return await make(request, credentials, idempotency_key, None)
+
+    call.__name__ = f"call_as_{role.value}"
+    return call
+
+
+OperatorCall = Annotated[Call, Depends(_caller(Role.OPERATOR, fresh=False))]
+FreshOperatorCall = Annotated[Call, Depends(_caller(Role.OPERATOR, fresh=True))]
+ApproverCall = Annotated[Call, Depends(_caller(Role.APPROVER, fresh=False))]
+AdminCall = Annotated[Call, Depends(_caller(Role.ADMIN, fresh=False))]

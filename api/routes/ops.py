@@ -1,0 +1,107 @@
+"""Operations: liveness, readiness with details, and the views' status and lag."""
+
+from __future__ import annotations
+
+from eventsourcing.persistence import InterfaceError, OperationalError
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from api import schemas as s
+from api.context import ApiContext
+from api.deps import Api, Viewer
+from api.problems import responses
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=s.Liveness)
+async def healthz() -> s.Liveness:
+    """The process is alive (nothing else is checked)."""
+    return s.Liveness()
+
+
+@router.get(
+    "/readyz",
+    response_model=s.Readiness,
+    responses={503: {"model": s.Readiness, "description": "Not ready; the checks say why."}},
+)
+async def readyz(api: Api) -> JSONResponse:
+    """Ready to serve: the store answers, the views are within their lag bound, the in-process
+    runtime has started and the relay keeps up, where those run."""
+    checks = await api.run(readiness, api)
+    body = s.Readiness(ready=all(c.ok for c in checks), checks=checks)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
+
+
+def readiness(api: ApiContext) -> list[s.Check]:
+    janus = api.janus
+    try:
+        head = janus.reader.head()
+    except (OperationalError, InterfaceError, SQLAlchemyError) as error:
+        return [s.Check(name="store", ok=False, detail=f"unreachable: {type(error).__name__}")]
+    checks = [s.Check(name="store", ok=True, detail=f"head {head}")]
+    bound = api.settings.ready_max_lag
+    for runner in api.projections:
+        try:
+            status = runner.status()
+        except SQLAlchemyError as error:
+            checks.append(
+                s.Check(name=runner.name, ok=False, detail=f"unreadable: {type(error).__name__}")
+            )
+            continue
+        ok = status.state == "running" and status.lag <= bound
+        detail = f"{status.state}, position {status.position}, lag {status.lag} (bound {bound})"
+        if status.error_position is not None:
+            detail += f", stalled at {status.error_position}"
+        checks.append(s.Check(name=f"view:{runner.name}", ok=ok, detail=detail))
+    if api.runtime is not None:
+        started = api.runtime.ready.is_set()
+        checks.append(
+            s.Check(name="runtime", ok=started, detail="started" if started else "starting")
+        )
+    if janus.settings.nats_url:
+        checks.append(_relay(api, bound))
+    return checks
+
+
+def _relay(api: ApiContext, bound: int) -> s.Check:
+    """Where a relay feeds NATS: it reports running and connected, and keeps up with the log."""
+    from event_store.relay import read_relay_status  # only the full stack has a relay
+
+    status = read_relay_status(api.janus)
+    ok = status.state == "running" and status.connected and status.lag <= bound
+    detail = (
+        f"{status.state}, {'connected' if status.connected else 'not connected'}, "
+        f"position {status.position}, lag {status.lag} (bound {bound})"
+    )
+    return s.Check(name="relay", ok=ok, detail=detail)
+
+
+@router.get(
+    "/v1/projections",
+    response_model=list[s.ProjectionOut],
+    responses=responses(401, 403, 503),
+)
+async def projections(read: Viewer) -> list[s.ProjectionOut]:
+    """Each view's position, lag behind the log, state and last error."""
+    return await read(lambda: _statuses(read.api))
+
+
+def _statuses(api: ApiContext) -> list[s.ProjectionOut]:
+    out = []
+    for runner in api.projections:
+        status = runner.status()
+        out.append(
+            s.ProjectionOut(
+                name=status.name,
+                version=status.version,
+                position=status.position,
+                head=status.head,
+                lag=status.lag,
+                state=status.state,
+                error=status.error,
+                error_position=status.error_position,
+            )
+        )
+    return out

@@ -1,0 +1,69 @@
+"""Settings of the HTTP API (prefix ``JANUS_API_``): where it listens, who may call it, limits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bootstrap.settings import Settings
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JANUS_API_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port.")
+    auth: Literal["auto", "keys", "off"] = Field(
+        default="auto",
+        description="keys: API keys required. off: only for the embedded store on 127.0.0.1. "
+        "auto: off in exactly that case, keys otherwise.",
+    )
+    runtime: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Run views, executor, expiry and scheduler in this process. auto: on "
+        "unless NATS is configured (the full stack runs them as separate processes).",
+    )
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024**2)
+    read_wait_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Longest wait for ?min_position."
+    )
+    key_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long a checked key is trusted before it is read again; a key revoked "
+        "elsewhere stops working within this time (at once when revoked through this API).",
+    )
+    ready_max_lag: int = Field(default=1_000, ge=0, description="Readiness: largest view lag.")
+    sse_poll_seconds: float = Field(default=0.2, gt=0, le=10)
+    sse_max_streams: int = Field(default=64, ge=1, le=10_000)
+    trace_exporter: Literal["none", "console", "otlp"] = "none"
+    idempotency_retention_hours: int = Field(default=24, ge=1, le=24 * 90)
+
+
+class UnsafeBinding(ValueError):
+    """The settings would expose an API without authentication."""
+
+
+def auth_required(api: ApiSettings, settings: Settings) -> bool:
+    """Keys are required everywhere except the embedded default bound to the loopback address."""
+    may_skip = settings.embedded and api.host in LOOPBACK
+    if api.auth == "off" and not may_skip:
+        where = "the embedded store" if settings.embedded else "a Postgres store"
+        raise UnsafeBinding(
+            f"JANUS_API_AUTH=off is refused on {api.host} with {where}: authentication may be "
+            "off only for the embedded store bound to 127.0.0.1"
+        )
+    if api.auth == "keys":
+        return True
+    return not may_skip
+
+
+def runtime_in_process(api: ApiSettings, settings: Settings) -> bool:
+    if api.runtime == "auto":
+        return settings.nats_url is None
+    return api.runtime == "on"
