@@ -525,6 +525,29 @@ def effects_reconcile(
     _outcome("effect", result)
 
 
+def _register_operational_commands() -> None:
+    """Commands that live in their own modules; imported here so ``replay.cli`` stays the root."""
+    from api.serve import serve_command
+    from replay import projections_cli
+    from replay.audit_cli import audit_app, replay_app
+    from replay.events_cli import events_app
+    from replay.keys_cli import app as keys_app
+    from replay.project_cli import project
+    from replay.relay_cli import relay
+
+    app.command("relay")(relay)
+    app.command("project")(project)
+    app.command("serve")(serve_command)
+    app.add_typer(projections_cli.app, name="projections")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(events_app, name="events")
+    app.add_typer(replay_app, name="replay")
+
+
+_register_operational_commands()
+
+
 def main() -> None:
     app()
 

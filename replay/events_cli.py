@@ -1,0 +1,325 @@
+"""``janus events``: the log itself: tail it, show one event, export and import it.
+
+Reads the event store directly; works with the API, NATS and the views down.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+from eventsourcing.persistence import Notification
+from rich.markup import escape
+
+from event_store.reader import LoggedEvent
+from replay.audit import (
+    BadInput,
+    Store,
+    aware,
+    event_json,
+    event_summary,
+    parse_point,
+    short,
+    topics_for,
+)
+from replay.audit_cli import (
+    DebugFlag,
+    JsonFlag,
+    cli_errors,
+    grid,
+    open_store,
+    out,
+    print_json,
+    progress_bar,
+)
+from replay.exchange import export_events, import_events
+
+events_app = typer.Typer(
+    no_args_is_help=True, help="The event log itself: tail, show, export and import."
+)
+
+RawFilter = Callable[[Notification], bool]
+EventFilter = Callable[[LoggedEvent], bool]
+
+
+@events_app.callback()
+def _events(debug: DebugFlag = False) -> None:
+    """The event log itself: tail it, show one event, export it to a file and import it."""
+
+
+# -- tail ----------------------------------------------------------------------------------------
+
+
+def _filters(ident: UUID | None, correlation: str | None) -> tuple[RawFilter, EventFilter]:
+    needle = f'"correlation_id":"{correlation}"'.encode() if correlation else None
+
+    def raw(notification: Notification) -> bool:
+        if ident is not None and UUID(str(notification.originator_id)) != ident:
+            return False
+        return needle is None or needle in notification.state
+
+    def decoded(logged: LoggedEvent) -> bool:
+        return correlation is None or logged.event.meta.correlation_id == correlation
+
+    return raw, decoded
+
+
+def _last_matching(
+    store: Store,
+    count: int,
+    after: int,
+    upto: int,
+    topics: list[str],
+    raw: RawFilter,
+    decoded: EventFilter,
+) -> list[LoggedEvent]:
+    """The last ``count`` matching events in (after, upto], reading backwards in widening
+    windows so that a plain tail never reads the whole log."""
+    found: list[LoggedEvent] = []
+    high, window = upto, max(4 * count, 256)
+    with progress_bar("searching the log", upto - after) as progress:
+        while high > after and len(found) < count:
+            low = max(after, high - window)
+            chunk = [
+                logged
+                for batch in store.pages(low, high, topics)
+                for logged in (store.decode(n) for n in batch if raw(n))
+                if decoded(logged)
+            ]
+            progress(high - low)
+            found = chunk + found
+            high, window = low, window * 4
+    return found[-count:] if count else []
+
+
+def _print_events(events: list[LoggedEvent], as_json: bool) -> None:
+    if as_json:
+        for logged in events:
+            typer.echo(json.dumps(event_json(logged), ensure_ascii=False))
+        return
+    table = grid(None, "pos", "time", "event", "by · what", fold=("by · what",))
+    for logged in events:
+        meta = logged.event.meta
+        table.add_row(
+            str(logged.position),
+            aware(logged.event.timestamp).strftime("%m-%d %H:%M:%S"),
+            f"{logged.type_name} {short(logged.originator_id)} v{logged.originator_version}",
+            escape(f"{meta.actor}@{meta.node_id} · {event_summary(logged.event, 160)}"),
+        )
+    if events:
+        out().print(table)
+
+
+@events_app.command("tail")
+def events_tail(
+    ctx: typer.Context,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many events to show.")] = 20,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")
+    ] = False,
+    aggregate: Annotated[
+        str | None, typer.Option(help="Only this aggregate's events (id or unique prefix).")
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type", help="Only these types: Goal, Goal.DecisionRecorded or Granted; repeatable."
+        ),
+    ] = None,
+    correlation: Annotated[
+        str | None, typer.Option(help="Only events with this correlation id (a goal id).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only after this position or ISO time.")] = None,
+    until: Annotated[str | None, typer.Option(help="Only up to this position or ISO time.")] = None,
+    stop_after: Annotated[
+        int | None,
+        typer.Option(help="With --follow: stop once this many events have been printed."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The latest events, oldest first; --follow keeps printing new ones.
+
+    --json prints one event per line (JSON Lines), each as ``janus events show --json``.
+    """
+    with cli_errors(ctx), open_store() as store:
+        if lines < 0:
+            raise BadInput("--lines must not be negative")
+        if until is not None and follow:
+            raise BadInput("--until and --follow contradict each other")
+        topics = topics_for(kind) if kind else []
+        ident = store.resolve_aggregate(aggregate) if aggregate else None
+        raw, decoded = _filters(ident, correlation)
+        after = store.position_of(parse_point(since, "--since"), "--since") if since else 0
+        upto = store.position_of(parse_point(until, "--until"), "--until") if until else None
+        head = store.head() if upto is None else upto
+        if ident is not None:
+            # One aggregate: its own events by index, not the log.
+            shown = (
+                [
+                    logged
+                    for n in store.table.events_of(ident, upto=head)
+                    if n.id > after and (not topics or n.topic in topics) and raw(n)
+                    for logged in [store.decode(n)]
+                    if decoded(logged)
+                ][-lines:]
+                if lines
+                else []
+            )
+        else:
+            shown = _last_matching(store, lines, after, head, topics, raw, decoded)
+        _print_events(shown, as_json)
+        if follow:
+            try:
+                _follow(
+                    store, max(head, after), topics, raw, decoded, as_json, stop_after, len(shown)
+                )
+            except KeyboardInterrupt:
+                return  # Ctrl-C is how a follow ends
+
+
+def _follow(
+    store: Store,
+    position: int,
+    topics: list[str],
+    raw: RawFilter,
+    decoded: EventFilter,
+    as_json: bool,
+    stop_after: int | None,
+    printed: int,
+) -> None:
+    """Poll the head; positions become visible in commit order, so none is ever skipped."""
+    wake = threading.Event()
+    interval = store.settings.poll_interval_seconds
+    while stop_after is None or printed < stop_after:
+        fresh: list[LoggedEvent] = []
+        for batch in store.pages(position, None, topics):
+            position = batch[-1].id
+            fresh += [
+                logged for logged in (store.decode(n) for n in batch if raw(n)) if decoded(logged)
+            ]
+        if stop_after is not None:
+            fresh = fresh[: stop_after - printed]
+        _print_events(fresh, as_json)
+        printed += len(fresh)
+        if not fresh:
+            wake.wait(interval)
+
+
+# -- show ----------------------------------------------------------------------------------------
+
+
+@events_app.command("show")
+def events_show(
+    ctx: typer.Context,
+    event: Annotated[
+        str, typer.Argument(help="A log position, or an event id (or unique prefix of one).")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """One event in full: position, type, aggregate, provenance and every field.
+
+    --json prints {"position", "event_id", "type", "topic", "aggregate_type", "aggregate_id",
+    "aggregate_version", "timestamp", "command_id", "correlation_id", "causation_id", "actor",
+    "node_id", "trace_context", "data"}.
+    """
+    with cli_errors(ctx), open_store() as store:
+        with progress_bar("searching the log", store.head()) as progress:
+            logged = store.find_event(event, progress)
+        body = event_json(logged)
+    if as_json:
+        print_json(body)
+        return
+    table = grid(f"#{body['position']} {body['type']}", "field", "value", fold=("value",))
+    for key in (
+        "event_id", "topic", "aggregate_id", "aggregate_version", "timestamp", "actor",
+        "node_id", "command_id", "correlation_id", "causation_id",
+    ):  # fmt: skip
+        table.add_row(key, escape(str(body[key])))
+    if body["trace_context"]:
+        table.add_row("trace_context", escape(json.dumps(body["trace_context"])))
+    for key, value in body["data"].items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        table.add_row(f"[bold]{key}[/]", escape(str(shown)))
+    out().print(table)
+
+
+# -- export and import ---------------------------------------------------------------------------
+
+
+@events_app.command("export")
+def events_export(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Where to write; gzip when the name ends in .gz.")],
+    since: Annotated[
+        str | None, typer.Option(help="Only events after this position or ISO time.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only events up to this position or ISO time.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the log (or a range of it) as JSON Lines: a header, one event per line, a trailer.
+
+    The file appears only once complete. --json prints {"file", "events", "after_position",
+    "upto_position", "last_position"}.
+    """
+    with cli_errors(ctx), open_store() as store:
+        if file.exists() and not force:
+            raise BadInput(f"{file} already exists (--force to overwrite)")
+        after = store.position_of(parse_point(since, "--since"), "--since") if since else 0
+        upto = store.position_of(parse_point(until, "--until"), "--until") if until else None
+        total = (upto if upto is not None else store.head()) - after
+        with progress_bar("exporting", total) as progress:
+            result = export_events(store, file, after, upto, progress)
+    if as_json:
+        print_json(result.json())
+        return
+    out().print(
+        f"exported {result.events} events (positions {result.after_position + 1}.."
+        f"{result.upto_position}) to {file}"
+    )
+
+
+@events_app.command("import")
+def events_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A file written by janus events export.")],
+    check: Annotated[
+        bool, typer.Option("--check", help="Only check the file; write nothing.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Append the file's events that this store does not hold yet (by event id), in order.
+
+    Importing the same file twice adds nothing. A corrupt line stops the import with its line
+    number: the lines before it are written, nothing from it on. --json prints {"file",
+    "source_node", "after_position", "upto_position", "events", "written", "already_present",
+    "checked_only"}.
+    """
+    with cli_errors(ctx), open_store() as store:
+        total = _count_hint(file)
+        with progress_bar("importing", total) as progress:
+            result = import_events(store, file, progress, check_only=check)
+    body: dict[str, Any] = result.json()
+    if as_json:
+        print_json(body)
+        return
+    verb = "checked" if check else "imported"
+    out().print(
+        f"{verb} {result.events} events from node {result.header.source_node}: "
+        f"{result.written} written, {result.skipped} already present"
+    )
+
+
+def _count_hint(file: Path) -> int:
+    """A progress total from the file size (about 700 bytes an event); only for the bar."""
+    try:
+        return file.stat().st_size // 700
+    except OSError:
+        return 0
