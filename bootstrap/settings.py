@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     stream_max_bytes: int = Field(default=1024**3, ge=1024**2)
     stream_duplicate_window_seconds: int = Field(default=2 * 3600, ge=1)
     relay_max_in_flight: int = Field(default=512, ge=1, le=100_000)
+    model_path: Path | None = Field(
+        default=None, description="The local GGUF model `janus replay decisions` runs by default."
+    )
 
     @field_validator("database_url")
     @classmethod

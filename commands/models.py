@@ -67,6 +67,29 @@ class RecordDecision(Command):
     _check = field_validator("parameters")(_bounded)
 
 
+class ForkGoal(Command):
+    """Continue ``original_id`` as it stood at version ``original_version`` (log position
+    ``at_position``) in a new goal; its plan and decisions are copied by the usual commands."""
+
+    original_id: UUID
+    original_version: int = Field(ge=1)
+    at_position: int = Field(ge=1)
+    goal_id: UUID | None = None
+
+
+class RecordDecisionReplay(Command):
+    goal_id: UUID
+    decision_id: UUID
+    model: Name
+    model_digest: str = Field(default="", max_length=200)
+    raw_output: str = Field(max_length=200_000)
+    action: dict[str, Any] | None
+    agrees: bool
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    _check = field_validator("action")(_bounded)
+
+
 class CompleteGoal(Command):
     goal_id: UUID
     summary: Text

@@ -66,9 +66,11 @@ class CommandRunner:
         self.node_id = node_id
         self._saver = saver or GroupCommitter(app)
 
-    def load(self, kind: type[JanusAggregate], aggregate_id: UUID) -> Any:
+    def load(
+        self, kind: type[JanusAggregate], aggregate_id: UUID, version: int | None = None
+    ) -> Any:
         try:
-            aggregate: Any = self.app.repository.get(aggregate_id)
+            aggregate: Any = self.app.repository.get(aggregate_id, version=version)
         except AggregateNotFoundError:
             raise NotFound(kind.__name__.lower(), aggregate_id) from None
         except (OperationalError, InterfaceError) as error:

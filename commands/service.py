@@ -14,7 +14,7 @@ from domain.confirmation import Confirmation
 from domain.document import Document
 from domain.effect import Effect
 from domain.errors import InvalidValue
-from domain.goal import Decision, Goal
+from domain.goal import Decision, DecisionReplay, Goal
 from domain.job import Job
 from domain.trade import TradeOrder
 
@@ -55,6 +55,39 @@ class CommandService:
                 return Decided(decision_id, "already_recorded")
             goal.record_decision(_decision(cmd, decision_id), ctx(str(goal.id)))
             return Decided(decision_id, "recorded", (goal,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def fork_goal(self, cmd: m.ForkGoal, inv: Invocation) -> CommandResult:
+        goal_id = cmd.goal_id or uuid4()
+
+        def decide(ctx: ContextFactory) -> Decided:
+            if _may_exist(cmd.goal_id, ctx) and self.runner.exists(goal_id):
+                return Decided(goal_id, "already_forked")
+            original: Goal = self.runner.load(Goal, cmd.original_id, cmd.original_version)
+            if original.version != cmd.original_version:
+                raise NotFound("goal version", f"{cmd.original_id}@{cmd.original_version}")
+            fork = Goal.fork(goal_id, original, cmd.at_position, str(inv.actor), ctx(str(goal_id)))
+            return Decided(goal_id, "forked", (fork,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def record_decision_replay(self, cmd: m.RecordDecisionReplay, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            goal: Goal = self.runner.load(Goal, cmd.goal_id)
+            if goal.has_replay(cmd.decision_id, cmd.model_digest, cmd.raw_output):
+                return Decided(goal.id, "already_recorded")
+            replay = DecisionReplay(
+                decision_id=cmd.decision_id,
+                model=cmd.model,
+                model_digest=cmd.model_digest,
+                raw_output=cmd.raw_output,
+                action=cmd.action,
+                agrees=cmd.agrees,
+                timings=dict(cmd.timings),
+            )
+            goal.record_decision_replay(replay, ctx(str(goal.id)))
+            return Decided(goal.id, "replay_recorded", (goal,))
 
         return self.runner.run(cmd, inv, decide)
 

@@ -41,6 +41,19 @@ class Decision:
     timings: dict[str, float]
 
 
+@dataclass(frozen=True)
+class DecisionReplay:
+    """A recorded decision's prompt re-run through a model, and whether the answers agree."""
+
+    decision_id: UUID
+    model: str
+    model_digest: str
+    raw_output: str
+    action: dict[str, Any] | None
+    agrees: bool
+    timings: dict[str, float]
+
+
 class Goal(JanusAggregate):
     @classmethod
     def submit(
@@ -66,6 +79,43 @@ class Goal(JanusAggregate):
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["priority"] = DEFAULT_PRIORITY
 
+    @classmethod
+    def fork(
+        cls,
+        goal_id: UUID,
+        original: Goal,
+        at_position: int,
+        forked_by: str,
+        ctx: CommandContext,
+    ) -> Goal:
+        """A new goal that continues ``original`` as it stood at log position ``at_position``.
+
+        The link is its own event, recorded in the same save as the submission, so every reader
+        of the fork (audit, views, a later fork of the fork) sees where it came from.
+        """
+        if goal_id == original.id:
+            raise InvalidValue("a fork needs an id of its own")
+        if at_position < 1:
+            raise InvalidValue("a fork point is a log position of 1 or more")
+        goal = cls.submit(goal_id, original.text, forked_by, original.priority, ctx)
+        goal._record(
+            cls.Forked,
+            ctx,
+            original_id=original.id,
+            original_version=original.version,
+            at_position=at_position,
+        )
+        return goal
+
+    class Forked(JanusAggregate.Event):
+        original_id: UUID
+        original_version: int
+        at_position: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.forked_from = self.original_id
+            aggregate.forked_at_position = self.at_position
+
     def __init__(self, text: str, submitted_by: str, priority: int) -> None:
         self.text = text
         self.submitted_by = submitted_by
@@ -73,7 +123,10 @@ class Goal(JanusAggregate):
         self.status = GoalStatus.SUBMITTED
         self.plan: list[str] = []
         self.decisions: list[Decision] = []
+        self.replays: list[DecisionReplay] = []
         self.outcome: str | None = None
+        self.forked_from: UUID | None = None
+        self.forked_at_position: int | None = None
 
     def _require_open(self) -> None:
         if self.status.is_terminal:
@@ -140,6 +193,52 @@ class Goal(JanusAggregate):
                     timings=self.timings,
                 )
             )
+
+    def record_decision_replay(self, replay: DecisionReplay, ctx: CommandContext) -> None:
+        """Allowed on a finished goal too: re-running its decisions is how it gets debugged."""
+        if not self.has_decision(replay.decision_id):
+            raise InvalidValue(f"goal {self.id} has no decision {replay.decision_id}")
+        require_text("model", replay.model, limit=MAX_NAME)
+        self._record(
+            self.DecisionReplayed,
+            ctx,
+            decision_id=replay.decision_id,
+            model=replay.model,
+            model_digest=replay.model_digest,
+            raw_output=replay.raw_output,
+            action=replay.action,
+            agrees=replay.agrees,
+            timings=replay.timings,
+        )
+
+    class DecisionReplayed(JanusAggregate.Event):
+        decision_id: UUID
+        model: str
+        model_digest: str
+        raw_output: str
+        action: dict[str, Any] | None
+        agrees: bool
+        timings: dict[str, float]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.replays.append(
+                DecisionReplay(
+                    decision_id=self.decision_id,
+                    model=self.model,
+                    model_digest=self.model_digest,
+                    raw_output=self.raw_output,
+                    action=self.action,
+                    agrees=self.agrees,
+                    timings=self.timings,
+                )
+            )
+
+    def has_replay(self, decision_id: UUID, model_digest: str, raw_output: str) -> bool:
+        """The same model already gave this same answer to this decision."""
+        return any(
+            (r.decision_id, r.model_digest, r.raw_output) == (decision_id, model_digest, raw_output)
+            for r in self.replays
+        )
 
     def has_decision(self, decision_id: UUID) -> bool:
         return any(d.decision_id == decision_id for d in self.decisions)

@@ -789,15 +789,12 @@ class Node:
         return self.events[0].position if self.events else 0
 
 
-def fork_origin(logged: LoggedEvent) -> tuple[str, int] | None:
+def fork_origin(events: list[LoggedEvent]) -> tuple[str, int] | None:
     """(original goal id, position) when this goal was created by ``janus replay fork``."""
-    command = logged.event.meta.command_id
-    if not command.startswith("fork:"):
-        return None
-    parts = command.split(":")
-    if len(parts) < 3 or not parts[2].isdigit():
-        return None
-    return parts[1], int(parts[2])
+    for logged in events[:2]:  # Goal.fork records Forked right after Submitted
+        if isinstance(logged.event, Goal.Forked):
+            return str(logged.event.original_id), logged.event.at_position
+    return None
 
 
 def causation_tree(story: Story, full: bool = False) -> Node:
@@ -864,7 +861,8 @@ def _waited(start: LoggedEvent, end: LoggedEvent | None) -> float | None:
 
 
 def _goal_node(goal_id: UUID, events: list[LoggedEvent], full: bool) -> Node:
-    own = [e for e in events if not isinstance(e.event, Goal.DecisionRecorded)]
+    decision_events = (Goal.DecisionRecorded, Goal.DecisionReplayed)
+    own = [e for e in events if not isinstance(e.event, decision_events)]
     submitted = events[0].event
     facts: dict[str, Any] = {
         "text": submitted.text,
@@ -873,7 +871,7 @@ def _goal_node(goal_id: UUID, events: list[LoggedEvent], full: bool) -> Node:
         "status": "submitted",
         "outcome": None,
     }
-    origin = fork_origin(events[0])
+    origin = fork_origin(events)
     if origin is not None:
         facts["forked_from"], facts["forked_at_position"] = origin
     for logged in own:
@@ -887,10 +885,32 @@ def _goal_node(goal_id: UUID, events: list[LoggedEvent], full: bool) -> Node:
             case Goal.Cancelled() as cancelled:
                 facts["status"], facts["outcome"] = "cancelled", cancelled.reason
     node = Node("goal", str(goal_id), own, facts)
+    by_decision: dict[UUID, Node] = {}
     for logged in events:
         if isinstance(logged.event, Goal.DecisionRecorded):
-            node.children.append(_decision_node(logged, full))
+            child = _decision_node(logged, full)
+            by_decision[logged.event.decision_id] = child
+            node.children.append(child)
+        elif isinstance(logged.event, Goal.DecisionReplayed):
+            _add_replay(by_decision[logged.event.decision_id], logged, full)
     return node
+
+
+def _add_replay(decision: Node, logged: LoggedEvent, full: bool) -> None:
+    """A recorded re-run of the decision (``janus replay decisions --record``)."""
+    event = logged.event
+    replay: dict[str, Any] = {
+        "position": logged.position,
+        "model": event.model,
+        "model_digest": event.model_digest,
+        "action": plain(event.action),
+        "agrees": event.agrees,
+        "recorded_at": plain(event.timestamp),
+    }
+    if full:
+        replay["raw_output"] = event.raw_output
+    decision.events.append(logged)
+    decision.facts.setdefault("replays", []).append(replay)
 
 
 def _decision_node(logged: LoggedEvent, full: bool) -> Node:
@@ -935,7 +955,7 @@ def _aggregate_node(aggregate_id: UUID, events: list[LoggedEvent], full: bool) -
         return Node("order", str(aggregate_id), events, facts)
     if isinstance(created, Goal.Submitted):
         facts = {"text": created.text, "events": len(events)}
-        origin = fork_origin(events[0])
+        origin = fork_origin(events)
         if origin is not None:
             facts["forked_from"], facts["forked_at_position"] = origin
         return Node("fork" if origin else "goal", str(aggregate_id), events[:1], facts)

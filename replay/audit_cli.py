@@ -62,7 +62,7 @@ from replay.audit import (
     tree_json,
 )
 from replay.exchange import ExchangeError
-from replay.redecide import load_model, redecide
+from replay.redecide import load_model, record_comparisons, redecide
 from replay.time_travel import (
     Diff,
     Step,
@@ -370,6 +370,12 @@ def _decision_label(ident: str, facts: dict[str, Any], full: bool) -> str:
         lines.append("  raw output:\n" + escape(str(facts.get("raw_output", ""))))
     else:
         lines.append(f"  prompt: {escape(str(facts.get('prompt_summary', '')))}")
+    for replay in facts.get("replays", []):
+        verdict = "[green]agrees[/]" if replay["agrees"] else "[red]differs[/]"
+        lines.append(
+            f"  re-run #{replay['position']} with {escape(str(replay['model']))}: {verdict}"
+            f" → {escape(_action_text(replay['action']) if replay['action'] else '(no action)')}"
+        )
     return "\n".join(lines)
 
 
@@ -822,29 +828,42 @@ def replay_decisions(
         ),
     ] = None,
     record: Annotated[
-        bool, typer.Option("--record", help="Save the comparison as events (not available yet).")
+        bool,
+        typer.Option(
+            "--record", help="Save each comparison on the goal as a Goal.DecisionReplayed event."
+        ),
     ] = False,
+    actor_name: Annotated[
+        str | None, typer.Option("--as", help="Who is recording (default: $USER).")
+    ] = None,
     full: Annotated[bool, typer.Option("--full", help="Show prompts and whole outputs.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Re-run each recorded decision's prompt through a model and compare the decisions.
 
-    Nothing is written. Without a usable model it says so and exits 1. --json prints
-    {"goal_id", "model": {"name", "digest"}, "agreed", "total", "decisions": [{"decision_id",
-    "position", "recorded": {"model", "model_digest", "parameters", "action"}, "replayed":
-    {"action", "seconds"}, "agree"}]} (--full adds prompt and raw outputs).
+    Nothing is written unless --record asks for it (recording the same comparison again writes
+    nothing new). Without a usable model it says so and exits 1. --json prints {"goal_id",
+    "model": {"name", "digest"}, "agreed", "total", "recorded_position" (null without --record),
+    "decisions": [{"decision_id", "position", "recorded": {"model", "model_digest",
+    "parameters", "action"}, "replayed": {"action", "seconds"}, "agree"}]} (--full adds prompt
+    and raw outputs).
     """
+    from bootstrap.container import Janus
+
+    recorded_at: int | None = None
     with cli_errors(ctx), open_store() as store:
-        if record:
-            raise BadInput(
-                "--record needs a domain event for decision comparisons "
-                "(Goal.DecisionReplayed), which does not exist yet; nothing was written"
-            )
         ident = store.resolve_aggregate(goal, Goal)
         chosen = load_model(model, store.settings)
         with progress_bar("re-deciding", 0) as progress:
             results = redecide(store, ident, chosen, progress)
         digest = chosen.digest
+        if record and results:
+            actor = Actor(ActorKind.USER, actor_name or os.environ.get("USER") or "operator")
+            janus = Janus.build(store.settings)
+            try:
+                recorded_at = record_comparisons(janus, ident, chosen, results, actor)
+            finally:
+                janus.close()
     agreed = sum(r.agree for r in results)
     if as_json:
         print_json(
@@ -853,6 +872,7 @@ def replay_decisions(
                 "model": {"name": chosen.name, "digest": digest},
                 "agreed": agreed,
                 "total": len(results),
+                "recorded_position": recorded_at,
                 "decisions": [r.json(full) for r in results],
             }
         )
@@ -876,6 +896,8 @@ def replay_decisions(
             "[green]yes[/]" if result.agree else "[red]no[/]",
         )
     console.print(table)
+    if recorded_at is not None:
+        console.print(f"comparisons recorded on the goal, up to position {recorded_at}")
 
 
 # -- janus replay fork ---------------------------------------------------------------------------

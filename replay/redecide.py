@@ -1,7 +1,7 @@
 """Re-decide: run each recorded decision's prompt through a model again and compare.
 
-Nothing is written: the comparison is returned for printing. Recording comparisons as events
-needs a domain event that does not exist yet (see ``janus replay decisions --record``).
+Nothing is written unless asked: ``record_comparisons`` saves each comparison as a
+``Goal.DecisionReplayed`` event, keyed so that recording the same comparison twice writes once.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from adapters.llm import (
@@ -20,8 +20,14 @@ from adapters.llm import (
     parse_action,
 )
 from bootstrap.settings import Settings
+from commands import models as m
+from commands.invocation import Invocation
 from domain.goal import Goal
+from domain.meta import Actor
 from replay.audit import ProgressFn, Store, plain
+
+if TYPE_CHECKING:
+    from bootstrap.container import Janus
 
 RULES = "rules"
 
@@ -32,7 +38,7 @@ def _no_progress(_: int) -> None:
 
 def load_model(spec: str | None, settings: Settings) -> DecisionModel:
     """``rules`` (the deterministic in-process model), a .gguf path, or the configured model."""
-    chosen = spec or getattr(settings, "model_path", None)
+    chosen = spec or settings.model_path
     if chosen is None or str(chosen) == "":
         raise ModelUnavailable(
             "no model available: pass --model PATH (a .gguf file) or --model rules, "
@@ -127,4 +133,25 @@ def redecide(
     return results
 
 
-__all__ = ["ModelUnavailable", "Redecision", "load_model", "redecide"]
+def record_comparisons(
+    janus: Janus, goal_id: UUID, model: DecisionModel, results: list[Redecision], actor: Actor
+) -> int:
+    """Save each comparison on the goal; returns the log position after the last one."""
+    position = 0
+    for result in results:
+        cmd = m.RecordDecisionReplay(
+            goal_id=goal_id,
+            decision_id=result.decision_id,
+            model=model.name,
+            model_digest=model.digest,
+            raw_output=result.new_output,
+            action=result.new_action,
+            agrees=result.agree,
+            timings={"seconds": result.seconds},
+        )
+        # The service writes nothing when this model already gave this answer to this decision.
+        position = janus.commands.record_decision_replay(cmd, Invocation(actor)).position
+    return position
+
+
+__all__ = ["ModelUnavailable", "Redecision", "load_model", "record_comparisons", "redecide"]

@@ -335,11 +335,8 @@ class Fork:
 
 
 def fork_key(original: UUID, position: int, fork_id: UUID, step: str) -> str:
-    """The idempotency key (and so the command id) of each fork command.
-
-    ``fork:<original goal>:<position>:<fork goal>:<step>``: ``janus audit`` reads the link back
-    from the fork's first event until the domain has a ``Goal.Forked`` event of its own.
-    """
+    """The idempotency key of each fork command, so a fork interrupted half-way and run again
+    with the same fork id finishes it instead of copying anything twice."""
     return f"fork:{original}:{position}:{fork_id}:{step}"
 
 
@@ -381,9 +378,14 @@ def fork_goal(
     # The original's own events in their order: the fork's history reads the same way.
     for notification in store.table.events_of(goal_id, upto=position):
         match store.decode(notification).event:
-            case Goal.Submitted() as submitted:
-                cmd = m.SubmitGoal(text=submitted.text, priority=goal.priority, goal_id=fork_id)
-                result = commands.submit_goal(cmd, invocation("goal"))
+            case Goal.Submitted():
+                cmd = m.ForkGoal(
+                    original_id=goal_id,
+                    original_version=goal.version,
+                    at_position=position,
+                    goal_id=fork_id,
+                )
+                result = commands.fork_goal(cmd, invocation("goal"))
             case Goal.Planned() as plan:
                 planned = True
                 cmd_plan = m.RecordPlan(goal_id=fork_id, steps=list(plan.steps))

@@ -530,10 +530,40 @@ def test_replay_decisions_without_a_model_says_so(told: Told, tmp_path: Path) ->
         "does not exist",
     )
     assert_clean_failure(
-        cli("replay", "decisions", "--goal", str(told.goal_id), "--model", "rules", "--record"),
-        "nothing was written",
+        cli("replay", "decisions", "--goal", str(uuid4()), "--model", "rules", "--record")
     )
-    assert_clean_failure(cli("replay", "decisions", "--goal", str(uuid4()), "--model", "rules"))
+
+
+def test_replay_decisions_writes_nothing_unless_asked(janus: Janus, told: Told) -> None:
+    head = janus.app.head()
+    ok("replay", "decisions", "--goal", str(told.goal_id), "--model", "rules")
+    assert janus.app.head() == head
+
+
+def test_recorded_comparisons_are_events_on_the_goal_and_recorded_once(
+    janus: Janus, told: Told
+) -> None:
+    body = as_json(
+        "replay", "decisions", "--goal", str(told.goal_id), "--model", "rules", "--record"
+    )
+    head = janus.app.head()
+    assert body["recorded_position"] == head
+    again = as_json(
+        "replay", "decisions", "--goal", str(told.goal_id), "--model", "rules", "--record"
+    )
+    assert again["recorded_position"] == head and janus.app.head() == head
+    goal = janus.app.repository.get(told.goal_id)
+    assert [r.decision_id for r in goal.replays] == list(told.decisions)
+    assert all(r.agrees and r.model == "janus-rules" for r in goal.replays)
+    decisions = as_json("audit", "goal", str(told.goal_id))["tree"]["children"][:2]
+    assert [len(d["facts"]["replays"]) for d in decisions] == [1, 1]
+    assert "agrees" in ok("audit", "goal", str(told.goal_id)).stdout
+
+
+def test_the_configured_model_is_the_default(told: Told, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JANUS_MODEL_PATH", "rules")
+    body = as_json("replay", "decisions", "--goal", str(told.goal_id))
+    assert (body["model"]["name"], body["agreed"]) == ("janus-rules", 2)
 
 
 # -- janus replay fork ---------------------------------------------------------------------
@@ -545,6 +575,7 @@ def test_fork_starts_a_new_goal_linked_to_the_original(told: Told) -> None:
     assert (body["forked_at_position"], body["decisions_copied"]) == (2, 1)
     tree = as_json("audit", "goal", body["fork_id"])["tree"]
     assert tree["facts"]["forked_from"] == str(told.goal_id)
+    assert tree["facts"]["forked_at_position"] == 2
     assert [c["kind"] for c in tree["children"]] == ["decision"]
     text = ok("replay", "fork", str(told.goal_id)[:8], "--from", "1").stdout
     assert "forked from" in text

@@ -241,3 +241,26 @@ def test_a_lock_held_too_long_gives_a_clear_error_not_a_hang(pg_url: str, tmp_pa
             assert time.monotonic() - started < 40
     finally:
         janus.close()
+
+
+def test_a_fork_continues_the_original_at_a_version_that_existed(janus: Janus) -> None:
+    original = janus.commands.submit_goal(m.SubmitGoal(text="unlock"), as_alice())
+    janus.commands.record_plan(
+        m.RecordPlan(goal_id=original.aggregate_id, steps=["ask"]), as_alice()
+    )
+    with pytest.raises(NotFound, match="goal version"):
+        janus.commands.fork_goal(
+            m.ForkGoal(original_id=original.aggregate_id, original_version=3, at_position=9),
+            as_alice(),
+        )
+    fork_id = uuid4()
+    cmd = m.ForkGoal(
+        original_id=original.aggregate_id,
+        original_version=1,
+        at_position=original.position,
+        goal_id=fork_id,
+    )
+    assert janus.commands.fork_goal(cmd, as_alice()).outcome == "forked"
+    assert janus.commands.fork_goal(cmd, as_alice()).outcome == "already_forked"
+    fork = janus.app.repository.get(fork_id)
+    assert (fork.forked_from, fork.forked_at_position) == (original.aggregate_id, original.position)

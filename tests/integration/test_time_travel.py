@@ -447,6 +447,7 @@ def test_a_fork_copies_the_goal_and_its_decisions_up_to_the_point(janus: Janus) 
         assert [d.action for d in copy.decisions] == [original.decisions[0].action]
         assert [d.raw_output for d in copy.decisions] == [original.decisions[0].raw_output]
         assert fork.decisions == 1
+        assert (copy.forked_from, copy.forked_at_position) == (told.goal_id, after_first_decision)
         fork_tree = causation_tree(goal_story(store, fork.fork_id))
         assert fork_tree.facts["forked_from"] == str(told.goal_id)
         assert fork_tree.facts["forked_at_position"] == after_first_decision

@@ -18,7 +18,7 @@ from domain.errors import (
     InvalidValue,
     Overfill,
 )
-from domain.goal import Decision, Goal, GoalStatus
+from domain.goal import Decision, DecisionReplay, Goal, GoalStatus
 from domain.job import FireStatus, Job, JobFire, MisfirePolicy, fire_id_for
 from domain.meta import CommandContext
 from domain.trade import OrderStatus, Side, TradeOrder
@@ -79,6 +79,35 @@ def test_decision_needs_an_action_and_is_recorded_once(ctx: CommandContext) -> N
     goal.record_decision(decision, ctx)
     with pytest.raises(InvalidTransition, match="already recorded"):
         goal.record_decision(decision, ctx)
+
+
+def test_a_fork_is_a_new_goal_linked_to_its_original_in_the_same_save(
+    ctx: CommandContext,
+) -> None:
+    original = Goal.submit(uuid4(), "unlock", "alice", 7, ctx)
+    with pytest.raises(InvalidValue, match="id of its own"):
+        Goal.fork(original.id, original, 3, "bob", ctx)
+    with pytest.raises(InvalidValue, match="log position"):
+        Goal.fork(uuid4(), original, 0, "bob", ctx)
+    fork = Goal.fork(uuid4(), original, 3, "bob", ctx)
+    assert [type(e).__name__ for e in fork.collect_events()] == ["Submitted", "Forked"]
+    assert (fork.text, fork.priority, fork.submitted_by) == ("unlock", 7, "bob")
+    assert (fork.forked_from, fork.forked_at_position) == (original.id, 3)
+    assert original.forked_from is None
+
+
+def test_a_decision_replay_needs_the_decision_and_is_allowed_after_the_end(
+    ctx: CommandContext,
+) -> None:
+    goal = Goal.submit(uuid4(), "unlock", "alice", 5, ctx)
+    decision = Decision(uuid4(), "m", "", {}, "p", [], "{}", {"name": "unlock_door"}, {})
+    goal.record_decision(decision, ctx)
+    goal.complete("done", ctx)
+    replay = DecisionReplay(decision.decision_id, "m2", "d", "{}", None, False, {})
+    with pytest.raises(InvalidValue, match="no decision"):
+        goal.record_decision_replay(DecisionReplay(uuid4(), "m2", "d", "", None, False, {}), ctx)
+    goal.record_decision_replay(replay, ctx)
+    assert goal.replays == [replay]
 
 
 def test_granting_twice_records_one_grant(ctx: CommandContext) -> None:
