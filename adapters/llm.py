@@ -157,6 +157,14 @@ class LlamaCppDecisionModel(DecisionModel):
             )
         return self._llm
 
+    def _grammar(self, schema: Any) -> Any:
+        """A recorded ``json_schema`` parameter constrains the output exactly as it did then."""
+        if not schema:
+            return None
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+
     def generate(self, prompt: str, parameters: Mapping[str, Any]) -> str:
         llm = self._load()
         seed = int(parameters.get("seed", 0) or 0)
@@ -171,5 +179,6 @@ class LlamaCppDecisionModel(DecisionModel):
             repeat_penalty=float(parameters.get("repeat_penalty", 1.0)),
             stop=list(parameters.get("stop", [])) or None,
             seed=seed,
+            grammar=self._grammar(parameters.get("json_schema")),
         )
         return str(completion["choices"][0]["text"])
