@@ -70,6 +70,8 @@ class Executor:
             causation_id=str(granted.meta.event_id),
             actor=self.actor,
             node_id=self.node_id,
+            # The effect continues the grant's trace, so the goal's story stays one trace.
+            trace_context=dict(granted.meta.trace_context),
         )
         effect, fresh = self._start(confirmation, ctx)
         crash_point("executor.after_started")

@@ -184,3 +184,14 @@ def test_denied_and_pending_confirmations_execute_nothing(janus: Janus) -> None:
     assert door_ledger(janus).executions() == []
     lock = SimulatedDoorLock(door_ledger(janus))
     assert lock.lookup(str(denied)).known is Known.NOT_EXECUTED
+
+
+def test_the_effect_continues_the_trace_of_the_grant(janus: Janus) -> None:
+    confirmation_id = pending_confirmation(janus)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = Invocation(OPERATOR.actor, trace_context={"traceparent": traceparent})
+    janus.commands.grant_confirmation(m.GrantConfirmation(confirmation_id=confirmation_id), traced)
+    drain(janus.executor())
+    effect_id = effect_of(janus, confirmation_id).id
+    events = janus.app.repository.event_store.get(effect_id)
+    assert [e.meta.trace_context for e in events] == [{"traceparent": traceparent}] * 2
