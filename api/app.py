@@ -82,6 +82,9 @@ def _responses_engine(janus: Janus) -> Engine:
     """Kept responses share the views database. On Postgres they get their own pool, sized for
     the API's worker threads and without the views pool's pre-ping round trip, so a keyed
     write does not queue behind reads for a connection. SQLite keeps its single file's engine.
+
+    Each statement of the response store stands alone, so the pool autocommits: one round trip
+    per statement instead of BEGIN, the statement and COMMIT (or ROLLBACK on check-in).
     """
     if janus.settings.embedded:
         return janus.views_engine
@@ -89,6 +92,7 @@ def _responses_engine(janus: Janus) -> Engine:
         janus.settings.views_url,
         pool_size=WORKER_THREADS // 2,
         max_overflow=WORKER_THREADS // 2,
+        isolation_level="AUTOCOMMIT",
         connect_args={"connect_timeout": janus.settings.connect_timeout_seconds},
     )
 
@@ -148,7 +152,7 @@ def create_app(
         finally:
             if own_runtime and runtime is not None:
                 runtime.stop()
-            context.executor.shutdown(wait=False, cancel_futures=True)
+            context.workers.shutdown()
             if responses.engine is not janus.views_engine:
                 responses.engine.dispose()
 

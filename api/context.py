@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -15,6 +13,7 @@ from api.freshness import ViewWaiter
 from api.idempotency import ResponseStore
 from api.reads import ReadModel
 from api.settings import ApiSettings
+from api.workers import Workers
 from bootstrap.container import Janus
 from bootstrap.process import JanusProcess
 from commands.keys import KeyService
@@ -38,20 +37,17 @@ class ApiContext:
     denials: Counter
     runtime: JanusProcess | None
     projections: list[ProjectionRunner]
-    executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="api")
-    )
+    workers: Workers = field(default_factory=lambda: Workers(WORKER_THREADS, "api"))
     open_streams: int = 0
     _standalone_scheduler: Scheduler | None = field(default=None, repr=False)
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """Run blocking work (the store, the views) in a worker thread: one hop per request.
 
-        A plain executor costs less per hop than the thread pool FastAPI uses for ``def``
-        handlers, and the handlers need no context variables there (the trace context is
-        taken on the event loop).
+        The handlers need no context variables there (the trace context is taken on the event
+        loop).
         """
-        return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
+        return await self.workers.run(work, *args)
 
     def scheduler(self) -> Scheduler:
         """The running scheduler when this process holds its lock, else one that only fires.

@@ -1,19 +1,23 @@
 """Dependencies, as ``Annotated`` aliases the routes declare: who calls, how fresh, what key.
 
 Each alias is one dependency that authenticates, checks the role and carries what the handler
-needs, so a request resolves two or three dependencies, not eight. All are ``async``: the one
-hop to a worker thread happens when the handler runs its blocking work (``Read.__call__``,
-``Call.respond``). (No ``from __future__ import annotations`` here: FastAPI must resolve the
-annotations of the dependency functions built inside the factories below.)
+needs. It is an API-key security scheme itself (a ``SecurityBase``), so OpenAPI documents the
+scheme on every operation that uses it, yet FastAPI resolves one dependency per request, not a
+scheme nested under a dependency: each nesting level costs FastAPI's resolver more per request
+than the key check itself. All are ``async``: the one hop to a worker thread happens when the
+handler runs its blocking work (``Read.__call__``, ``Call.respond``). (No ``from __future__
+import annotations`` here: FastAPI must resolve the annotations of the ``__call__`` methods.)
 """
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.base import SecurityBase
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel
 
 from api.auth import LOCAL_ADMIN, Principal, forbidden, unauthorized
@@ -27,32 +31,34 @@ from domain.api_key import Role
 
 T = TypeVar("T")
 
-bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="ApiKey",
-    description="An API key from `janus keys create NAME --role ROLE`.",
-)
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-
 MAX_PAGE = 1_000
 
 
-async def api_context(request: Request) -> ApiContext:
+def _context(request: Request) -> ApiContext:
     context: ApiContext = request.app.state.janus_api
     return context
+
+
+async def api_context(request: Request) -> ApiContext:
+    return _context(request)
 
 
 Api = Annotated[ApiContext, Depends(api_context)]
 
 
-async def _authorize(
-    api: ApiContext, credentials: HTTPAuthorizationCredentials | None, role: Role
-) -> Principal:
+def _bearer_token(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, as FastAPI's ``HTTPBearer`` reads it."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    if not token or scheme.lower() != "bearer":
+        return None
+    return token
+
+
+async def _authorize(api: ApiContext, token: str | None, role: Role) -> Principal:
     if not api.auth_required:
         return LOCAL_ADMIN
-    if credentials is None:
+    if token is None:
         raise unauthorized("missing", api.denials)
-    token = credentials.credentials
     key_id = claimed_key_id(token)
     if key_id is None:
         raise unauthorized("malformed", api.denials)
@@ -69,6 +75,21 @@ async def _authorize(
     if not principal.role.allows(role):
         raise forbidden(principal, role, api.denials)
     return principal
+
+
+class _ApiKeyScheme(SecurityBase):
+    """``Authorization: Bearer <API key>``, documented as the ``ApiKey`` scheme."""
+
+    def __init__(self, role: Role) -> None:
+        self.model = HTTPBearerModel(
+            description="An API key from `janus keys create NAME --role ROLE`."
+        )
+        self.scheme_name = "ApiKey"
+        self.role = role
+
+    async def principal(self, request: Request) -> tuple[ApiContext, Principal]:
+        api = _context(request)
+        return api, await _authorize(api, _bearer_token(request), self.role)
 
 
 @dataclass(frozen=True)
@@ -98,29 +119,19 @@ MinPosition = Annotated[
 ]
 
 
-def _reader(role: Role) -> Callable[..., Coroutine[Any, Any, Read]]:
-    async def read(request: Request, credentials: Credentials) -> Read:
-        api = await api_context(request)
-        return Read(api, await _authorize(api, credentials, role))
-
-    read.__name__ = f"read_as_{role.value}"
-    return read
+class _Reader(_ApiKeyScheme):
+    async def __call__(self, request: Request) -> Read:
+        return Read(*await self.principal(request))
 
 
-def _fresh_reader(role: Role) -> Callable[..., Coroutine[Any, Any, Read]]:
-    async def read(
-        request: Request, credentials: Credentials, min_position: MinPosition = None
-    ) -> Read:
-        api = await api_context(request)
-        return Read(api, await _authorize(api, credentials, role), min_position or None)
-
-    read.__name__ = f"fresh_read_as_{role.value}"
-    return read
+class _FreshReader(_ApiKeyScheme):
+    async def __call__(self, request: Request, min_position: MinPosition = None) -> Read:
+        return Read(*await self.principal(request), min_position or None)
 
 
-Viewer = Annotated[Read, Depends(_reader(Role.VIEWER))]
-Admin = Annotated[Read, Depends(_reader(Role.ADMIN))]
-FreshViewer = Annotated[Read, Depends(_fresh_reader(Role.VIEWER))]
+Viewer = Annotated[Read, Depends(_Reader(Role.VIEWER))]
+Admin = Annotated[Read, Depends(_Reader(Role.ADMIN))]
+FreshViewer = Annotated[Read, Depends(_FreshReader(Role.VIEWER))]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page.")]
 Cursor = Annotated[
     str | None,
@@ -216,17 +227,21 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _caller(role: Role, fresh: bool) -> Callable[..., Coroutine[Any, Any, Call]]:
-    async def make(
-        request: Request,
-        credentials: Credentials,
-        idempotency_key: IdempotencyKey,
-        min_position: int | None,
+class Caller(_ApiKeyScheme):
+    async def __call__(self, request: Request, idempotency_key: IdempotencyKey = None) -> Call:
+        return await self.call(request, idempotency_key, None)
+
+    async def call(
+        self, request: Request, idempotency_key: str | None, min_position: int | None
     ) -> Call:
-        api = await api_context(request)
-        principal = await _authorize(api, credentials, role)
-        command_key = f"api:{principal.scope}:{idempotency_key}" if idempotency_key else None
-        body = await request.body() if idempotency_key else b""
+        api, principal = await self.principal(request)
+        if idempotency_key:
+            command_key: str | None = f"api:{principal.scope}:{idempotency_key}"
+            url = request.url
+            digest = fingerprint(request.method, url.path, url.query, await request.body())
+        else:
+            # Only a keyed request is ever compared with another, so only it is fingerprinted.
+            command_key, digest = None, ""
         return Call(
             api=api,
             principal=principal,
@@ -236,32 +251,22 @@ def _caller(role: Role, fresh: bool) -> Callable[..., Coroutine[Any, Any, Call]]
                 trace_context=current_trace_context(),
             ),
             idempotency_key=idempotency_key,
-            fingerprint=fingerprint(request.method, request.url.path, request.url.query, body),
+            fingerprint=digest,
             min_position=min_position or None,
         )
 
-    if fresh:
 
-        async def call(
-            request: Request,
-            credentials: Credentials,
-            idempotency_key: IdempotencyKey = None,
-            min_position: MinPosition = None,
-        ) -> Call:
-            return await make(request, credentials, idempotency_key, min_position)
-
-    else:
-
-        async def call(  # type: ignore[misc]
-            request: Request, credentials: Credentials, idempotency_key: IdempotencyKey = None
-        ) -> Call:
-            return await make(request, credentials, idempotency_key, None)
-
-    call.__name__ = f"call_as_{role.value}"
-    return call
+class _FreshCaller(Caller):
+    async def __call__(
+        self,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
+        min_position: MinPosition = None,
+    ) -> Call:
+        return await self.call(request, idempotency_key, min_position)
 
 
-OperatorCall = Annotated[Call, Depends(_caller(Role.OPERATOR, fresh=False))]
-FreshOperatorCall = Annotated[Call, Depends(_caller(Role.OPERATOR, fresh=True))]
-ApproverCall = Annotated[Call, Depends(_caller(Role.APPROVER, fresh=False))]
-AdminCall = Annotated[Call, Depends(_caller(Role.ADMIN, fresh=False))]
+OperatorCall = Annotated[Call, Depends(Caller(Role.OPERATOR))]
+FreshOperatorCall = Annotated[Call, Depends(_FreshCaller(Role.OPERATOR))]
+ApproverCall = Annotated[Call, Depends(Caller(Role.APPROVER))]
+AdminCall = Annotated[Call, Depends(Caller(Role.ADMIN))]

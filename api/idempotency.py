@@ -18,7 +18,18 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, delete, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    select,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
@@ -37,6 +48,11 @@ api_responses = Table(
 )
 
 PRUNE_EVERY = 1_000
+# Built once: a statement built per call costs SQLAlchemy more than the round trip it makes.
+_SELECT = select(api_responses).where(
+    api_responses.c.scope == bindparam("scope"), api_responses.c.key == bindparam("key")
+)
+_INSERT = api_responses.insert()
 
 
 @dataclass(frozen=True)
@@ -73,11 +89,8 @@ class ResponseStore:
         self.prune()
 
     def get(self, scope: str, key: str) -> StoredResponse | None:
-        query = select(api_responses).where(
-            api_responses.c.scope == scope, api_responses.c.key == key
-        )
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_SELECT, {"scope": scope, "key": key}).first()
         if row is None:
             return None
         return StoredResponse(row.fingerprint, row.status, row.body, row.location)
@@ -87,15 +100,16 @@ class ResponseStore:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    api_responses.insert().values(
-                        scope=scope,
-                        key=key,
-                        fingerprint=response.fingerprint,
-                        status=response.status,
-                        body=response.body,
-                        location=response.location,
-                        created_at=datetime.now(UTC),
-                    )
+                    _INSERT,
+                    {
+                        "scope": scope,
+                        "key": key,
+                        "fingerprint": response.fingerprint,
+                        "status": response.status,
+                        "body": response.body,
+                        "location": response.location,
+                        "created_at": datetime.now(UTC),
+                    },
                 )
         except IntegrityError:
             kept = self.get(scope, key)

@@ -42,6 +42,11 @@ class ApiSettings(BaseSettings):
     sse_poll_seconds: float = Field(default=0.2, gt=0, le=10)
     sse_max_streams: int = Field(default=64, ge=1, le=10_000)
     trace_exporter: Literal["none", "console", "otlp"] = "none"
+    access_log: bool = Field(
+        default=False,
+        description="uvicorn's log line per request. Off by default: formatting and writing it "
+        "costs the event loop more per request than the request's span and metrics do.",
+    )
     idempotency_retention_hours: int = Field(default=24, ge=1, le=24 * 90)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from time import perf_counter
 
 from opentelemetry import context, trace
-from opentelemetry.metrics import Counter, Meter, MeterProvider
+from opentelemetry.metrics import Counter, Meter, MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -55,7 +55,9 @@ def meter_provider(exporter: str) -> MeterProvider:
     if exporter == "console":
         reader = PeriodicExportingMetricReader(ConsoleMetricExporter(), 60_000)
         return SdkMeterProvider(metric_readers=[reader])
-    return SdkMeterProvider()
+    # Only the console exports metrics. An SDK provider without a reader can never be read (a
+    # reader cannot be added later), yet it would aggregate every measurement of every request.
+    return NoOpMeterProvider()
 
 
 def current_trace_context() -> dict[str, str]:
