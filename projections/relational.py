@@ -15,9 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
+from psycopg.types.json import Json
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -386,17 +388,88 @@ def _insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
     the inserts; the columns' own bind processors still convert the values.
     """
     dialect = conn.dialect
-    quote = dialect.identifier_preparer.quote
-    into = f"{quote(table.name)} ({', '.join(quote(c.name) for c in table.columns)})"
-    values = map(_row_values(table, dialect), rows)
+    writer = _writer(table, dialect)
+    values = [writer.values(row) for row in rows]
     driver: Any = conn.connection.driver_connection
-    if dialect.name == "postgresql":
-        with driver.cursor() as cursor, cursor.copy(f"COPY {into} FROM STDIN") as copy:
-            for row in values:
-                copy.write_row(row)
-    else:
-        marks = ", ".join("?" for _ in table.columns)
-        driver.executemany(f"INSERT INTO {into} VALUES ({marks})", values)
+    if dialect.name != "postgresql":
+        driver.executemany(writer.insert, values)
+        return
+    binary = writer.binary_types is not None and writer.binary_fits(values)
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(writer.copy_binary if binary else writer.copy) as copy,
+    ):
+        if binary:
+            copy.set_types(writer.binary_types)
+        for row in values:
+            copy.write_row(row)
+
+
+# Binary COPY is several times cheaper for psycopg to write than text, mostly for timestamps
+# (text formats each one in Python). Per column type: the type psycopg dumps it as, and the
+# Python types it is used for; a value of any other type (a naive datetime, a number in a text
+# column) makes the table's rows of that batch go as text, which converts what binary cannot.
+_BINARY_COPY: dict[str, tuple[str, tuple[type, ...]]] = {
+    "VARCHAR": ("text", (str,)),
+    "TEXT": ("text", (str,)),
+    "INTEGER": ("int4", (int,)),
+    "BOOLEAN": ("bool", (bool,)),
+    "TIMESTAMP WITH TIME ZONE": ("timestamptz", (datetime,)),
+    "NUMERIC": ("numeric", (Decimal,)),
+    # The JSON columns' bind processor wraps values for psycopg, which dumps the same text in
+    # both formats (a json column's binary form is its text).
+    "JSON": ("json", (Json,)),
+}
+
+
+class _Writer:
+    """How one table's rows are converted and written, worked out once per table."""
+
+    def __init__(self, table: Table, dialect: Dialect) -> None:
+        quote = dialect.identifier_preparer.quote
+        columns = list(table.columns)
+        into = f"{quote(table.name)} ({', '.join(quote(c.name) for c in columns)})"
+        self.copy = f"COPY {into} FROM STDIN"
+        self.copy_binary = f"{self.copy} (FORMAT BINARY)"
+        self.insert = f"INSERT INTO {into} VALUES ({', '.join('?' for _ in columns)})"
+        self.values = _row_values(table, dialect)
+        kinds = [_BINARY_COPY.get(_base_type(c, dialect)) for c in columns]
+        self.binary_types: list[str] | None = None
+        self._accepted: list[tuple[type, ...]] = []
+        if all(kind is not None for kind in kinds):
+            self.binary_types = [kind[0] for kind in kinds if kind is not None]
+            self._accepted = [kind[1] for kind in kinds if kind is not None]
+        self._timestamps = {i for i, t in enumerate(self.binary_types or ()) if t == "timestamptz"}
+
+    def binary_fits(self, rows: list[Sequence[Any]]) -> bool:
+        """Whether binary COPY writes every value exactly as text COPY would.
+
+        Column by column, with loops that stay in C: checking row by row in Python would cost
+        as much as binary saves.
+        """
+        for i, column in enumerate(zip(*rows, strict=True)):
+            accepted = self._accepted[i]
+            for found in set(map(type, column)):
+                if found is type(None):
+                    continue
+                if found is bool and bool not in accepted:
+                    return False  # text COPY refuses True for an integer; binary would write 1
+                if not issubclass(found, accepted):
+                    return False
+            # A naive datetime: text COPY reads it in the session's time zone, binary cannot.
+            if i in self._timestamps and None in map(datetime.utcoffset, filter(None, column)):
+                return False
+        return True
+
+
+@lru_cache(maxsize=256)
+def _writer(table: Table, dialect: Dialect) -> _Writer:
+    return _Writer(table, dialect)
+
+
+def _base_type(column: Column[Any], dialect: Dialect) -> str:
+    """``VARCHAR(36)`` -> ``VARCHAR``: the column's type in this dialect's DDL."""
+    return column.type.compile(dialect=dialect).split("(", 1)[0].strip()
 
 
 def _row_values(table: Table, dialect: Dialect) -> Callable[[dict[str, Any]], Sequence[Any]]:
@@ -485,6 +558,7 @@ class RelationalProjection(RebuildableProjection):
         self._batch = _Batch()
         self._triggers: dict[str, Any] = {}
         self._changes: dict[type, Table | None] = {}
+        self._creates: dict[type, Table | None] = {}
 
     @property
     def tables(self) -> tuple[Table, ...]:
@@ -506,13 +580,21 @@ class RelationalProjection(RebuildableProjection):
         self._batch = _Batch()
 
     def prepare(self, events: Sequence[LoggedEvent], conn: Connection) -> None:
-        """Read the rows a batch will change in one query per table, not one per event."""
+        """Read the rows a batch will change in one query per table, not one per event.
+
+        Not the rows the batch itself creates before changing them (most of them, as an
+        aggregate's first events tend to arrive together): those it finds in its own cache.
+        """
         wanted: dict[Table, set[Any]] = {}
+        created: set[tuple[Table, str]] = set()
         symbols: set[str] = set()
         for logged in events:
             table, key = self._row_of(logged.event)
-            if table is not None:
+            if table is not None and (table, key) not in created:
                 wanted.setdefault(table, set()).add(key)
+            new = self._table_created_by(type(logged.event))
+            if new is not None:
+                created.add((new, str(logged.originator_id)))
             if isinstance(logged.event, TradeOrder.Proposed):
                 symbols.add(logged.event.symbol)
         for table, keys in wanted.items():
@@ -537,11 +619,21 @@ class RelationalProjection(RebuildableProjection):
             return table, str(event.job_id)
         return table, str(event.originator_id)
 
+    def _table_created_by(self, kind: type) -> Table | None:
+        """The table whose row an event of this kind inserts, keyed by its aggregate id."""
+        if kind not in self._creates:
+            created = issubclass(kind, JanusAggregate.Created)
+            self._creates[kind] = self._aggregate_table(kind) if created else None
+        return self._creates[kind]
+
     def _table_changed_by(self, kind: type) -> Table | None:
         if issubclass(kind, JobFire.Fired | JobFire.Missed):
             return self.t.jobs
         if issubclass(kind, JanusAggregate.Created):
             return None
+        return self._aggregate_table(kind)
+
+    def _aggregate_table(self, kind: type) -> Table | None:
         for aggregate, table in (
             (Goal.Event, self.t.goals),
             (Confirmation.Event, self.t.confirmations),

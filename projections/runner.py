@@ -136,6 +136,14 @@ class Decoded(NamedTuple):
     error: Exception | None = None
 
 
+class Applied(NamedTuple):
+    """What a batch did: how many events it applied, and the stored position after it (None
+    when another runner moved the position, so only reading it tells)."""
+
+    applied: int
+    position: int | None
+
+
 def decode_all(reader: NotificationReader, notifications: Sequence[Notification]) -> list[Decoded]:
     decoded = []
     for notification in notifications:
@@ -350,19 +358,27 @@ class ProjectionRunner:
         Any feed may call this (the log itself, or a JetStream consumer): redelivered and old
         events are dropped by position, so every hop upstream may deliver at least once.
         """
+        return self.apply(batch).applied
+
+    def apply(self, batch: Sequence[Notification]) -> Applied:
+        """``apply_batch``, also saying where the stored position is afterwards (which saves a
+        feed reading it back after every batch)."""
         progress = self._progress()
         fresh = _strictly_rising(batch, progress.position)
         if progress.state == STALLED or not fresh:
-            return 0
+            return Applied(0, progress.position)
+        return self._apply_fresh(progress.position, decode_all(self.reader, fresh))
+
+    def _apply_fresh(self, start: int, fresh: Sequence[Decoded]) -> Applied:
         with self._applying:
             try:
                 with self.engine.begin() as conn:
-                    if not self._claim(conn, progress.position, fresh[-1].id):
-                        return 0
-                    apply_events(self.projection, self.reader, conn, fresh)
+                    if not self._claim(conn, start, fresh[-1].position):
+                        return Applied(0, None)
+                    apply_decoded(self.projection, conn, fresh)
             except (EventFailed, BatchFailed):
-                return self._apply_one_by_one(progress.position, fresh)
-        return len(fresh)
+                return self._apply_one_by_one(start, fresh)
+        return Applied(len(fresh), fresh[-1].position)
 
     def _claim(self, conn: Connection, expected: int, position: int) -> bool:
         """Move the position first, inside the view transaction.
@@ -380,19 +396,19 @@ class ProjectionRunner:
         )
         return claimed.rowcount == 1
 
-    def _apply_one_by_one(self, start: int, batch: Sequence[Notification]) -> int:
+    def _apply_one_by_one(self, start: int, batch: Sequence[Decoded]) -> Applied:
         position = start
-        for count, notification in enumerate(batch):
+        for count, decoded in enumerate(batch):
             try:
                 with self.engine.begin() as conn:
-                    if not self._claim(conn, position, notification.id):
-                        return count
-                    apply_events(self.projection, self.reader, conn, [notification])
+                    if not self._claim(conn, position, decoded.position):
+                        return Applied(count, None)
+                    apply_decoded(self.projection, conn, [decoded])
             except EventFailed as failed:
-                self._stall(notification.id, failed.describe())
-                return count
-            position = notification.id
-        return len(batch)
+                self._stall(decoded.position, failed.describe())
+                return Applied(count, position)
+            position = decoded.position
+        return Applied(len(batch), position)
 
     def _stall(self, position: int, error: str) -> None:
         log.error("projection %s stalled at position %s: %s", self.name, position, error)

@@ -8,6 +8,7 @@ tests pin the consumer to the wire contract, not to the relay's code.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -303,6 +304,8 @@ def projecting(
         thread.join(20)
         assert not thread.is_alive(), "projector did not stop"
     assert not failures
+    # The feed pauses the garbage collector while it applies a batch, and only then.
+    assert gc.isenabled()
 
 
 # -- a projection that can be poisoned -------------------------------------------------------------

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from bootstrap.container import Janus
 from commands import models as m
 from event_store.reader import LoggedEvent
-from projections.runner import ProjectionRunner, ProjectionStalled, SqlProjection
+from projections.runner import Applied, ProjectionRunner, ProjectionStalled, SqlProjection
 from tests.integration.test_commands import as_alice
 from tests.servers import unique_name
 
@@ -129,3 +129,17 @@ def test_a_feed_that_redelivers_inside_one_batch_applies_each_event_once(janus: 
     assert applied == 3
     assert texts(runner, projection) == ["a", "b", "c"]
     assert runner.status().position == third.id
+
+
+def test_apply_says_where_the_stored_position_is_after_the_batch(janus: Janus) -> None:
+    runner, projection = a_runner(janus)
+    submit(janus, "a", "poison", "b")
+    first, poison, last = janus.reader.read_after(0, limit=10)
+    assert runner.apply([first]) == Applied(1, first.id)
+    assert runner.apply([first]) == Applied(0, first.id)  # a redelivery changes nothing
+    assert runner.apply([first, poison, last]) == Applied(0, first.id)  # stalled at the poison
+    assert runner.apply([last]) == Applied(0, first.id)  # and held there
+    projection.fixed = True
+    runner.retry()
+    assert runner.apply([poison, last]) == Applied(2, last.id)
+    assert texts(runner, projection) == ["a", "poison", "b"]

@@ -242,6 +242,50 @@ def test_the_queries_the_cli_and_api_make_have_indexes(janus: Janus) -> None:
     assert ("status", "proposed_at") in indexed(engine, "orders")
 
 
+# -- bulk inserts ---------------------------------------------------------------------------------
+
+
+def test_bulk_inserts_store_each_value_as_a_plain_insert_does(janus: Janus) -> None:
+    """Postgres takes a batch's new rows by binary COPY; a batch holding a value binary cannot
+    write as text would (a naive datetime, a number in a text column) goes as text instead."""
+    aware = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    naive = datetime(2026, 1, 2, 3, 4, 5)
+
+    def goal(gid: str, at: object, text: object = "t") -> dict[str, object]:
+        return {
+            "id": gid,
+            "text": text,
+            "submitted_by": "me",
+            "priority": 3,
+            "status": "submitted",
+            "latest_decision_id": None,
+            "latest_action": None,
+            "outcome": None,
+            "submitted_at": at,
+            "updated_at": at,
+        }
+
+    batches = [
+        [goal("binary-1", aware), goal("binary-2", aware, "two")],
+        [goal("naive-1", aware), goal("naive-2", naive)],
+        [goal("number-1", aware, 5)],
+    ]
+    table = relational.goals
+    with janus.views_engine.begin() as conn:
+        for rows in batches:
+            relational._insert_many(conn, table, rows)
+            for row in rows:  # the same values again, as SQLAlchemy inserts them
+                plain = goal(f"plain-{row['id']}", row["submitted_at"], row["text"])
+                conn.execute(table.insert().values(plain))
+        stored = {r.id: r for r in conn.execute(select(table))}
+    for rows in batches:
+        for row in rows:
+            bulk, plain = stored[row["id"]], stored[f"plain-{row['id']}"]
+            assert bulk._asdict() | {"id": None} == plain._asdict() | {"id": None}
+    assert stored["binary-2"].submitted_at.astimezone(UTC) == aware
+    assert stored["number-1"].text == "5"
+
+
 # -- migrations ----------------------------------------------------------------------------------
 
 
