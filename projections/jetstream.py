@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -65,6 +64,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from event_store.messages import H_POSITION, StreamSpec, notification_from_message
+from projections.collector import collector_paused
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
@@ -572,7 +572,7 @@ class JetStreamFeed:
             if self._unverified and not await self._continues_the_log():
                 await self._blocked(stop)
                 continue
-            with _collector_paused():
+            with collector_paused(0):
                 prefetch = self._prefetch()
                 try:
                     done = await asyncio.to_thread(self._apply, list(self._held))
@@ -810,27 +810,6 @@ async def _abandon(task: asyncio.Task[Sequence[Msg]] | None) -> None:
     await asyncio.wait([task])
     if not task.cancelled() and task.exception() is not None:
         log.debug("abandoned fetch had failed too: %r", task.exception())
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Collect garbage after a batch, not while it is applied.
-
-    A batch's decoded events and the rows they make stay alive until it commits, so the
-    automatic collector, started every few hundred allocations, promotes them and scans them
-    again and again, and every few batches scans the whole heap: about a fifth of the feed's
-    CPU in bench/consume.py. By the end of a batch its objects are freed; what garbage it left
-    in cycles is young, so collecting the youngest generation then frees it at little cost.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.collect(0)
-        gc.enable()
 
 
 async def pause(stop: asyncio.Event, seconds: float) -> None:

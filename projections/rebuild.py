@@ -58,6 +58,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateTable
 
+from projections.collector import collector_paused
 from projections.runner import (
     RUNNING,
     STALLED,
@@ -317,7 +318,7 @@ class _Build:
 
     def run(self, progress: ProgressCallback | None, target: Callable[[], int]) -> None:
         """Commit batches until the log has nothing more up to ``target()``."""
-        with _collector_paused():
+        with collector_paused():
             while True:
                 goal = target()
                 if progress:
@@ -402,25 +403,6 @@ class _Build:
                 .where(projection_generations.c.name == self.runner.name)
                 .values(**values)
             )
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a build runs.
-
-    A build keeps a batch of decoded events and the rows they touch alive while it allocates
-    millions of objects, so the collector rescans the survivors again and again: over a third
-    of a rebuild's CPU in bench/rebuild.py. What a build makes holds no reference cycles; the
-    young generations are still collected after each batch, and all of them after the build.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @contextmanager
