@@ -1,9 +1,11 @@
 """Story: a JetStream projector is SIGKILLed at random moments while events keep arriving.
 
-Each round starts a real ``python -m replay.project_cli relational``, lets it work on freshly
-published events for a random moment (sometimes not even until it is ready), and kills it: no
-cleanup, no flush, no ack sent after the last commit. At the end one more projector runs to the
-head and is stopped cleanly; its view must equal a rebuild from the log, row by row.
+Each round starts a real ``python -m replay.project_cli relational`` and kills it: sometimes
+during start-up, mostly once its view has passed a random position among freshly published
+events, polled at a random pace so the kill lands anywhere in the batch after it (between a
+commit and its ack above all): no cleanup, no flush, no ack sent after the last commit. At the
+end one more projector runs to the head and is stopped cleanly; its view must equal a rebuild
+from the log, row by row.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -45,11 +46,11 @@ GOALS = EVENTS // 2
 # while it works; small batches put many commit-then-ack windows in the kill's way.
 ROUND_GOALS = GOALS // KILLS // 2
 BATCH = 20
-# Sometimes kill during start-up (finding the start, re-creating the consumer), mostly mid-work.
-# A cold process needs about 0.2s from ready to its first commit (SQL compiled, topics resolved).
+# Sometimes kill during start-up (at once, or as it says it is ready: finding the start,
+# re-creating the consumer), mostly mid-work.
 EARLY_KILLS = 0.2
-MAX_START_DELAY = 1.5
-MAX_KILL_DELAY = 0.6
+# How often the view's position is polled before the kill: the slower, the further past it.
+MAX_POLL_SECONDS = 0.05
 READY_LINE = "projector ready"
 COMMAND = [sys.executable, "-m", "replay.project_cli", "relational"]
 
@@ -188,11 +189,20 @@ def test_projector_killed_at_random_moments_ends_equal_to_a_rebuild(
             projector = Projector(settings).start()
             projectors.append(projector)
             if rng.random() < EARLY_KILLS:
-                time.sleep(rng.uniform(0, MAX_START_DELAY))  # choosing the kill moment
+                if rng.random() < 0.5:
+                    projector.wait_ready()
             else:
                 projector.wait_ready()
+                # What is released now lies above the position read before it, one event or
+                # more per goal: so the view will pass the target.
+                target = janus.relational.position + rng.randint(1, ROUND_GOALS)
                 publisher.release(ROUND_GOALS)
-                time.sleep(rng.uniform(0, MAX_KILL_DELAY))  # choosing the kill moment
+
+                def passed(target: int = target) -> bool:
+                    return janus.relational.position >= target
+
+                pace = rng.uniform(0.001, MAX_POLL_SECONDS)
+                wait_until(passed, 30, interval=pace, message=f"the view at position {target}")
             projector.kill()
             positions.append(janus.relational.position)
             unacked += unacked_deliveries(relay, consumer)
