@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from event_store.messages import StreamSpec
@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     stream_max_bytes: int = Field(default=1024**3, ge=1024**2)
     stream_duplicate_window_seconds: int = Field(default=2 * 3600, ge=1)
     relay_max_in_flight: int = Field(default=512, ge=1, le=100_000)
+    export_hmac_key: SecretStr | None = Field(
+        default=None,
+        description="Signs `events export` files (HMAC-SHA256) and verifies them on import.",
+    )
     model_path: Path | None = Field(
         default=None, description="The local GGUF model `janus replay decisions` runs by default."
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from eventsourcing.utils import get_topic
 
@@ -19,6 +20,7 @@ from adapters.effects import EffectError, EffectRegistry, Known
 from adapters.faults import crash_point
 from domain.confirmation import Confirmation
 from domain.effect import Effect, EffectStatus, effect_id_for
+from domain.imports import IMPORT_LOG_ID, ImportLog
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
 from event_store.reader import NotificationReader
@@ -50,12 +52,28 @@ class Executor:
         """Process one batch after the tracked position; returns how many notifications it read."""
         start = self.position
         batch = self.reader.read_after(start, self.batch_size)
+        imports: ImportLog | None = None
+        loaded = False
         for notification in batch:
             if notification.topic == GRANTED_TOPIC:
+                # Read once per batch: an import commits its events and their range together.
+                if not loaded:
+                    imports, loaded = self._imports(), True
+                if imports is not None and imports.covers(notification.id):
+                    log.info("grant at %d was imported: history, not an order", notification.id)
+                    continue
                 self._on_granted(notification)
         if batch and batch[-1].id > self.position:
             self.app.save_tracked(tracking=self._tracking(batch[-1].id))
         return len(batch)
+
+    def _imports(self) -> ImportLog | None:
+        """Positions written by `janus events import`: the executor never acts on those."""
+        try:
+            found: ImportLog = self.app.repository.get(IMPORT_LOG_ID)
+        except AggregateNotFoundError:
+            return None
+        return found
 
     def _tracking(self, position: int) -> Tracking:
         return Tracking(self.name, position)

@@ -16,6 +16,7 @@ import typer
 from eventsourcing.persistence import Notification
 from rich.markup import escape
 
+from domain.meta import Actor, ActorKind
 from event_store.reader import LoggedEvent
 from replay.audit import (
     BadInput,
@@ -37,7 +38,7 @@ from replay.audit_cli import (
     print_json,
     progress_bar,
 )
-from replay.exchange import export_events, import_events
+from replay.exchange import Imported, export_events, import_events
 
 events_app = typer.Typer(
     no_args_is_help=True, help="The event log itself: tail, show, export and import."
@@ -266,8 +267,8 @@ def events_export(
 ) -> None:
     """Write the log (or a range of it) as JSON Lines: a header, one event per line, a trailer.
 
-    The file appears only once complete. --json prints {"file", "events", "after_position",
-    "upto_position", "last_position"}.
+    The file appears only once complete; signed when JANUS_EXPORT_HMAC_KEY is set. --json
+    prints {"file", "events", "after_position", "upto_position", "last_position", "signed"}.
     """
     with cli_errors(ctx), open_store() as store:
         if file.exists() and not force:
@@ -282,7 +283,7 @@ def events_export(
         return
     out().print(
         f"exported {result.events} events (positions {result.after_position + 1}.."
-        f"{result.upto_position}) to {file}"
+        f"{result.upto_position}) to {file}{', signed' if result.signed else ''}"
     )
 
 
@@ -291,30 +292,86 @@ def events_import(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A file written by janus events export.")],
     check: Annotated[
-        bool, typer.Option("--check", help="Only check the file; write nothing.")
+        bool,
+        typer.Option("--check", help="Check the file against this store; write nothing."),
     ] = False,
+    require_signature: Annotated[
+        bool,
+        typer.Option(
+            "--require-signature",
+            help="Refuse a file whose signature JANUS_EXPORT_HMAC_KEY does not verify.",
+        ),
+    ] = False,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            "--extend",
+            help="Let a signed, verified file add events to aggregates this store already holds.",
+        ),
+    ] = False,
+    actor_name: Annotated[
+        str | None, typer.Option("--as", help="Who imports (default: $USER, else 'operator').")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Append the file's events that this store does not hold yet (by event id), in order.
+    """Check the whole file, then write all of it in one transaction, or nothing.
 
-    Importing the same file twice adds nothing. A corrupt line stops the import with its line
-    number: the lines before it are written, nothing from it on. --json prints {"file",
-    "source_node", "after_position", "upto_position", "events", "written", "already_present",
-    "checked_only"}.
+    Into an empty store: a restore, positions kept. Into a non-empty one: new aggregates only
+    (--extend with a signed file for more), appended after the head. Events already present are
+    skipped; a line whose aggregate version holds other contents is a conflict. Imported grants
+    are history: they never execute here. The import is recorded as an ImportLog event. --json
+    prints {"file", "sha256", "source_node", "mode", "signature", "events", "written",
+    "already_present", "ignored", "grants_not_executed", "positions", "positions_kept",
+    "checked_only", "problems"}.
     """
     with cli_errors(ctx), open_store() as store:
         total = _count_hint(file)
-        with progress_bar("importing", total) as progress:
-            result = import_events(store, file, progress, check_only=check)
+        actor = Actor(ActorKind.USER, actor_name) if actor_name else None
+        with progress_bar("checking", total) as progress:
+            result = import_events(
+                store,
+                file,
+                progress,
+                check_only=check,
+                actor=actor,
+                require_signature=require_signature,
+                extend=extend,
+            )
     body: dict[str, Any] = result.json()
     if as_json:
         print_json(body)
+    else:
+        _print_import(result)
+    if result.problems:
+        raise typer.Exit(1)
+
+
+def _print_import(result: Imported) -> None:
+    if result.checked_only:
+        out().print(
+            f"checked {result.events} events from node {escape(result.header.source_node)} "
+            f"({result.mode}, {result.signature}): {result.written} would be written, "
+            f"{result.skipped} already present, {result.ignored} ignored, "
+            f"{len(result.problems) + result.more_problems} refused"
+        )
+        for number, text in result.problems:
+            out().print(f"  line {number}: {escape(text)}")
         return
-    verb = "checked" if check else "imported"
-    out().print(
-        f"{verb} {result.events} events from node {result.header.source_node}: "
-        f"{result.written} written, {result.skipped} already present"
+    where = (
+        f" at positions {result.first_position}..{result.last_position}"
+        f"{' (kept)' if result.positions_kept else ' (renumbered)'}"
+        if result.written
+        else ""
     )
+    out().print(
+        f"imported {result.events} events from node {escape(result.header.source_node)} "
+        f"({result.mode}, {result.signature}): {result.written} written{where}, "
+        f"{result.skipped} already present, {result.ignored} ignored"
+    )
+    if result.grants:
+        out().print(
+            f"{result.grants} imported grant(s) are history: the executor here does not run them"
+        )
 
 
 def _count_hint(file: Path) -> int:

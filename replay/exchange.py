@@ -1,75 +1,80 @@
-"""Export the log to JSON Lines and import it back, idempotently, by event id.
+"""Export the log to a file and import it back: checked whole first, then written all at once.
 
-The file format (version 1), one JSON object per line, UTF-8, gzip when the name ends in .gz:
+The file format is in ``replay/exchange_file.py``. An import makes two passes over the file:
 
-- line 1, the header: ``{"janus_export": 1, "source_node", "app", "after_position",
-  "upto_position", "head", "exported_at"}``: the events are those at positions in
-  (after_position, upto_position] of the source node's log;
-- one line per event, in log order: ``{"position", "event_id", "originator_id",
-  "originator_version", "topic", "crc32", "state"}``. ``state`` comes last and is the stored
-  event body byte for byte, a JSON object as the store holds it (``"state_base64"`` instead
-  when the body is not JSON text, as with a compressed or encrypted store); ``crc32`` is the
-  CRC-32 of the line's bytes before ``,"crc32":`` followed by the body's bytes, so it covers
-  the position, the ids, the version, the topic and the body;
-- the last line, the trailer: ``{"janus_export_end": 1, "events", "last_position"}``. A file
-  without it was cut short.
+1. **check**: every line is parsed and checked (JSON, checksum, decodable, positions in order
+   and chained, each aggregate's versions contiguous, the trailer's count, the signature), and
+   compared with the store in batches: a line whose (aggregate, version) the store holds must be
+   byte for byte the same event ("already present"), else it is a conflict; the first line of an
+   aggregate must follow the store's last version of it. Problems with the store are collected
+   per line. Nothing is written if any line has one.
+2. **write**: one transaction under the append lock re-reads the file (its digest must not have
+   changed), inserts the new events and records an ``ImportLog.Recorded`` event (who, when, file,
+   sha256, counts, source node, signed or not, the positions written), then commits once.
 
-Import writes events in file order, a batch per transaction. An event whose id is already in the
-store is skipped, so importing the same file twice adds nothing. The first corrupt line stops the
-import with its line number; every line before it is written and nothing from it on.
+The trust model: into an **empty store** an import is a restore: every event is accepted and
+keeps its position (holes included). Into a **non-empty store** an import adds only aggregates
+the store does not hold; a line that would change an existing aggregate (a forged
+``Confirmation.Granted`` for a pending confirmation) is refused, unless the file's signature is
+verified with this store's key and the operator passes ``extend``. Whatever is imported is
+history: the executor never acts on a grant at an imported position (``domain/imports.py``).
 """
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import os
 import re
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
-from eventsourcing.utils import resolve_topic
+from eventsourcing.persistence import IntegrityError, Notification
+from eventsourcing.utils import get_topic
 
-from replay.audit import ProgressFn, Store, UnreadableEvent
+from domain.confirmation import Confirmation
+from domain.imports import IMPORT_LOG_ID, ImportLog, ImportMode
+from domain.meta import Actor, ActorKind, CommandContext
+from replay.audit import ProgressFn, Store
+from replay.exchange_file import (
+    FORMAT_VERSION,
+    ExchangeError,
+    FileReader,
+    Header,
+    Line,
+    event_line,
+    new_mac,
+    signing_key,
+)
+from replay.exchange_store import EventsSql, Key
 
-FORMAT_VERSION = 1
-BATCH = 1_000
+__all__ = ["ExchangeError", "ImportRefused", "export_events", "import_events"]
+
+BATCH = 500
 META = b'"_type_":"janus_meta"'
 EVENT_ID = re.compile(rb'"_type_":"janus_meta","_data_":\{"event_id":"([0-9a-f]{32})"')
-STATE_KEY = b',"state":'
-CRC_KEY = b',"crc32":'
-EVENT_KEYS = ("position", "event_id", "originator_id", "originator_version", "topic", "crc32")
+GRANTED_TOPIC = get_topic(Confirmation.Granted)
+SHOWN_PROBLEMS = 5
 
 
-class ExchangeError(Exception):
-    """A file that cannot be exported to or imported from; names the line when there is one."""
+class ImportRefused(ExchangeError):
+    """Lines the store cannot take as they are; nothing was written."""
 
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(f"line {line}: {message}" if line is not None else message)
-        self.line = line
+    def __init__(self, problems: list[tuple[int, str]], more: int = 0) -> None:
+        self.problems = problems
+        shown = "; ".join(f"line {n}: {text}" for n, text in problems[:SHOWN_PROBLEMS])
+        hidden = len(problems) - SHOWN_PROBLEMS + more
+        tail = f"; and {hidden} more (--check --json lists them)" if hidden > 0 else ""
+        count = len(problems) + more
+        super().__init__(f"{count} line(s) refused, nothing was written: {shown}{tail}")
 
 
 def _no_progress(_: int) -> None:
     return None
-
-
-def _open_write(path: Path, compress: bool) -> IO[bytes]:
-    if compress:
-        return cast(IO[bytes], gzip.open(path, "wb", compresslevel=5))
-    return path.open("wb", buffering=1 << 20)
-
-
-def _open_read(path: Path) -> IO[bytes]:
-    if path.name.endswith(".gz"):
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return path.open("rb")
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -82,6 +87,7 @@ class Exported:
     after_position: int
     upto_position: int
     last_position: int
+    signed: bool
 
     def json(self) -> dict[str, Any]:
         return {
@@ -90,6 +96,7 @@ class Exported:
             "after_position": self.after_position,
             "upto_position": self.upto_position,
             "last_position": self.last_position,
+            "signed": self.signed,
         }
 
 
@@ -104,33 +111,18 @@ def event_id_of(store: Store, notification: Notification) -> str:
     return str(store.decode(notification).event.meta.event_id)
 
 
-def checksum(identity: bytes, state: bytes) -> int:
-    """CRC-32 of a line's identity (its bytes before ``,"crc32":``) and then its body."""
-    return zlib.crc32(state, zlib.crc32(identity))
+def _open_write(path: Path, compress: bool) -> IO[bytes]:
+    if compress:
+        return cast(IO[bytes], gzip.open(path, "wb", compresslevel=5))
+    return path.open("wb", buffering=1 << 20)
 
 
-_TOPICS: dict[str, str] = {}
-
-
-def _event_line(store: Store, notification: Notification) -> bytes:
-    state = notification.state
-    topic = _TOPICS.get(notification.topic)
-    if topic is None:
-        topic = _TOPICS.setdefault(notification.topic, json.dumps(notification.topic))
-    identity = (
-        f'{{"position":{notification.id},"event_id":"{event_id_of(store, notification)}",'
-        f'"originator_id":"{notification.originator_id}",'
-        f'"originator_version":{notification.originator_version},"topic":{topic}'
+def _identity(store: Store, n: Notification, after: int) -> bytes:
+    return (
+        f'{{"position":{n.id},"after":{after},"event_id":"{event_id_of(store, n)}",'
+        f'"originator_id":"{n.originator_id}",'
+        f'"originator_version":{n.originator_version},"topic":{json.dumps(n.topic)}'
     ).encode()
-    crc = b',"crc32":%d,' % checksum(identity, state)
-    if _is_json_object(state):
-        return b"".join((identity, crc, b'"state":', state, b"}\n"))
-    return b"".join((identity, crc, b'"state_base64":"', base64.b64encode(state), b'"}\n'))
-
-
-def _is_json_object(state: bytes) -> bool:
-    """Stored bodies are compact JSON objects (no raw newline can occur in one)."""
-    return state.startswith(b"{") and state.endswith(b"}") and b"\n" not in state
 
 
 def export_events(
@@ -140,7 +132,11 @@ def export_events(
     upto: int | None = None,
     progress: ProgressFn = _no_progress,
 ) -> Exported:
-    """Write events in (after, upto] to ``path``; the file appears only once it is complete."""
+    """Write events in (after, upto] to ``path``; the file appears only once it is complete.
+
+    Signed (HMAC-SHA256 in the trailer) when ``JANUS_EXPORT_HMAC_KEY`` is set.
+    """
+    mac = new_mac(signing_key(store))
     head = store.head()
     upto = head if upto is None else min(upto, head)
     partial = path.with_name(path.name + ".partial")
@@ -156,235 +152,283 @@ def export_events(
     count, last = 0, after
     try:
         with _open_write(partial, path.name.endswith(".gz")) as out:
-            out.write(json.dumps(header).encode() + b"\n")
+            chunk = json.dumps(header).encode() + b"\n"
             for batch in store.pages(after, upto, progress=progress):
-                out.write(b"".join(_event_line(store, n) for n in batch))
+                lines = []
+                for n in batch:
+                    lines.append(event_line(_identity(store, n, last), n.state))
+                    last = n.id
+                chunk += b"".join(lines)
+                if mac is not None:
+                    mac.update(chunk)
+                out.write(chunk)
                 count += len(batch)
-                last = batch[-1].id
-            trailer = {"janus_export_end": FORMAT_VERSION, "events": count, "last_position": last}
-            out.write(json.dumps(trailer).encode() + b"\n")
+                chunk = b""
+            if mac is not None:
+                mac.update(chunk)
+            trailer: dict[str, Any] = {
+                "janus_export_end": FORMAT_VERSION,
+                "events": count,
+                "last_position": last,
+            }
+            if mac is not None:
+                trailer["hmac_sha256"] = mac.hexdigest()
+            out.write(chunk + json.dumps(trailer).encode() + b"\n")
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return Exported(path, count, after, upto, last)
+    return Exported(path, count, after, upto, last, mac is not None)
 
 
-# -- import ------------------------------------------------------------------------------------
+# -- import: the result --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Header:
-    source_node: str
-    app: str
-    after_position: int
-    upto_position: int
-    head: int
-    exported_at: str
-
-
-@dataclass(frozen=True)
+@dataclass
 class Imported:
     path: Path
     header: Header
+    mode: str
     events: int
-    written: int
-    skipped: int
-    checked_only: bool
+    sha256: str
+    signature: str
+    written: int = 0
+    skipped: int = 0
+    ignored: int = 0
+    grants: int = 0
+    first_position: int = 0
+    last_position: int = 0
+    positions_kept: bool = False
+    checked_only: bool = False
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    more_problems: int = 0
 
     def json(self) -> dict[str, Any]:
         return {
             "file": str(self.path),
+            "sha256": self.sha256,
             "source_node": self.header.source_node,
             "after_position": self.header.after_position,
             "upto_position": self.header.upto_position,
+            "mode": self.mode,
+            "signature": self.signature,
             "events": self.events,
             "written": self.written,
             "already_present": self.skipped,
+            "ignored": self.ignored,
+            "grants_not_executed": self.grants,
+            "positions": [self.first_position, self.last_position] if self.written else None,
+            "positions_kept": self.positions_kept,
             "checked_only": self.checked_only,
+            "problems": [{"line": n, "problem": text} for n, text in self.problems],
         }
 
 
-@dataclass(frozen=True)
-class _Line:
-    number: int
-    event_id: str
-    stored: StoredEvent
+# -- import: pass 1, the check -----------------------------------------------------------------
 
 
-def _header(raw: bytes) -> Header:
-    try:
-        data = json.loads(raw)
-        if data.get("janus_export") != FORMAT_VERSION:
-            raise ExchangeError(
-                f"not a Janus export (format {FORMAT_VERSION} header expected)", line=1
-            )
-        return Header(
-            source_node=str(data["source_node"]),
-            app=str(data["app"]),
-            after_position=int(data["after_position"]),
-            upto_position=int(data["upto_position"]),
-            head=int(data["head"]),
-            exported_at=str(data["exported_at"]),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ExchangeError(f"not a Janus export header ({error})", line=1) from None
+class _Check:
+    """Compares the file's lines with the store, a batch at a time."""
 
+    def __init__(self, store: Store, sql: EventsSql, result: Imported, extend: bool) -> None:
+        self.sql = sql
+        self.result = result
+        self.extend = extend
+        self.append = result.mode == ImportMode.APPEND
+        self.store_last: dict[UUID, int] = {}
+        self._seen: set[UUID] = set()
 
-class _Checker:
-    """Everything a line must be before it may be written: complete, intact, decodable."""
+    def batch(self, lines: list[Line]) -> None:
+        fresh_ids = list({line.key[0] for line in lines} - self.store_last.keys())
+        with self.sql.reading() as curs:
+            there = self.sql.existing(curs, [line.key for line in lines])
+            self.store_last.update(dict.fromkeys(fresh_ids, 0))
+            self.store_last.update(self.sql.last_versions(curs, fresh_ids))
+        for line in lines:
+            self._line(line, there)
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.last_version: dict[UUID, int] = {}
-        self.last_position = -1
-
-    def line(self, number: int, raw: bytes) -> _Line:
-        try:
-            data = json.loads(raw)
-        except ValueError as error:
-            raise ExchangeError(f"not JSON ({error})", number) from None
-        if not isinstance(data, dict):
-            raise ExchangeError("not a JSON object", number)
-        missing = [k for k in EVENT_KEYS if k not in data]
-        if missing or ("state" not in data and "state_base64" not in data):
-            raise ExchangeError(f"missing {', '.join(missing) or 'state'}", number)
-        try:
-            state = self._state(data, raw)
-            position = int(data["position"])
-            originator = UUID(str(data["originator_id"]))
-            version = int(data["originator_version"])
-            event_id = str(UUID(str(data["event_id"])))
-            topic = str(data["topic"])
-            crc = int(data["crc32"])
-        except (ValueError, TypeError) as error:
-            raise ExchangeError(f"malformed field ({error})", number) from None
-        identity = raw[: raw.find(CRC_KEY)]
-        if checksum(identity, state) != crc:
-            raise ExchangeError("checksum mismatch: the event was altered", number)
-        if position <= self.last_position:
-            raise ExchangeError(f"position {position} is not after {self.last_position}", number)
-        self.last_position = position
-        stored = StoredEvent(originator, version, topic, state)
-        self._decodes(number, position, stored, event_id)
-        self._follows(number, originator, version)
-        return _Line(number, event_id, stored)
-
-    @staticmethod
-    def _state(data: dict[str, Any], raw: bytes) -> bytes:
-        """The body byte for byte: the raw text of the last field, which ``state`` is."""
-        if "state" in data:
-            if not isinstance(data["state"], dict):
-                raise TypeError("state is not a JSON object")
-            line = raw.rstrip(b"\r\n")
-            start = line.find(STATE_KEY)
-            if start < 0 or not line.endswith(b"}"):
-                raise ValueError("state is not the last field")
-            return line[start + len(STATE_KEY) : -1]
-        return base64.b64decode(str(data["state_base64"]), validate=True)
-
-    def _decodes(self, number: int, position: int, stored: StoredEvent, event_id: str) -> None:
-        try:
-            resolve_topic(stored.topic)
-            event: Any = self.store.app.mapper.to_domain_event(stored)
-        except Exception as error:  # any failure to decode makes the line unusable
-            raise ExchangeError(f"event cannot be decoded ({error})", number) from error
-        found = str(getattr(getattr(event, "meta", None), "event_id", ""))
-        if found != event_id:
-            raise ExchangeError(f"event_id {event_id} does not match the body ({found})", number)
-
-    def _follows(self, number: int, originator: UUID, version: int) -> None:
-        """An aggregate's events must continue its history: no holes, here or in the store."""
-        previous = self.last_version.get(originator)
-        if previous is not None and version != previous + 1:
-            raise ExchangeError(
-                f"aggregate {originator} version {version} does not follow version {previous} "
-                "earlier in the file",
-                number,
-            )
-        if previous is None and version > 1:
-            previous = min(self.store.table.version_at(originator, 2**62), version - 1)
-        if version > (previous or 0) + 1:
-            raise ExchangeError(
+    def _line(self, line: Line, there: dict[Key, tuple[str, bytes]]) -> None:
+        result = self.result
+        originator, version = line.key
+        if self.append and originator == IMPORT_LOG_ID:
+            result.ignored += 1  # the source's own import records describe another store
+            return
+        first = self._first_in_file(line)
+        held = there.get(line.key)
+        if held is not None:
+            if held == (line.stored.topic, line.stored.state):
+                result.skipped += 1
+            else:
+                self._problem(line, _conflict(line, held))
+            return
+        last = self.store_last[originator]
+        if first and version != last + 1:
+            self._problem(
+                line,
                 f"aggregate {originator} version {version} follows nothing: version "
                 f"{version - 1} is neither earlier in the file nor in the store",
-                number,
             )
-        self.last_version[originator] = version
-
-
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    try:
-        with _open_read(path) as stream:
-            yield from enumerate(stream, start=1)
-    except (OSError, EOFError, zlib.error) as error:
-        raise ExchangeError(f"{path} is damaged or unreadable: {error}") from None
-
-
-class _Writer:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.written = 0
-        self.skipped = 0
-
-    def flush(self, lines: list[_Line]) -> None:
-        """One transaction for the batch; if some are already there, find which and skip them."""
-        if not lines:
             return
-        recorder = self.store.app.recorder
-        try:
-            recorder.insert_events([line.stored for line in lines])
-        except IntegrityError:
-            fresh = self._fresh(lines)
-            try:
-                recorder.insert_events([line.stored for line in fresh])
-            except IntegrityError:
-                raise ExchangeError(
-                    "another writer appended to the same aggregates during the import; "
-                    f"lines from {fresh[0].number} on were not written: import again"
-                ) from None
-            self.written += len(fresh)
-            self.skipped += len(lines) - len(fresh)
-            return
-        self.written += len(lines)
-
-    def _fresh(self, lines: list[_Line]) -> list[_Line]:
-        fresh: list[_Line] = []
-        for line in lines:
-            stored = line.stored
-            existing = self.store.app.recorder.select_events(
-                stored.originator_id,
-                gt=stored.originator_version - 1,
-                lte=stored.originator_version,
+        if self.append and last > 0 and not self.extend:
+            self._problem(
+                line,
+                f"would change {_type(line)} {originator}, which this store already holds "
+                f"(version {version}): an import into a non-empty store only adds new "
+                "aggregates (a signed file and --extend allow more)",
             )
-            if not existing:
-                fresh.append(line)
-                continue
-            there = self._event_id(existing[0])
-            if there != line.event_id:
-                # Write what came before this line, then stop here.
-                if fresh:
-                    self.store.app.recorder.insert_events([f.stored for f in fresh])
-                    self.written += len(fresh)
-                raise ExchangeError(
-                    f"aggregate {stored.originator_id} version {stored.originator_version} "
-                    f"already holds another event ({there}, not {line.event_id})",
-                    line.number,
-                )
-        return fresh
+            return
+        result.written += 1
+        result.grants += line.stored.topic == GRANTED_TOPIC
 
-    def _event_id(self, stored: StoredEvent) -> str:
-        notification = Notification(
-            id=0,
-            originator_id=stored.originator_id,
-            originator_version=stored.originator_version,
-            topic=stored.topic,
-            state=stored.state,
+    def _first_in_file(self, line: Line) -> bool:
+        # Within the file the reader already enforced contiguity; only the first line of an
+        # aggregate has to meet the store's last version.
+        originator = line.key[0]
+        if originator in self._seen:
+            return False
+        self._seen.add(originator)
+        return True
+
+    def _problem(self, line: Line, text: str) -> None:
+        if len(self.result.problems) < 1_000:
+            self.result.problems.append((line.number, text))
+        else:
+            self.result.more_problems += 1
+
+
+def _type(line: Line) -> str:
+    return line.stored.topic.rsplit(":", 1)[-1].split(".", 1)[0]
+
+
+def _conflict(line: Line, held: tuple[str, bytes]) -> str:
+    originator, version = line.key
+    return (
+        f"conflict: aggregate {originator} version {version} is already in this store with "
+        f"other contents ({held[0].rsplit(':', 1)[-1]}), not this line's event {line.event_id} "
+        f"({line.stored.topic.rsplit(':', 1)[-1]})"
+    )
+
+
+def _batches(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
+    batch: list[Line] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _check(
+    store: Store, path: Path, key: bytes | None, extend: bool, progress: ProgressFn, batch: int
+) -> Imported:
+    sql = EventsSql(store)
+    reader = FileReader(store, path, key)
+    with sql.reading() as curs:
+        mode = ImportMode.RESTORE if sql.head(curs) == 0 else ImportMode.APPEND
+    lines = reader.lines()
+    first = next(lines, None)
+    assert reader.header is not None or first is None
+    result = Imported(path, cast(Header, reader.header), mode, 0, "", "")
+    check = _Check(store, sql, result, extend)
+    for chunk in _batches(_chain(first, lines), batch):
+        check.batch(chunk)
+        result.events += len(chunk)
+        progress(len(chunk))
+    result.header = cast(Header, reader.header)
+    result.sha256, result.signature = reader.sha256, reader.note
+    if extend and not reader.signed:
+        raise ExchangeError(
+            "--extend needs a file whose signature this store's JANUS_EXPORT_HMAC_KEY verifies "
+            f"(this one: {reader.note})"
         )
-        try:
-            return event_id_of(self.store, notification)
-        except UnreadableEvent:
-            return "an unreadable event"
+    return result
+
+
+def _chain(first: Line | None, rest: Iterator[Line]) -> Iterator[Line]:
+    if first is not None:
+        yield first
+    yield from rest
+
+
+# -- import: pass 2, the write -----------------------------------------------------------------
+
+
+def _write(store: Store, plan: Imported, key: bytes | None, actor: Actor, batch: int) -> None:
+    sql = EventsSql(store)
+    reader = FileReader(store, plan.path, key)
+    first = last = count = 0
+    with sql.writing() as curs:
+        head = sql.head(curs)
+        if plan.mode == ImportMode.RESTORE and head != 0:
+            raise ExchangeError("the store received events since the check: import again")
+        keep: bool | None = True if plan.mode == ImportMode.RESTORE else None
+        position = head
+        for chunk in _batches(reader.lines(), batch):
+            there = sql.existing(curs, [line.key for line in chunk])
+            rows = []
+            for line in chunk:
+                if plan.mode == ImportMode.APPEND and line.key[0] == IMPORT_LOG_ID:
+                    continue
+                held = there.get(line.key)
+                if held is not None:
+                    if held != (line.stored.topic, line.stored.state):
+                        raise ImportRefused([(line.number, _conflict(line, held))])
+                    continue
+                if keep is None:
+                    # The file's positions are kept when they all lie past this store's head.
+                    keep = line.position > head
+                position = line.position if keep else position + 1
+                rows.append((position, line.stored))
+                first, last, count = first or position, position, count + 1
+            sql.insert(curs, rows)
+        if reader.sha256 != plan.sha256:
+            raise ExchangeError("the file changed between the check and the write: import again")
+        plan.written, plan.first_position, plan.last_position = count, first, last
+        plan.positions_kept = bool(keep) and count > 0
+        _record(store, sql, curs, plan, actor, max(head, plan.last_position))
+
+
+def _record(
+    store: Store, sql: EventsSql, curs: Any, plan: Imported, actor: Actor, after: int
+) -> None:
+    """The ImportLog event, in the same transaction, after the imported events."""
+    mapper = store.app.mapper
+    log: Any = None
+    for stored in sql.events_of(curs, IMPORT_LOG_ID):
+        event: Any = mapper.to_domain_event(stored)
+        log = event.mutate(log)
+    ctx = CommandContext(
+        command_id=f"import:{plan.sha256}",
+        correlation_id=str(IMPORT_LOG_ID),
+        causation_id=f"import:{plan.sha256}",
+        actor=actor,
+        node_id=store.settings.node_id,
+    )
+    if log is None:
+        log = ImportLog.open(ctx)
+    log.record(
+        file_name=plan.path.name,
+        sha256=plan.sha256,
+        mode=plan.mode,
+        written=plan.written,
+        already_present=plan.skipped,
+        first_position=plan.first_position,
+        last_position=plan.last_position,
+        source_node=plan.header.source_node,
+        source_app=plan.header.app,
+        exported_at=plan.header.exported_at,
+        signed=plan.signature == "signature verified",
+        ctx=ctx,
+    )
+    events = log.collect_events()
+    rows = [(after + i, mapper.to_stored_event(e)) for i, e in enumerate(events, start=1)]
+    sql.insert(curs, rows)
+    sql.finish(curs, rows[-1][0])
+
+
+# -- import: the entry point ---------------------------------------------------------------------
 
 
 def import_events(
@@ -393,69 +437,30 @@ def import_events(
     progress: ProgressFn = _no_progress,
     check_only: bool = False,
     batch: int = BATCH,
+    *,
+    actor: Actor | None = None,
+    require_signature: bool = False,
+    extend: bool = False,
 ) -> Imported:
-    """Append the file's events that the store does not hold yet, in file order."""
-    if not path.is_file():
-        raise ExchangeError(f"{path}: no such file")
-    run = _Import(store, check_only, batch)
-    for number, raw in _lines(path):
-        try:
-            run.feed(number, raw)
-        except ExchangeError:
-            # Every line before the bad one is whole and checked: write those, nothing after.
-            run.flush()
-            raise
-        progress(1)
-    run.flush()
-    if run.header is None:
-        raise ExchangeError(f"{path} is empty")
-    if not run.ended:
-        raise ExchangeError(
-            f"{path} ends without its trailer: the file was cut short after {run.events} events "
-            "(those were written; import the complete file to add the rest)"
-        )
-    return Imported(
-        path, run.header, run.events, run.writer.written, run.writer.skipped, check_only
-    )
-
-
-class _Import:
-    def __init__(self, store: Store, check_only: bool, batch: int) -> None:
-        self.checker = _Checker(store)
-        self.writer = _Writer(store)
-        self.check_only = check_only
-        self.batch = batch
-        self.header: Header | None = None
-        self.pending: list[_Line] = []
-        self.events = 0
-        self.ended = False
-
-    def feed(self, number: int, raw: bytes) -> None:
-        if self.header is None:
-            self.header = _header(raw)
-            return
-        if self.ended:
-            raise ExchangeError("content after the end of the export", number)
-        if raw.startswith(b'{"janus_export_end"'):
-            _trailer(raw, number, self.events)
-            self.ended = True
-            return
-        self.pending.append(self.checker.line(number, raw))
-        self.events += 1
-        if len(self.pending) >= self.batch:
-            self.flush()
-
-    def flush(self) -> None:
-        lines, self.pending = self.pending, []
-        if not self.check_only:
-            self.writer.flush(lines)
-
-
-def _trailer(raw: bytes, number: int, events: int) -> None:
+    """Check the whole file against the store, then write all of it in one transaction, or
+    nothing. ``check_only`` reports what would happen (``problems`` lists refused lines)."""
+    key = signing_key(store)
+    if require_signature and key is None:
+        raise ExchangeError("--require-signature needs JANUS_EXPORT_HMAC_KEY to verify with")
+    plan = _check(store, path, key, extend, progress, batch)
+    if require_signature and plan.signature != "signature verified":
+        raise ExchangeError(f"{path} is not signed with this store's key ({plan.signature})")
+    plan.checked_only = check_only
+    if check_only:
+        return plan
+    if plan.problems:
+        raise ImportRefused(plan.problems, plan.more_problems)
+    who = actor or Actor(ActorKind.USER, os.environ.get("USER") or "operator")
     try:
-        data = json.loads(raw)
-        count = int(data["events"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise ExchangeError(f"malformed trailer ({error})", number) from None
-    if count != events:
-        raise ExchangeError(f"the trailer counts {count} events, the file holds {events}", number)
+        _write(store, plan, key, who, batch)
+    except IntegrityError:
+        raise ExchangeError(
+            "another writer added events to the same aggregates during the import; "
+            "nothing was written: import again"
+        ) from None
+    return plan
