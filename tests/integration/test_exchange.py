@@ -420,6 +420,8 @@ def test_a_restore_into_an_empty_store_runs_no_effect_again(
     try:
         drain(other.executor())
         assert door_ledger(other).executions() == []  # the restored node's own device
+        other.relational.catch_up()  # the views take the restored log and the import record
+        assert other.relational.position == other.app.head()
         assert effect_of(other, done).status is EffectStatus.SUCCEEDED
         assert effect_id_for(waiting) not in other.app.repository
     finally:
