@@ -38,6 +38,7 @@ from eventsourcing.utils import get_topic
 
 from domain.confirmation import Confirmation
 from domain.imports import IMPORT_LOG_ID, ImportLog, ImportMode
+from domain.job import Job
 from domain.meta import Actor, ActorKind, CommandContext
 from replay.audit import ProgressFn, Store
 from replay.exchange_file import (
@@ -58,6 +59,7 @@ BATCH = 500
 META = b'"_type_":"janus_meta"'
 EVENT_ID = re.compile(rb'"_type_":"janus_meta","_data_":\{"event_id":"([0-9a-f]{32})"')
 GRANTED_TOPIC = get_topic(Confirmation.Granted)
+JOB_TOPIC = get_topic(Job) + "."
 SHOWN_PROBLEMS = 5
 
 
@@ -269,6 +271,13 @@ class _Check:
                 f"{version - 1} is neither earlier in the file nor in the store",
             )
             return
+        if self.append and last == 0 and first and _schedules(line) and not self.extend:
+            self._problem(
+                line,
+                f"would schedule job {originator} here, where the scheduler would run it: jobs "
+                "come into a non-empty store only from a signed file with --extend",
+            )
+            return
         if self.append and last > 0 and not self.extend:
             self._problem(
                 line,
@@ -294,6 +303,10 @@ class _Check:
             self.result.problems.append((line.number, text))
         else:
             self.result.more_problems += 1
+
+
+def _schedules(line: Line) -> bool:
+    return line.stored.topic.startswith(JOB_TOPIC)
 
 
 def _type(line: Line) -> str:
@@ -357,7 +370,7 @@ def _chain(first: Line | None, rest: Iterator[Line]) -> Iterator[Line]:
 
 def _write(store: Store, plan: Imported, key: bytes | None, actor: Actor, batch: int) -> None:
     sql = EventsSql(store)
-    reader = FileReader(store, plan.path, key)
+    reader = FileReader(store, plan.path, key, decode=False)
     first = last = count = 0
     with sql.writing() as curs:
         head = sql.head(curs)

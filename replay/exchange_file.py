@@ -147,7 +147,7 @@ def parse_header(raw: bytes) -> Header:
         raise ExchangeError(f"not a Janus export header ({error})", line=1) from None
 
 
-def parse_line(store: Store, number: int, raw: bytes, chained: bool) -> Line:
+def parse_line(store: Store, number: int, raw: bytes, chained: bool, decode: bool = True) -> Line:
     """One event line, checked alone: JSON, fields, checksum, decodable, event id."""
     try:
         data = strict_json(raw)
@@ -174,7 +174,8 @@ def parse_line(store: Store, number: int, raw: bytes, chained: bool) -> Line:
         raise ExchangeError("checksum mismatch: the event was altered", number)
     if stored.originator_version < 1 or position < 1:
         raise ExchangeError("versions and positions start at 1", number)
-    _decodes(store, number, stored, event_id)
+    if decode:
+        _decodes(store, number, stored, event_id)
     return Line(number, position, after, event_id, stored)
 
 
@@ -229,8 +230,10 @@ class FileReader:
     the file. After the last line: ``sha256`` (of the file as stored), ``signed`` and ``note``.
     """
 
-    def __init__(self, store: Store, path: Path, key: bytes | None) -> None:
+    def __init__(self, store: Store, path: Path, key: bytes | None, decode: bool = True) -> None:
         self.store = store
+        # The write pass re-reads a file the check pass decoded; the unchanged digest proves it.
+        self.decode = decode
         self.path = path
         self.key = key
         self.header: Header | None = None
@@ -281,7 +284,8 @@ class FileReader:
                 trailer = (number, _trailer(raw, number))
                 continue
             else:
-                line = parse_line(self.store, number, raw, self.header.format >= 2)
+                chained = self.header.format >= 2
+                line = parse_line(self.store, number, raw, chained, self.decode)
                 order.check(line)
                 self.events += 1
                 yield line

@@ -537,3 +537,24 @@ def test_the_cli_lists_each_refused_line_and_exits_non_zero(
     assert len(refused.stderr.strip().splitlines()) == 1
     with Store.open(target_settings, use_views=False) as target:
         assert target.head() == 1
+
+
+def test_a_job_from_a_file_is_not_scheduled_in_a_non_empty_store_unless_signed_and_extended(
+    source: Store, target_settings: Settings, tmp_path: Path
+) -> None:
+    """The scheduler runs every job in the view: an imported job would be an order, not history."""
+    other = Janus.build(target_settings)
+    try:
+        pending_confirmation(other)
+    finally:
+        other.close()
+    path = tmp_path / "story.jsonl"
+    export_events(signed(source), path)
+    with Store.open(target_settings, use_views=False) as target:
+        head = target.head()
+        with pytest.raises(ImportRefused, match="would schedule job") as refused:
+            import_events(target, path)
+        assert [text for _, text in refused.value.problems if "job" in text]
+        assert target.head() == head
+        imported = import_events(signed(target), path, extend=True)
+        assert imported.written == source.head()
