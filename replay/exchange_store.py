@@ -67,6 +67,9 @@ class EventsSql:
                 conn.commit()
             return
         with self.recorder.datastore.transaction(commit=True) as curs:
+            # As every append does: a stuck writer gives a clear error, not a hang.
+            timeout = int(self.recorder.datastore.lock_timeout)
+            curs.execute(SQL("SET LOCAL lock_timeout = '{0}s'").format(SQL(str(timeout))))
             curs.execute(self._pg("LOCK TABLE {table} IN EXCLUSIVE MODE"))
             yield curs
 

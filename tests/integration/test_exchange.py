@@ -558,3 +558,24 @@ def test_a_job_from_a_file_is_not_scheduled_in_a_non_empty_store_unless_signed_a
         assert target.head() == head
         imported = import_events(signed(target), path, extend=True)
         assert imported.written == source.head()
+
+
+def test_a_format_1_file_without_the_chain_still_imports(
+    source: Store, target: Store, tmp_path: Path
+) -> None:
+    """Files written before the chain of positions: same checks, but for the chain."""
+    path = tmp_path / "old.jsonl"
+    export_events(source, path)
+    lines = lines_of(path)
+    old = [lines[0].replace(b'"janus_export": 2', b'"janus_export": 1')]
+    for line in lines[1:-1]:
+        data = json.loads(line)
+        raw = line.replace(b',"after":%d' % data["after"], b"", 1)
+        body = raw.rstrip(b"\n")[raw.find(b',"state":') + len(b',"state":') : -1]
+        crc = checksum(raw[: raw.find(b',"crc32":')], body)
+        old.append(raw.replace(b'"crc32":%d' % data["crc32"], b'"crc32":%d' % crc, 1))
+    old.append(lines[-1].replace(b'"janus_export_end": 2', b'"janus_export_end": 1'))
+    write_lines(path, old)
+    imported = import_events(target, path)
+    assert (imported.header.format, imported.written) == (1, source.head())
+    assert positioned(target, source.head()) == positioned(source)
