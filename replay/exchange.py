@@ -36,6 +36,8 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, Notification
 from eventsourcing.utils import get_topic
 
+from domain.api_key import ApiKey
+from domain.command_record import CommandRecord
 from domain.confirmation import Confirmation
 from domain.imports import IMPORT_LOG_ID, ImportLog, ImportMode
 from domain.job import Job
@@ -59,7 +61,12 @@ BATCH = 500
 META = b'"_type_":"janus_meta"'
 EVENT_ID = re.compile(rb'"_type_":"janus_meta","_data_":\{"event_id":"([0-9a-f]{32})"')
 GRANTED_TOPIC = get_topic(Confirmation.Granted)
-JOB_TOPIC = get_topic(Job) + "."
+# New aggregates that would make this store act or authorize, not only remember.
+ACTS_HERE = (
+    (get_topic(Job) + ".", "the scheduler here would run"),
+    (get_topic(ApiKey) + ".", "would let its holder into the API here"),
+    (get_topic(CommandRecord) + ".", "would answer a later command's idempotency key here"),
+)
 SHOWN_PROBLEMS = 5
 
 
@@ -271,11 +278,12 @@ class _Check:
                 f"{version - 1} is neither earlier in the file nor in the store",
             )
             return
-        if self.append and last == 0 and first and _schedules(line) and not self.extend:
+        acts = _acts_here(line) if self.append and last == 0 and first else None
+        if acts is not None and not self.extend:
             self._problem(
                 line,
-                f"would schedule job {originator} here, where the scheduler would run it: jobs "
-                "come into a non-empty store only from a signed file with --extend",
+                f"would add {_type(line)} {originator}, which {acts}: such aggregates come "
+                "into a non-empty store only from a signed file with --extend",
             )
             return
         if self.append and last > 0 and not self.extend:
@@ -305,8 +313,10 @@ class _Check:
             self.result.more_problems += 1
 
 
-def _schedules(line: Line) -> bool:
-    return line.stored.topic.startswith(JOB_TOPIC)
+def _acts_here(line: Line) -> str | None:
+    """Why a new aggregate of this kind would be more than history in this store."""
+    topic = line.stored.topic
+    return next((why for prefix, why in ACTS_HERE if topic.startswith(prefix)), None)
 
 
 def _type(line: Line) -> str:

@@ -46,6 +46,7 @@ CRC_KEY = b',"crc32":'
 TRAILER = b'{"janus_export_end"'
 EVENT_KEYS = ("position", "event_id", "originator_id", "originator_version", "topic", "crc32")
 MIN_KEY_BYTES = 16
+MAX_HEADER_TEXT = 200  # what the import's record can hold
 
 
 class ExchangeError(Exception):
@@ -134,6 +135,9 @@ def parse_header(raw: bytes) -> Header:
         data = strict_json(raw)
         if not isinstance(data, dict) or data.get("janus_export") not in READABLE_FORMATS:
             raise ExchangeError("not a Janus export (a format 1 or 2 header expected)", line=1)
+        for name in ("source_node", "app", "exported_at"):
+            if not 0 < len(str(data[name])) <= MAX_HEADER_TEXT:
+                raise ValueError(f"{name} must be 1 to {MAX_HEADER_TEXT} characters")
         return Header(
             format=int(data["janus_export"]),
             source_node=str(data["source_node"]),

@@ -20,6 +20,8 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
+from commands.keys import CreateApiKey, KeyService
+from domain.api_key import Role
 from domain.effect import EffectStatus, effect_id_for
 from domain.imports import IMPORT_LOG_ID, ImportLog
 from domain.meta import Actor, ActorKind
@@ -552,12 +554,39 @@ def test_a_job_from_a_file_is_not_scheduled_in_a_non_empty_store_unless_signed_a
     export_events(signed(source), path)
     with Store.open(target_settings, use_views=False) as target:
         head = target.head()
-        with pytest.raises(ImportRefused, match="would schedule job") as refused:
+        with pytest.raises(ImportRefused, match="the scheduler here would run") as refused:
             import_events(target, path)
-        assert [text for _, text in refused.value.problems if "job" in text]
+        assert [text for _, text in refused.value.problems if "would add Job" in text]
         assert target.head() == head
         imported = import_events(signed(target), path, extend=True)
         assert imported.written == source.head()
+
+
+def test_an_api_key_from_a_file_is_refused_in_a_non_empty_store(
+    janus: Janus, target_settings: Settings, tmp_path: Path
+) -> None:
+    """A forged key would be a way in: only a restore or a signed, extended file brings keys."""
+    issued = KeyService(janus.commands.runner).create_key(
+        CreateApiKey(name="intruder", role=Role.ADMIN), Invocation(ALICE)
+    )
+    other = Janus.build(target_settings)
+    try:
+        pending_confirmation(other)
+    finally:
+        other.close()
+    path = tmp_path / "key.jsonl"
+    with Store.open(janus.settings, use_views=False) as source:
+        export_events(source, path)
+    with Store.open(target_settings, use_views=False) as target:
+        head = target.head()
+        with pytest.raises(ImportRefused, match=r"would add ApiKey .* into the API"):
+            import_events(target, path)
+        assert target.head() == head
+    other = Janus.build(target_settings)
+    try:
+        assert KeyService(other.commands.runner).authenticate(issued.token) is None
+    finally:
+        other.close()
 
 
 def test_a_format_1_file_without_the_chain_still_imports(
