@@ -15,9 +15,11 @@ The file format is in ``replay/exchange_file.py``. An import makes two passes ov
 The trust model: into an **empty store** an import is a restore: every event is accepted and
 keeps its position (holes included). Into a **non-empty store** an import adds only aggregates
 the store does not hold; a line that would change an existing aggregate (a forged
-``Confirmation.Granted`` for a pending confirmation) is refused, unless the file's signature is
-verified with this store's key and the operator passes ``extend``. Whatever is imported is
-history: the executor never acts on a grant at an imported position (``domain/imports.py``).
+``Confirmation.Granted`` for a pending confirmation), or add one that would act or authorize
+here (a job, an API key, an idempotency record: ``ACTS_HERE``), is refused, unless the file's
+signature is verified with this store's key and the operator passes ``extend``. Whatever is
+imported is history: the executor never acts on a grant at an imported position
+(``domain/imports.py``).
 """
 
 from __future__ import annotations
