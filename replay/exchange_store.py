@@ -9,12 +9,13 @@ position sequence past them and commits once. Until that commit no reader sees a
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
@@ -57,14 +58,19 @@ class EventsSql:
         """One transaction holding the append lock; commits only if the block finishes."""
         if self.sqlite:
             with self.recorder.datastore.get_connection(commit=True) as conn:
-                curs = conn.cursor()
-                curs.execute("BEGIN IMMEDIATE")
                 try:
-                    yield curs
-                except BaseException:
-                    conn.rollback()
-                    raise
-                conn.commit()
+                    curs = conn.cursor()
+                    curs.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield curs
+                    except BaseException:
+                        conn.rollback()
+                        raise
+                    conn.commit()
+                except sqlite3.IntegrityError as error:
+                    raise IntegrityError(str(error)) from error
+                except sqlite3.Error as error:  # e.g. "database is locked": the store's word
+                    raise OperationalError(str(error)) from error
             return
         with self.recorder.datastore.transaction(commit=True) as curs:
             # As every append does: a stuck writer gives a clear error, not a hang.

@@ -608,3 +608,36 @@ def test_a_format_1_file_without_the_chain_still_imports(
     imported = import_events(target, path)
     assert (imported.header.format, imported.written) == (1, source.head())
     assert positioned(target, source.head()) == positioned(source)
+
+
+def test_a_writer_between_the_check_and_the_write_makes_the_import_write_nothing(
+    janus: Janus, target_settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "log.jsonl"
+    grant(janus)
+    with Store.open(janus.settings, use_views=False) as source:
+        export_events(source, path)
+    first = json.loads(lines_of(path)[1])
+    other = Janus.build(target_settings)
+    try:
+        pending_confirmation(other)  # a non-empty store: the file's aggregates are all new
+
+        raced: list[int] = []
+
+        def meanwhile(_: int) -> None:
+            # After the check has passed the file's first goal, another writer creates it.
+            if not raced:
+                raced.append(1)
+                other.commands.submit_goal(
+                    m.SubmitGoal(text="raced in", goal_id=first["originator_id"]),
+                    Invocation(ALICE),
+                )
+
+        with Store.open(target_settings, use_views=False) as target:
+            head = target.head()
+            with pytest.raises(ImportRefused, match="line 2: conflict"):
+                import_events(target, path, progress=meanwhile)
+            assert target.head() == head + 1  # only the other writer's goal
+            assert import_records(target) == []
+    finally:
+        other.close()
