@@ -641,3 +641,33 @@ def test_a_writer_between_the_check_and_the_write_makes_the_import_write_nothing
             assert import_records(target) == []
     finally:
         other.close()
+
+
+def test_a_merge_ignores_the_source_s_own_import_records(
+    request: pytest.FixtureRequest,
+    settings: Settings,
+    janus: Janus,
+    target: Store,
+    tmp_path: Path,
+) -> None:
+    grant(janus)
+    with Store.open(janus.settings, use_views=False) as source:
+        export_events(source, tmp_path / "a.jsonl")
+        events = source.head()
+    import_events(target, tmp_path / "a.jsonl")
+    export_events(target, tmp_path / "b.jsonl")  # now with the target's ImportLog in it
+    third_settings = _empty_settings(request, settings, tmp_path / "third")
+    third = Janus.build(third_settings)
+    try:
+        pending_confirmation(third)
+    finally:
+        third.close()
+    with Store.open(third_settings, use_views=False) as store:
+        merged = import_events(store, tmp_path / "b.jsonl")
+        assert (merged.mode, merged.written, merged.ignored) == ("append", events, 2)
+        [record] = import_records(store)
+        assert record.written == events
+        assert (record.first_position, record.last_position) == (
+            merged.first_position,
+            merged.last_position,
+        )
