@@ -60,7 +60,7 @@ class Executor:
                 if not loaded:
                     imports, loaded = self._imports(), True
                 if imports is not None and imports.covers(notification.id):
-                    log.info("grant at %d was imported: history, not an order", notification.id)
+                    self._on_imported_grant(notification)
                     continue
                 self._on_granted(notification)
         if batch and batch[-1].id > self.position:
@@ -74,6 +74,29 @@ class Executor:
         except AggregateNotFoundError:
             return None
         return found
+
+    def _on_imported_grant(self, notification: Notification) -> None:
+        """History, not an order: nothing runs. An effect imported between its start and its
+        outcome cannot be known here, so it is parked for an operator (`effects reconcile`)."""
+        granted = self.reader.decode(notification).event
+        effect_id = effect_id_for(granted.originator_id)
+        if effect_id not in self.app.repository:
+            log.info("grant at %d was imported: not executed here", notification.id)
+            return
+        effect = self._load(effect_id)
+        if effect.status is not EffectStatus.STARTED:
+            return
+        ctx = CommandContext(
+            command_id=f"{self.name}:{notification.id}",
+            correlation_id=str(effect.goal_id),
+            causation_id=str(granted.meta.event_id),
+            actor=self.actor,
+            node_id=self.node_id,
+        )
+        effect.mark_outcome_unknown(
+            "imported while in progress: this node cannot tell whether it happened", ctx
+        )
+        self.app.save_tracked(effect, tracking=self._tracking(notification.id))
 
     def _tracking(self, position: int) -> Tracking:
         return Tracking(self.name, position)

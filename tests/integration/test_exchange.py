@@ -30,7 +30,13 @@ from replay.events_cli import events_app
 from replay.exchange import ExchangeError, ImportRefused, export_events, import_events
 from replay.exchange_file import checksum
 from tests.integration.test_commands import pending_confirmation
-from tests.integration.test_executor import door_ledger, drain, effect_of, grant
+from tests.integration.test_executor import (
+    _started_but_not_finished,
+    door_ledger,
+    drain,
+    effect_of,
+    grant,
+)
 from tests.integration.test_time_travel import ALICE, log_of, tell_story
 from tests.servers import create_database, database_url
 
@@ -413,22 +419,34 @@ def test_a_restore_into_an_empty_store_runs_no_effect_again(
     done = grant(janus)
     drain(janus.executor())  # executed at the source
     waiting = grant(janus)  # granted, but the source's executor never got to it
+    in_flight = grant(janus)  # started at the source, which died before the outcome
+    _started_but_not_finished(janus, in_flight)
     with Store.open(janus.settings, use_views=False) as source:
         export_events(source, tmp_path / "backup.jsonl.gz")
     with Store.open(target_settings, use_views=False) as target:
         restored = import_events(target, tmp_path / "backup.jsonl.gz")
-    assert restored.grants == 2
+    assert restored.grants == 3
     other = Janus.build(target_settings)
     try:
         drain(other.executor())
+        drain(other.executor())  # a restarted executor decides the same
         assert door_ledger(other).executions() == []  # the restored node's own device
         other.relational.catch_up()  # the views take the restored log and the import record
         assert other.relational.position == other.app.head()
         assert effect_of(other, done).status is EffectStatus.SUCCEEDED
         assert effect_id_for(waiting) not in other.app.repository
+        # Nobody here can tell whether the in-flight one happened: an operator decides.
+        assert effect_of(other, in_flight).status is EffectStatus.OUTCOME_UNKNOWN
+        other.commands.reconcile_effect(
+            m.ReconcileEffect(effect_id=effect_id_for(in_flight), happened=False, note="checked"),
+            Invocation(ALICE),
+        )
+        drain(other.executor())
+        assert door_ledger(other).executions() == []
     finally:
         other.close()
     assert len(door_ledger(janus).executions(str(done))) == 1
+    assert door_ledger(janus).executions(str(in_flight)) == []
 
 
 def test_a_range_continues_a_store_only_when_signed_and_extended(
