@@ -241,7 +241,7 @@ class Imported:
 class _Check:
     """Compares the file's lines with the store, a batch at a time."""
 
-    def __init__(self, store: Store, sql: EventsSql, result: Imported, extend: bool) -> None:
+    def __init__(self, sql: EventsSql, result: Imported, extend: bool) -> None:
         self.sql = sql
         self.result = result
         self.extend = extend
@@ -353,10 +353,9 @@ def _check(
     with sql.reading() as curs:
         mode = ImportMode.RESTORE if sql.head(curs) == 0 else ImportMode.APPEND
     lines = reader.lines()
-    first = next(lines, None)
-    assert reader.header is not None or first is None
+    first = next(lines, None)  # the header is read with it (or the file ends with its trailer)
     result = Imported(path, cast(Header, reader.header), mode, 0, "", "")
-    check = _Check(store, sql, result, extend)
+    check = _Check(sql, result, extend)
     for chunk in _batches(_chain(first, lines), batch):
         check.batch(chunk)
         result.events += len(chunk)
