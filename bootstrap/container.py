@@ -27,7 +27,6 @@ from projections.queries import Views
 from projections.relational import RelationalProjection
 from projections.runner import ProjectionRunner
 
-
 # A CLI call does one thing at a time: one connection for the events, one for the views (a
 # second views connection only if a read overlaps a write). Long-running roles (API, runtime,
 # relay, projectors) use JANUS_POOL_SIZE. Eight CLI calls at once used to open ~80 connections.

@@ -165,7 +165,7 @@ class JanusPostgresProcessRecorder(PostgresProcessRecorder):
     insert_tracking = bounded(PostgresProcessRecorder.insert_tracking)
     max_tracking_id = bounded(PostgresProcessRecorder.max_tracking_id)
     has_tracking_id = bounded(PostgresProcessRecorder.has_tracking_id)
-    _library_insert_events = getattr(PostgresProcessRecorder.insert_events, "__wrapped__")
+    _library_insert_events = PostgresProcessRecorder.insert_events.__wrapped__
 
     @bounded
     def insert_events(

@@ -10,7 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from api import schemas as s
 from api.context import ApiContext
 from api.deps import Api, Viewer
-from api.problems import responses
+from api.problems import error_id, responses
+from domain.api_key import Role
 
 router = APIRouter(tags=["operations"])
 
@@ -84,11 +85,23 @@ def _relay(api: ApiContext, bound: int) -> s.Check:
     responses=responses(401, 403, 503),
 )
 async def projections(read: Viewer) -> list[s.ProjectionOut]:
-    """Each view's position, lag behind the log, state and last error."""
-    return await read(lambda: _statuses(read.api))
+    """Each view's position, lag behind the log, state and last error.
+
+    A viewer sees a stalled view's error as its kind and an error id; operators and above see the
+    full text (which can hold SQL and column names), as the CLI and the log do."""
+    details = read.principal.role.allows(Role.OPERATOR)
+    return await read(lambda: _statuses(read.api, details))
 
 
-def _statuses(api: ApiContext) -> list[s.ProjectionOut]:
+def _error_for(error: str | None, details: bool) -> str | None:
+    if error is None or details:
+        return error
+    kind = error.split(":", 1)[0].strip()
+    kind = kind if kind.isidentifier() else "error"
+    return f"{kind} (error id {error_id(error)})"
+
+
+def _statuses(api: ApiContext, details: bool) -> list[s.ProjectionOut]:
     out = []
     for runner in api.projections:
         status = runner.status()
@@ -100,7 +113,7 @@ def _statuses(api: ApiContext) -> list[s.ProjectionOut]:
                 head=status.head,
                 lag=status.lag,
                 state=status.state,
-                error=status.error,
+                error=_error_for(status.error, details),
                 error_position=status.error_position,
             )
         )

@@ -3,16 +3,21 @@ writes), to a revoked key's open stream, to one viewer holding every stream."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
+from sqlalchemy import update
 
 from api.settings import ApiSettings
 from bootstrap.container import Janus
 from commands.keys import RevokeApiKey
 from domain.api_key import Role
+from projections.runner import projection_positions
 from tests.integration.test_api_harness import ADMIN_CLI, Api, is_problem, serve_api
 from tests.servers import wait_until
 
@@ -129,3 +134,66 @@ def test_one_key_cannot_hold_more_streams_than_its_cap(api: Api) -> None:
             timeout=5,
             message="the closed streams' slots to come back",
         )
+
+
+# -- what a stalled view and a failing store show -------------------------------------------------
+
+SQL_ERROR = (
+    "DataError: (psycopg.errors.StringDataRightTruncation) value too long for type character "
+    "varying(100) [SQL: INSERT INTO audit (position, command_id) VALUES (%(position)s, "
+    "%(command_id)s)]"
+)
+
+
+def _stall_the_view(janus: Janus, position: int) -> None:
+    with janus.views_engine.begin() as conn:
+        conn.execute(
+            update(projection_positions)
+            .where(projection_positions.c.name == janus.relational.name)
+            .values(state="stalled", error=SQL_ERROR, error_position=position)
+        )
+
+
+def test_a_stalled_view_shows_viewers_an_error_id_and_operators_the_details(
+    api: Api, janus: Janus
+) -> None:
+    goal = api.submit_goal("stall me")
+    _stall_the_view(janus, goal["position"])
+    ident = hashlib.sha256(SQL_ERROR.encode()).hexdigest()[:12]
+
+    (seen,) = api.get("/v1/projections", role=Role.VIEWER).json()
+    assert seen["state"] == "stalled"
+    assert "INSERT" not in seen["error"] and "audit" not in seen["error"]
+    assert seen["error"] == f"DataError (error id {ident})"
+    (full,) = api.get("/v1/projections", role=Role.OPERATOR).json()
+    assert full["error"] == SQL_ERROR
+
+    refused = api.get("/v1/goals", params={"min_position": goal["position"]})
+    assert is_problem(refused, 503, "view-stalled")
+    detail = refused.json()["detail"]
+    assert ident in detail and str(goal["position"]) in detail
+    assert "INSERT" not in refused.text and "varying" not in refused.text
+
+
+def test_a_read_only_database_answers_a_write_with_a_503_naming_it(api: Api, janus: Janus) -> None:
+    pg_url = janus.settings.database_url
+    if pg_url is None:
+        pytest.skip("a read-only database is a Postgres state")
+    dbname = urlsplit(pg_url).path.lstrip("/")
+    head = janus.app.head()
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = on')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    try:
+        refused = api.post("/v1/goals", json={"text": "refused"}, headers={"Idempotency-Key": "k1"})
+        assert is_problem(refused, 503), refused.text
+        assert "read-only database" in refused.json()["detail"]
+        assert "INSERT" not in refused.text
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SET default_transaction_read_only = off")
+            admin.execute(f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = off')
+    assert janus.app.head() == head

@@ -143,7 +143,11 @@ def test_a_cli_call_opens_at_most_two_connections(pg_url: str, tmp_path: Path) -
     subprocess.run([*cli, "goals", "list"], env=env, check=True, capture_output=True)  # schema
     before = sessions()
     done = subprocess.run(
-        [*cli, "goals", "submit", "count my connections"], env=env, capture_output=True, text=True
+        [*cli, "goals", "submit", "count my connections"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     opened = sessions() - before - 1  # the probe's own session
