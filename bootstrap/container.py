@@ -21,7 +21,7 @@ from commands.runner import CommandRunner
 from commands.scheduler import Scheduler
 from commands.service import CommandService
 from event_store.application import JanusApplication
-from event_store.faults import first_line
+from event_store.faults import describe
 from event_store.reader import NotificationReader
 from projections.queries import Views
 from projections.relational import RelationalProjection
@@ -118,7 +118,7 @@ class Janus:
             relational.setup()
         except (PersistenceError, SQLAlchemyError) as error:
             raise StoreUnavailable(
-                f"event store at {settings.redacted_database_url()}: {first_line(error)}"
+                f"event store at {settings.redacted_database_url()}: {describe(error)}"
             ) from error
         clock = clock or SystemClock()
         runner = CommandRunner(app, settings.node_id)

@@ -123,6 +123,14 @@ def first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
+def describe(error: BaseException) -> str:
+    """One line for an operator: the named cause with its hint when known, else the first line."""
+    if isinstance(error, StoreFault):
+        return str(error)
+    cause = cause_of(error)
+    return str(StoreFault(cause, first_line(error))) if cause else first_line(error)
+
+
 class StoreGuard:
     """Knows whether the store is down; fails fast while it is and re-probes now and then."""
 

@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
@@ -25,6 +27,8 @@ from commands.errors import StoreUnavailable
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
 from event_store.faults import StoreFault
+from replay.cli import app as cli_app
+from tests.integration.test_api_harness import is_problem, serve_api
 from tests.servers import EmbeddedPostgres, free_port, wait_until
 
 LOCK_TIMEOUT = 1
@@ -39,6 +43,12 @@ def _elapsed(call: Callable[[], object]) -> tuple[float, BaseException | None]:
     except Exception as error:  # noqa: BLE001 - the test inspects whatever came out
         return time.monotonic() - started, error
     return time.monotonic() - started, None
+
+
+def _elapsed_response(call: Callable[[], httpx.Response]) -> tuple[float, httpx.Response]:
+    started = time.monotonic()
+    answer = call()
+    return time.monotonic() - started, answer
 
 
 @pytest.fixture
@@ -204,3 +214,52 @@ def test_while_postgres_is_down_calls_fail_fast_and_recover_after(
         janus.commands.submit_goal(m.SubmitGoal(text="after"), ALICE)
     finally:
         janus.close()
+
+
+# -- the same faults through the API and the CLI ----------------------------------------------
+
+
+def test_api_requests_answer_503_naming_a_stuck_writer_within_the_bound(
+    pg_janus: Janus, pg_url: str
+) -> None:
+    with serve_api(pg_janus) as api, psycopg.connect(pg_url) as blocker:
+        blocker.execute("LOCK TABLE janus_events IN ACCESS EXCLUSIVE MODE")
+        took, answer = _elapsed_response(lambda: api.post("/v1/goals", json={"text": "stuck"}))
+        blocker.rollback()
+    assert is_problem(answer, 503, "store-unavailable"), answer.text
+    assert "lock timeout" in answer.json()["detail"]
+    assert took < BOUND
+
+
+def test_api_requests_fail_fast_while_postgres_is_down(
+    own_server: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    janus = _grant_path_janus(own_server.url, tmp_path)
+    try:
+        with serve_api(janus) as api:
+            own_server.stop()
+            answers = [_elapsed_response(lambda: api.get("/v1/goals")) for _ in range(6)]
+            for _, answer in answers:
+                assert is_problem(answer, 503, "store-unavailable"), answer.text
+                assert "connection refused" in answer.json()["detail"]
+            first, later = answers[0][0], [took for took, _ in answers[1:]]
+            assert first < BOUND + janus.settings.connect_timeout_seconds
+            assert max(later) < 1.0, later
+    finally:
+        janus.close()
+
+
+def test_a_cli_call_against_a_stuck_writer_is_one_line_naming_it(
+    pg_janus: Janus, stuck_writer: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert pg_janus.settings.database_url is not None
+    monkeypatch.setenv("JANUS_DATABASE_URL", pg_janus.settings.database_url)
+    monkeypatch.setenv("JANUS_HOME", str(pg_janus.settings.home))
+    monkeypatch.setenv("JANUS_LOCK_TIMEOUT_SECONDS", str(LOCK_TIMEOUT))
+    started = time.monotonic()
+    result = CliRunner().invoke(cli_app, ["goals", "submit", "stuck"])
+    took = time.monotonic() - started
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "lock timeout" in lines[0], result.stderr
+    assert took < BOUND
