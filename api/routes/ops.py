@@ -12,6 +12,7 @@ from api.context import ApiContext
 from api.deps import Api, Viewer
 from api.problems import error_id, responses
 from domain.api_key import Role
+from event_store.faults import cause_of
 
 router = APIRouter(tags=["operations"])
 
@@ -40,7 +41,8 @@ def readiness(api: ApiContext) -> list[s.Check]:
     try:
         head = janus.reader.head()
     except (OperationalError, InterfaceError, SQLAlchemyError) as error:
-        return [s.Check(name="store", ok=False, detail=f"unreachable: {type(error).__name__}")]
+        cause = cause_of(error) or type(error).__name__
+        return [s.Check(name="store", ok=False, detail=f"unavailable: {cause}")]
     checks = [s.Check(name="store", ok=True, detail=f"head {head}")]
     bound = api.settings.ready_max_lag
     for runner in api.projections:

@@ -245,6 +245,10 @@ def test_api_requests_fail_fast_while_postgres_is_down(
             first, later = answers[0][0], [took for took, _ in answers[1:]]
             assert first < BOUND + janus.settings.connect_timeout_seconds
             assert max(later) < 1.0, later
+            ready = api.client.get("/readyz")
+            assert ready.status_code == 503
+            (store,) = [c for c in ready.json()["checks"] if c["name"] == "store"]
+            assert store["detail"] == "unavailable: connection refused"
     finally:
         janus.close()
 
