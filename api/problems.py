@@ -213,21 +213,23 @@ def error_id(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _store_detail(exc: BaseException) -> str:
+def _store_detail(request: Request, exc: BaseException) -> str:
     """The cause in a few words (lock timeout, connection refused, read-only database...), never
     the driver's text, which can hold SQL and schema names; the log line has all of it."""
     cause = cause_of(exc) or "unavailable"
     ident = error_id(str(exc))
-    log.error("store error %s (%s): %s", ident, cause, exc)
+    log.error(
+        "store error %s on %s %s (%s): %s", ident, request.method, request.url.path, cause, exc
+    )
     return f"the event store or the views are unavailable ({cause}, error id {ident}); retry later"
 
 
-def _domain_detail(exc: Exception) -> str:
+def _domain_detail(request: Request, exc: Exception) -> str:
     if isinstance(exc, IdempotencyConflict):
         # The command layer's message names the scoped key; the caller knows their own key.
         return "this Idempotency-Key was already used for a different request"
     if isinstance(exc, StoreUnavailable):
-        return _store_detail(exc)
+        return _store_detail(request, exc)
     return str(exc)
 
 
@@ -236,15 +238,14 @@ async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, kind):
             code = getattr(exc, "code", "conflict")
             headers = {"Retry-After": "1"} if status == 503 else None
-            return problem_response(request, status, code, _domain_detail(exc), headers=headers)
+            detail = _domain_detail(request, exc)
+            return problem_response(request, status, code, detail, headers=headers)
     raise exc
 
 
 async def _on_store_down(request: Request, exc: Exception) -> JSONResponse:
-    log.error("store error on %s %s", request.method, request.url.path)
-    return problem_response(
-        request, 503, "store-unavailable", _store_detail(exc), headers={"Retry-After": "1"}
-    )
+    detail = _store_detail(request, exc)
+    return problem_response(request, 503, "store-unavailable", detail, headers={"Retry-After": "1"})
 
 
 async def _on_internal_db(request: Request, exc: Exception) -> JSONResponse:
