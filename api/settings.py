@@ -66,7 +66,12 @@ class ApiSettings(BaseSettings):
     idempotency_retention_hours: int = Field(default=24, ge=1, le=24 * 90)
 
     def host_names(self) -> list[str]:
-        return [h for h in self.allowed_hosts.split(",") if h.strip()]
+        """The allowed Host names, plus the one address the operator chose to bind (not a
+        wildcard): clients reach it by that name, and an IP literal cannot be rebound by DNS."""
+        names = [h for h in self.allowed_hosts.split(",") if h.strip()]
+        if self.host not in ("0.0.0.0", "::", ""):
+            names.append(self.host)
+        return names
 
     def origins(self) -> list[str]:
         return [o for o in self.allowed_origins.split(",") if o.strip()]

@@ -58,6 +58,8 @@ def test_configured_host_names_are_served_and_the_rest_still_refused(janus: Janu
         assert api.get("/v1/goals", headers={"Host": "janus.internal:8000"}).status_code == 200
         assert api.get("/v1/goals", headers={"Host": "api.example.com"}).status_code == 200
         assert is_problem(api.get("/v1/goals", headers={"Host": "localhost"}), 400)
+    assert "10.1.2.3" in ApiSettings(host="10.1.2.3").host_names()  # the address bound
+    assert "0.0.0.0" not in ApiSettings(host="0.0.0.0").host_names()
 
 
 @pytest.mark.parametrize(
