@@ -22,6 +22,7 @@ from api import problems
 from api.auth import KeyVerifier
 from api.context import WORKER_THREADS, ApiContext
 from api.freshness import ViewWaiter
+from api.guard import BrowserGuard
 from api.idempotency import ResponseStore
 from api.reads import ReadModel
 from api.routes import confirmations, effects, events, goals, jobs, keys, ops
@@ -166,6 +167,9 @@ def create_app(
     )
     app.state.janus_api = context
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BrowserGuard, allowed_hosts=settings.host_names(), allowed_origins=settings.origins()
+    )
     app.add_middleware(
         RequestSpans, tracer=traces.get_tracer("janus.api"), meter=metrics.get_meter("janus.api")
     )

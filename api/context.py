@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from opentelemetry.metrics import Counter
+from opentelemetry.metrics import Counter as MetricCounter
 
 from api.auth import KeyVerifier
 from api.freshness import ViewWaiter
@@ -34,11 +35,12 @@ class ApiContext:
     reads: ReadModel
     waiter: ViewWaiter
     responses: ResponseStore
-    denials: Counter
+    denials: MetricCounter
     runtime: JanusProcess | None
     projections: list[ProjectionRunner]
     workers: Workers = field(default_factory=lambda: Workers(WORKER_THREADS, "api"))
     open_streams: int = 0
+    streams_by_key: Counter[str] = field(default_factory=Counter)
     _standalone_scheduler: Scheduler | None = field(default=None, repr=False)
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:

@@ -6,16 +6,19 @@ with an id and answered with a 500 that says nothing about the internals.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
 
-from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.persistence import InterfaceError, InternalError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.exc import InternalError as SqlInternalError
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 from starlette.exceptions import HTTPException
 
@@ -34,6 +37,7 @@ from domain.errors import (
     InvalidValue,
     Overfill,
 )
+from event_store.faults import cause_of
 from projections.runner import ProjectionStalled
 
 log = logging.getLogger(__name__)
@@ -203,13 +207,29 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, exc.status_code, code, detail, headers=headers)
 
 
-def _domain_detail(exc: Exception) -> str:
+def error_id(text: str) -> str:
+    """A short id for an error's details: the same details always give the same id, so what a
+    viewer is shown can be matched with the log line and the CLI's full text."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _store_detail(request: Request, exc: BaseException) -> str:
+    """The cause in a few words (lock timeout, connection refused, read-only database...), never
+    the driver's text, which can hold SQL and schema names; the log line has all of it."""
+    cause = cause_of(exc) or "unavailable"
+    ident = error_id(str(exc))
+    log.error(
+        "store error %s on %s %s (%s): %s", ident, request.method, request.url.path, cause, exc
+    )
+    return f"the event store or the views are unavailable ({cause}, error id {ident}); retry later"
+
+
+def _domain_detail(request: Request, exc: Exception) -> str:
     if isinstance(exc, IdempotencyConflict):
         # The command layer's message names the scoped key; the caller knows their own key.
         return "this Idempotency-Key was already used for a different request"
     if isinstance(exc, StoreUnavailable):
-        log.error("store unavailable: %s", exc)
-        return "the event store is unavailable; retry later"
+        return _store_detail(request, exc)
     return str(exc)
 
 
@@ -218,24 +238,43 @@ async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, kind):
             code = getattr(exc, "code", "conflict")
             headers = {"Retry-After": "1"} if status == 503 else None
-            return problem_response(request, status, code, _domain_detail(exc), headers=headers)
+            detail = _domain_detail(request, exc)
+            return problem_response(request, status, code, detail, headers=headers)
     raise exc
 
 
 async def _on_store_down(request: Request, exc: Exception) -> JSONResponse:
-    log.error("store error on %s %s: %s", request.method, request.url.path, exc)
-    return problem_response(
-        request,
-        503,
-        "store-unavailable",
-        "the event store or the views are unavailable; retry later",
-        headers={"Retry-After": "1"},
-    )
+    detail = _store_detail(request, exc)
+    return problem_response(request, 503, "store-unavailable", detail, headers={"Retry-After": "1"})
+
+
+async def _on_internal_db(request: Request, exc: Exception) -> JSONResponse:
+    """A database refusal that is the database's state, not a bug: a read-only database (a
+    standby, or writes switched off) is a 503 like an outage. Anything else is a bug."""
+    if cause_of(exc) is not None:
+        return await _on_store_down(request, exc)
+    return await _on_bug(request, exc)
+
+
+_STALLED = re.compile(r"^(?P<view>\S+) stalled at (?P<position>\S+?):")
+
+
+def stalled_summary(message: str) -> str:
+    """What a viewer may see of a stalled view: which, where, and the id of the details."""
+    found = _STALLED.match(message)
+    if found is None:
+        return f"stalled (error id {error_id(message)}; details: janus projections status)"
+    # The id of the stored error alone, so it matches what /v1/projections shows a viewer.
+    ident = error_id(message[found.end() :].strip())
+    where = f"{found['view']} is stalled at position {found['position']}"
+    return f"{where} (error id {ident}; details: janus projections status)"
 
 
 async def _on_stalled(request: Request, exc: Exception) -> JSONResponse:
+    summary = stalled_summary(str(exc))
+    log.error("view stalled on %s %s: %s: %s", request.method, request.url.path, summary, exc)
     return problem_response(
-        request, 503, "view-stalled", f"a view is stalled: {exc}", headers={"Retry-After": "5"}
+        request, 503, "view-stalled", f"a view is stalled: {summary}", headers={"Retry-After": "5"}
     )
 
 
@@ -257,6 +296,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _on_store_down)
     app.add_exception_handler(InterfaceError, _on_store_down)
     app.add_exception_handler(SqlOperationalError, _on_store_down)
+    app.add_exception_handler(InternalError, _on_internal_db)
+    app.add_exception_handler(SqlInternalError, _on_internal_db)
     app.add_exception_handler(ProjectionStalled, _on_stalled)
     app.add_exception_handler(Exception, _on_bug)
 

@@ -41,6 +41,22 @@ class ApiSettings(BaseSettings):
     ready_max_lag: int = Field(default=1_000, ge=0, description="Readiness: largest view lag.")
     sse_poll_seconds: float = Field(default=0.2, gt=0, le=10)
     sse_max_streams: int = Field(default=64, ge=1, le=10_000)
+    sse_max_streams_per_key: int = Field(
+        default=8,
+        ge=1,
+        le=10_000,
+        description="Open event streams one API key may hold, so one viewer cannot take all.",
+    )
+    allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,::1",
+        description="Comma-separated Host names served (a DNS-rebinding guard); '*.example.com' "
+        "matches subdomains, '*' any host.",
+    )
+    allowed_origins: str = Field(
+        default="",
+        description="Comma-separated origins (scheme://host:port) besides the API's own that "
+        "may send POST/DELETE from a browser.",
+    )
     trace_exporter: Literal["none", "console", "otlp"] = "none"
     access_log: bool = Field(
         default=False,
@@ -48,6 +64,17 @@ class ApiSettings(BaseSettings):
         "costs the event loop more per request than the request's span and metrics do.",
     )
     idempotency_retention_hours: int = Field(default=24, ge=1, le=24 * 90)
+
+    def host_names(self) -> list[str]:
+        """The allowed Host names, plus the one address the operator chose to bind (not a
+        wildcard): clients reach it by that name, and an IP literal cannot be rebound by DNS."""
+        names = [h for h in self.allowed_hosts.split(",") if h.strip()]
+        if self.host not in ("0.0.0.0", "::", ""):
+            names.append(self.host)
+        return names
+
+    def origins(self) -> list[str]:
+        return [o for o in self.allowed_origins.split(",") if o.strip()]
 
 
 class UnsafeBinding(ValueError):

@@ -21,13 +21,20 @@ from commands.runner import CommandRunner
 from commands.scheduler import Scheduler
 from commands.service import CommandService
 from event_store.application import JanusApplication
+from event_store.faults import describe
 from event_store.reader import NotificationReader
 from projections.queries import Views
 from projections.relational import RelationalProjection
 from projections.runner import ProjectionRunner
 
+# A CLI call does one thing at a time: one connection for the events, one for the views (a
+# second views connection only if a read overlaps a write). Long-running roles (API, runtime,
+# relay, projectors) use JANUS_POOL_SIZE. Eight CLI calls at once used to open ~80 connections.
+CLI_POOL_SIZE = 1
+CLI_VIEWS_OVERFLOW = 1
 
-def build_views_engine(settings: Settings) -> Engine:
+
+def build_views_engine(settings: Settings, *, small: bool = False) -> Engine:
     if settings.embedded:
         settings.home.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.views_url, connect_args={"timeout": 30})
@@ -38,11 +45,27 @@ def build_views_engine(settings: Settings) -> Engine:
             conn.execute("PRAGMA synchronous=NORMAL")
 
         return engine
+    sizes = {"pool_size": CLI_POOL_SIZE, "max_overflow": CLI_VIEWS_OVERFLOW} if small else {}
     return create_engine(
         settings.views_url,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": settings.connect_timeout_seconds},
+        connect_args={
+            "connect_timeout": settings.connect_timeout_seconds,
+            # Migrations and view writes wait for a stuck session no longer than appends do.
+            "options": f"-c lock_timeout={settings.lock_timeout_seconds * 1000}",
+        },
+        **sizes,
     )
+
+
+def eventsourcing_env(settings: Settings, *, small: bool = False) -> dict[str, str]:
+    env = settings.eventsourcing_env()
+    if small and not settings.embedded:
+        env["POSTGRES_POOL_SIZE"] = str(CLI_POOL_SIZE)
+        # psycopg's pool opens a spare connection whenever its last one is taken, up to its
+        # maximum: no overflow, or every call would open two.
+        env["POSTGRES_MAX_OVERFLOW"] = "0"
+    return env
 
 
 def world_dir(settings: Settings) -> Path:
@@ -79,19 +102,23 @@ class Janus:
         settings: Settings | None = None,
         clock: Clock | None = None,
         effects: EffectRegistry | None = None,
+        *,
+        small_pools: bool = False,
     ) -> Janus:
+        """``small_pools``: for one short command (the CLI), one or two connections per pool."""
         settings = settings or Settings()
         if settings.embedded:
             settings.home.mkdir(parents=True, exist_ok=True)
         try:
-            app = JanusApplication(settings.eventsourcing_env(), name=settings.app_name)
-            engine = build_views_engine(settings)
+            env = eventsourcing_env(settings, small=small_pools)
+            app = JanusApplication(env, name=settings.app_name)
+            engine = build_views_engine(settings, small=small_pools)
             reader = NotificationReader(app)
             relational = ProjectionRunner(RelationalProjection(), reader, engine)
             relational.setup()
         except (PersistenceError, SQLAlchemyError) as error:
             raise StoreUnavailable(
-                f"event store unreachable at {settings.redacted_database_url()}: {error}"
+                f"event store at {settings.redacted_database_url()}: {describe(error)}"
             ) from error
         clock = clock or SystemClock()
         runner = CommandRunner(app, settings.node_id)
@@ -106,6 +133,11 @@ class Janus:
             effects=effects or build_effects(settings),
             clock=clock,
         )
+
+    @classmethod
+    def for_cli(cls, settings: Settings | None = None) -> Janus:
+        """A Janus for one command line call: small pools (see CLI_POOL_SIZE)."""
+        return cls.build(settings, small_pools=True)
 
     def leader_lock(self, role: str) -> LeaderLock:
         if self.settings.database_url is None:

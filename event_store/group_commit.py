@@ -16,6 +16,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, Recording
 
 from event_store.application import JanusApplication
+from event_store.faults import StoreFault
 
 
 @dataclass
@@ -78,12 +79,22 @@ class GroupCommitter:
                 pending.recordings = list(recordings[offset : offset + len(pending.events)])
                 offset += len(pending.events)
         except BaseException as error:  # noqa: BLE001 - every waiting caller must see the failure
+            if isinstance(error, StoreFault) and not error.retryable:
+                # A lock timeout or an outage just cost this batch the whole bound; the callers
+                # queued behind it would each wait as long again: they fail with it now.
+                batch = batch + self._drain()
             for pending in batch:
                 if not pending.recordings and pending.error is None:
                     pending.error = error
         finally:
             for pending in batch:
                 pending.done.set()
+
+    def _drain(self) -> list[_Pending]:
+        with self._lock:
+            drained = list(self._queue)
+            self._queue.clear()
+        return drained
 
     def _write_one(self, pending: _Pending) -> None:
         try:

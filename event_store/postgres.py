@@ -7,20 +7,108 @@ the EXCLUSIVE table lock (so positions become visible in commit order and a read
 its last position never skips one), NOTIFY, insert, return the positions. Appends with tracking
 (process managers) keep the library's path. ``POSTGRES_ENABLE_DB_FUNCTIONS`` is not used because
 the library's function takes no table lock.
+
+Bounded waits: every session runs with ``lock_timeout`` (JANUS_LOCK_TIMEOUT_SECONDS), so start-up
+DDL and reads wait for a stuck writer no longer than appends do. The library retries each call
+ten times on any operational error, so a lock timeout cost ten timeouts; here a call is retried
+only for a lost connection and only within one lock timeout in total, and every failure is a
+``StoreFault`` naming its cause (event_store/faults.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, TypeVar, cast
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+import psycopg
+from eventsourcing.persistence import (
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
-from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
+
+from event_store.faults import StoreFault, StoreGuard
+
+F = TypeVar("F", bound=Callable[..., Any])
+RETRY_WAIT = 0.2
+REPROBE_SECONDS = 1.0
+
+
+class JanusPostgresDatastore(PostgresDatastore):
+    """The library's datastore, with each checkout guarded and each failure named.
+
+    The library builds its datastore inline in its factory; ``adopt`` re-classes that instance
+    (adding only the guard) rather than copying the factory's twenty lines of settings parsing.
+    """
+
+    guard: StoreGuard
+
+    @classmethod
+    def adopt(cls, datastore: PostgresDatastore) -> JanusPostgresDatastore:
+        if isinstance(datastore, cls):
+            return datastore
+        datastore.__class__ = cls
+        adopted = cast(JanusPostgresDatastore, datastore)
+        kwargs = adopted.pool.kwargs
+        assert isinstance(kwargs, dict)
+        # The pool is not open yet: every connection it makes carries the session lock timeout.
+        kwargs["options"] = f"-c lock_timeout={int(adopted.lock_timeout * 1000)}"
+        adopted.guard = StoreGuard(adopted.probe, REPROBE_SECONDS)
+        return adopted
+
+    def probe(self) -> None:
+        """One direct connection, outside the pool, so a failure says why."""
+        kwargs = dict(cast(dict[str, Any], self.pool.kwargs))
+        kwargs.pop("row_factory", None)
+        with psycopg.connect(**kwargs, connect_timeout=max(1, int(self.pool.timeout))) as conn:
+            conn.execute("SELECT 1")
+
+    @contextmanager
+    def get_connection(self) -> Iterator[Connection[DictRow]]:
+        self.guard.check()
+        try:
+            with super().get_connection() as conn:
+                yield conn
+        except (OperationalError, InterfaceError, InternalError) as error:
+            fault = self.guard.explain(error)
+            if fault is not None and fault.retryable:
+                # A server restart or terminated sessions leave every idle pooled connection
+                # dead: drop them all now, so the retry gets a live one, not the next corpse.
+                self.pool.check()
+            if fault is None or fault is error:
+                raise
+            raise fault from error
+        self.guard.healthy()
+
+
+def bounded(method: F) -> F:
+    """The library's method without its ten retries: retried only for a lost connection, and
+    only within one lock timeout in total."""
+    inner = getattr(method, "__wrapped__", method)
+
+    @wraps(inner)
+    def call(self: JanusPostgresProcessRecorder, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + max(1, self.datastore.lock_timeout)
+        while True:
+            try:
+                return inner(self, *args, **kwargs)
+            except (InterfaceError, OperationalError) as error:
+                if isinstance(error, StoreFault) and not error.retryable:
+                    raise
+                if time.monotonic() + RETRY_WAIT >= deadline:
+                    raise
+                time.sleep(RETRY_WAIT)
+
+    return cast(F, call)
 
 
 class JanusPostgresProcessRecorder(PostgresProcessRecorder):
@@ -32,7 +120,7 @@ class JanusPostgresProcessRecorder(PostgresProcessRecorder):
         tracking_table_name: str = "notification_tracking",
     ) -> None:
         super().__init__(
-            datastore,
+            JanusPostgresDatastore.adopt(datastore),
             events_table_name=events_table_name,
             tracking_table_name=tracking_table_name,
         )
@@ -71,12 +159,22 @@ class JanusPostgresProcessRecorder(PostgresProcessRecorder):
         curs.execute("SELECT pg_advisory_xact_lock(%s)", (self._ddl_lock_key,))
         super()._create_table(curs)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    select_events = bounded(PostgresProcessRecorder.select_events)
+    select_notifications = bounded(PostgresProcessRecorder.select_notifications)
+    max_notification_id = bounded(PostgresProcessRecorder.max_notification_id)
+    insert_tracking = bounded(PostgresProcessRecorder.insert_tracking)
+    max_tracking_id = bounded(PostgresProcessRecorder.max_tracking_id)
+    has_tracking_id = bounded(PostgresProcessRecorder.has_tracking_id)
+    _library_insert_events = PostgresProcessRecorder.insert_events.__wrapped__
+
+    @bounded
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         if kwargs.get("tracking") is not None or not stored_events:
-            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = type(self)._library_insert_events(
+                self, stored_events, **kwargs
+            )
             return ids
         params = (
             [e.originator_id for e in stored_events],

@@ -29,7 +29,9 @@ New generations are loaded with their keys only and indexed once, before the swi
 position under the same lock, compares the two row by row, and drops it.
 
 Rebuilds and verifies of one projection exclude each other through a leader lock; what a crashed
-one leaves behind (tables, the registry's building columns) is cleared by the next.
+one leaves behind (tables, the registry's building columns) is cleared by the next. Until then
+``projection_statuses`` reports it as an "abandoned rebuild" (or verify): a build is registered
+but nobody holds its lock, which dies with the process that held it, SIGKILL included.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +68,7 @@ from projections.runner import (
     Decoded,
     EventFailed,
     ProjectionRunner,
+    ProjectionStatus,
     RebuildableProjection,
     apply_decoded,
     decode_all,
@@ -83,6 +86,7 @@ SWITCH_TIMEOUT_SECONDS = 30.0
 SAMPLES_PER_TABLE = 5
 _GENERATION = re.compile(r"^(?P<base>.+)__g\d+$")
 _LOCK_NOT_AVAILABLE = "55P03"
+ABANDONED = "abandoned "
 
 # (position reached, position to reach): called as a build advances, last just before it ends.
 ProgressCallback = Callable[[int, int], None]
@@ -113,6 +117,32 @@ def runner_for(janus: Janus, name: str) -> ProjectionRunner:
         known = ", ".join(sorted(runners))
         raise UnknownProjection(f"unknown projection {name!r} (known: {known})")
     return runners[name]
+
+
+def projection_statuses(janus: Janus) -> list[ProjectionStatus]:
+    """Each projection's status, with a build nobody is running any more called abandoned."""
+    return [build_status(janus, runner) for runner in projection_runners(janus).values()]
+
+
+def build_status(janus: Janus, runner: ProjectionRunner) -> ProjectionStatus:
+    status = runner.status()
+    if status.building is None or _build_running(janus, runner):
+        return status
+    purpose = status.building_purpose or "build"
+    return replace(status, building_purpose=f"{ABANDONED}{purpose}")
+
+
+def _build_running(janus: Janus, runner: ProjectionRunner) -> bool:
+    """Whether a rebuild or verify holds the build lock right now (a probe: taken, let go)."""
+    lock = janus.leader_lock(_build_lock_name(runner))
+    if not lock.try_acquire():
+        return True
+    lock.release()
+    return False
+
+
+def _build_lock_name(runner: ProjectionRunner) -> str:
+    return f"projection-build.{runner.name}"
 
 
 # -- rebuild ---------------------------------------------------------------------------------------
@@ -408,7 +438,7 @@ class _Build:
 @contextmanager
 def _exclusive(janus: Janus, runner: ProjectionRunner) -> Iterator[int]:
     """One rebuild or verify per projection at a time; yields the live generation."""
-    lock = janus.leader_lock(f"projection-build.{runner.name}")
+    lock = janus.leader_lock(_build_lock_name(runner))
     if not lock.try_acquire():
         raise ProjectionBusy(f"a rebuild or verify of {runner.name} is already running")
     try:

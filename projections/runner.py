@@ -237,6 +237,8 @@ class ProjectionStatus:
         """
         if self.state == STALLED or self.building_purpose is None:
             return self.state
+        if self.building_purpose.startswith("abandoned "):
+            return self.building_purpose  # a build whose process died (projections/rebuild.py)
         return "rebuilding" if self.building_purpose == "rebuild" else "verifying"
 
     def as_dict(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from bootstrap.container import build_views_engine
+from bootstrap.container import build_views_engine, eventsourcing_env
 from bootstrap.settings import Settings
 from commands.errors import CommandError, NotFound, StoreUnavailable
 from domain.base import JanusAggregate
@@ -370,7 +370,8 @@ class Store:
         if settings.embedded:
             settings.home.mkdir(parents=True, exist_ok=True)
         try:
-            app = JanusApplication(settings.eventsourcing_env(), name=settings.app_name)
+            # A CLI call: small pools (bootstrap/container.py, CLI_POOL_SIZE).
+            app = JanusApplication(eventsourcing_env(settings, small=True), name=settings.app_name)
         except PersistenceError as error:
             raise StoreUnavailable(
                 f"event store unreachable at {settings.redacted_database_url()}: {error}"
@@ -389,7 +390,7 @@ class Store:
             self.notes.append("no views yet: scanning the log")
             return
         try:
-            engine = build_views_engine(self.settings)
+            engine = build_views_engine(self.settings, small=True)
             self._engine = engine
             with engine.connect() as conn:
                 row = conn.execute(

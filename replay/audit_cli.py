@@ -859,7 +859,7 @@ def replay_decisions(
         digest = chosen.digest
         if record and results:
             actor = Actor(ActorKind.USER, actor_name or os.environ.get("USER") or "operator")
-            janus = Janus.build(store.settings)
+            janus = Janus.for_cli(store.settings)
             try:
                 recorded_at = record_comparisons(janus, ident, chosen, results, actor)
             finally:
@@ -927,7 +927,7 @@ def replay_fork(
         ident = store.resolve_aggregate(goal_id, Goal)
         position = store.position_of(parse_point(from_position, "--from"), "--from")
         actor = Actor(ActorKind.USER, actor_name or os.environ.get("USER") or "operator")
-        janus = Janus.build(store.settings)
+        janus = Janus.for_cli(store.settings)
         try:
             fork = fork_goal(janus, store, ident, position, actor)
         finally:

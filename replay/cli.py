@@ -112,7 +112,7 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _janus() -> Iterator[Janus]:
-    janus = Janus.build(Settings())
+    janus = Janus.for_cli(Settings())
     try:
         yield janus
     finally:

@@ -58,7 +58,7 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _keys() -> Iterator[KeyService]:
-    janus = Janus.build(Settings())
+    janus = Janus.for_cli(Settings())
     try:
         yield KeyService(janus.commands.runner)
     finally:

@@ -30,7 +30,7 @@ from projections.rebuild import (
     RebuildFailed,
     UnknownProjection,
     VerifyReport,
-    projection_runners,
+    projection_statuses,
     rebuild,
     rich_progress,
     runner_for,
@@ -88,7 +88,7 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _janus() -> Iterator[Janus]:
-    janus = Janus.build(Settings())
+    janus = Janus.for_cli(Settings())
     try:
         yield janus
     finally:
@@ -160,7 +160,7 @@ def relay_lag(janus: Janus) -> RelayLag | None:
 def status(as_json: JsonFlag = False) -> None:
     """Each view's version, generation, position, lag (events and seconds) and state."""
     with _errors(), _janus() as janus:
-        statuses = [runner.status() for runner in projection_runners(janus).values()]
+        statuses = projection_statuses(janus)
         relay = relay_lag(janus)
     if as_json:
         _print_json(

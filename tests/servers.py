@@ -270,6 +270,14 @@ class EmbeddedPostgres:
             logs = _log_tail(self.command_log, self.server_log)
             raise RuntimeError(f"embedded postgres failed to start:\n{logs}") from exc
 
+    def restart(self) -> None:
+        """Start the stopped cluster again on the same port, its data kept."""
+        options = f"-h {self.host} -p {self.port} -k {shlex.quote(str(self.base_dir))} -c fsync=off"
+        pgdata = str(self.pgdata)
+        self._run("pg_ctl", "-D", pgdata, "-l", str(self.server_log), "-o", options, "-w", "start")
+        self._started = True
+        wait_until(lambda: port_answers(self.host, self.port), 10, message=self.url)
+
     def _kill_postmaster(self) -> None:
         # No pid file or process already gone: nothing left to kill.
         with contextlib.suppress(OSError, ValueError, IndexError):

@@ -10,7 +10,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from api import schemas as s
 from api.context import ApiContext
 from api.deps import Api, Viewer
-from api.problems import responses
+from api.problems import error_id, responses
+from domain.api_key import Role
+from event_store.faults import cause_of
 
 router = APIRouter(tags=["operations"])
 
@@ -39,7 +41,8 @@ def readiness(api: ApiContext) -> list[s.Check]:
     try:
         head = janus.reader.head()
     except (OperationalError, InterfaceError, SQLAlchemyError) as error:
-        return [s.Check(name="store", ok=False, detail=f"unreachable: {type(error).__name__}")]
+        cause = cause_of(error) or type(error).__name__
+        return [s.Check(name="store", ok=False, detail=f"unavailable: {cause}")]
     checks = [s.Check(name="store", ok=True, detail=f"head {head}")]
     bound = api.settings.ready_max_lag
     for runner in api.projections:
@@ -84,11 +87,23 @@ def _relay(api: ApiContext, bound: int) -> s.Check:
     responses=responses(401, 403, 503),
 )
 async def projections(read: Viewer) -> list[s.ProjectionOut]:
-    """Each view's position, lag behind the log, state and last error."""
-    return await read(lambda: _statuses(read.api))
+    """Each view's position, lag behind the log, state and last error.
+
+    A viewer sees a stalled view's error as its kind and an error id; operators and above see the
+    full text (which can hold SQL and column names), as the CLI and the log do."""
+    details = read.principal.role.allows(Role.OPERATOR)
+    return await read(lambda: _statuses(read.api, details))
 
 
-def _statuses(api: ApiContext) -> list[s.ProjectionOut]:
+def _error_for(error: str | None, details: bool) -> str | None:
+    if error is None or details:
+        return error
+    kind = error.split(":", 1)[0].strip()
+    kind = kind if kind.isidentifier() else "error"
+    return f"{kind} (error id {error_id(error)})"
+
+
+def _statuses(api: ApiContext, details: bool) -> list[s.ProjectionOut]:
     out = []
     for runner in api.projections:
         status = runner.status()
@@ -100,7 +115,7 @@ def _statuses(api: ApiContext) -> list[s.ProjectionOut]:
                 head=status.head,
                 lag=status.lag,
                 state=status.state,
-                error=status.error,
+                error=_error_for(status.error, details),
                 error_position=status.error_position,
             )
         )
