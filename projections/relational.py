@@ -915,9 +915,7 @@ class RelationalProjection(RebuildableProjection):
 
     def _fire(self, event: Any, fid: str, conn: Connection) -> None:
         match event:
-            case (
-                JobFire.Fired() | JobFire.Missed() | JobFire.Queued() | JobFire.SkippedOverlap()
-            ):
+            case JobFire.Fired() | JobFire.Missed() | JobFire.Queued() | JobFire.SkippedOverlap():
                 self._new_fire(event, fid, conn)
                 return
             case JobFire.ActionRequested():
