@@ -365,10 +365,13 @@ class Scheduler:
         save retried with backoff; it never dies silently in a pool thread. An impatient
         caller (a person waiting for an answer) gets the error instead.
         """
+        # Collected once: a save takes the pending events off the aggregates, so a retry that
+        # passed the aggregates again would save nothing and lose the time.
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
         delay = SAVE_RETRY_BASE_SECONDS
         while True:
             try:
-                self.app.save(*aggregates)
+                self.app.save(*events)
                 return True
             except IntegrityError:
                 return False
