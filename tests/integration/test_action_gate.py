@@ -18,7 +18,6 @@ from adapters.effects import Ledger
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
-from commands.scheduler import Scheduler
 from domain.actions import POLICY_GRANTOR
 from domain.api_key import Role
 from domain.confirmation import Confirmation, ConfirmationStatus, HazardClass

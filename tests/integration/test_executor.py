@@ -16,10 +16,10 @@ from adapters.effects import (
     SimulatedNotifier,
 )
 from bootstrap.container import Janus
-from domain.actions import ActionSpec, HazardClass
 from commands import models as m
 from commands.executor import Executor
 from commands.invocation import Invocation
+from domain.actions import ActionSpec, HazardClass
 from domain.effect import Effect, EffectStatus, effect_id_for
 from domain.meta import Actor, ActorKind, CommandContext
 from tests.integration.test_commands import as_alice, pending_confirmation
