@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor as Pool
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -35,7 +34,6 @@ from apscheduler.events import (
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from eventsourcing.persistence import IntegrityError, PersistenceError
@@ -44,128 +42,35 @@ from adapters.clock import Clock, SystemClock
 from adapters.effects import EffectRegistry, Known, Lookup
 from adapters.faults import crash_point
 from commands.gate import ActionGate, Requester
+from commands.schedule_times import (
+    TICK,
+    FireExecutor,
+    Lane,
+    Stopping,
+    build_trigger,
+    due_fire_times,
+    fire_time,
+    split_by_policy,
+)
 from domain.base import JanusAggregate
 from domain.confirmation import Confirmation, ConfirmationStatus
 from domain.effect import Effect, EffectStatus, effect_id_for
 from domain.errors import DomainError
-from domain.job import FireStatus, Job, JobFire, MisfirePolicy, OverlapPolicy, fire_confirmation_id
+from domain.job import FireStatus, Job, JobFire, OverlapPolicy, fire_confirmation_id
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
 from projections.queries import JobRow, Views
 
+__all__ = ["Scheduler", "build_trigger", "due_fire_times", "fire_time", "split_by_policy"]
+
 log = logging.getLogger(__name__)
 
 MAX_MISSED_PER_START = 1_000
-_TICK = timedelta(milliseconds=1)
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 300.0
 SAVE_RETRY_BASE_SECONDS = 0.2
 SAVE_RETRY_CAP_SECONDS = 10.0
 SETTLE_SECONDS = 0.5
-
-
-def fire_time(value: datetime) -> datetime:
-    """Fire keys must not depend on float rounding inside the trigger: keep milliseconds, UTC."""
-    return datetime.fromtimestamp(round(value.timestamp(), 3), UTC)
-
-
-def build_trigger(job: JobRow) -> Any:
-    spec = job.trigger
-    if spec["kind"] == "cron":
-        return CronTrigger.from_crontab(spec["expression"], timezone=spec.get("timezone", "UTC"))
-    if spec["kind"] == "interval":
-        seconds = float(spec["seconds"])
-        start = spec.get("start_at")
-        start_at = datetime.fromisoformat(start) if start else job.scheduled_at
-        return IntervalTrigger(
-            seconds=seconds, start_date=start_at + timedelta(seconds=seconds), timezone=UTC
-        )
-    return DateTrigger(run_date=datetime.fromisoformat(spec["run_at"]), timezone=UTC)
-
-
-def due_fire_times(job: JobRow, now: datetime, limit: int) -> list[datetime]:
-    """Scheduled times after the last recorded one and not after ``now``, oldest first."""
-    trigger = build_trigger(job)
-    previous = job.last_scheduled_for
-    if previous is None:
-        # Strictly after scheduling: a job created at 12:00:00 does not owe a 12:00 fire.
-        candidate = trigger.get_next_fire_time(None, job.scheduled_at + _TICK)
-    else:
-        candidate = trigger.get_next_fire_time(previous, now)
-    due: list[datetime] = []
-    while candidate is not None and candidate <= now and len(due) < limit:
-        if previous is None or fire_time(candidate) > fire_time(previous):
-            due.append(fire_time(candidate))
-        previous = candidate
-        candidate = trigger.get_next_fire_time(previous, now)
-    return due
-
-
-def split_by_policy(job: JobRow, due: list[datetime]) -> tuple[list[datetime], list[datetime]]:
-    """(to run now, to record as missed) for fires that came due while nobody was watching."""
-    policy = MisfirePolicy(job.misfire_policy)
-    if not due or policy is MisfirePolicy.SKIP:
-        return [], due
-    if policy is MisfirePolicy.RUN_ONCE:
-        return due[-1:], due[:-1]
-    keep = job.max_catch_up
-    return (due[-keep:] if keep else []), (due[:-keep] if keep else due)
-
-
-class _FireExecutor(ThreadPoolExecutor):  # type: ignore[misc]
-    """APScheduler hands its executor the scheduled run times; the default one drops them."""
-
-    def __init__(self, on_fire: Any, on_done: Any) -> None:
-        super().__init__(max_workers=4)
-        self._on_fire = on_fire
-        self._on_done = on_done
-
-    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        def run() -> None:
-            try:
-                self._on_fire(job.id, run_times)
-            except Exception:
-                # Never silent: the lane keeps the time and the next drain or start records it.
-                log.exception("job %s: fire of %s failed", job.id, run_times)
-            finally:
-                self._run_job_success(job.id, [])
-                self._on_done(job.id)
-
-        self._pool.submit(run)
-
-
-class _Stopping(Exception):
-    """The scheduler is stopping: leave the remaining times to the next start."""
-
-
-@dataclass
-class _Lane:
-    """One job's scheduled times, recorded strictly in order."""
-
-    job: JobRow
-    overlap: OverlapPolicy
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    pending: dict[datetime, str] = field(default_factory=dict)  # time -> "due" | "missed"
-    guard: threading.Lock = field(default_factory=threading.Lock)
-    last: datetime | None = None
-    running: UUID | None = None  # the fire whose action has not settled
-    queued: list[UUID] = field(default_factory=list)
-
-    def add(self, times: list[datetime], kind: str) -> None:
-        with self.guard:
-            for at in times:
-                self.pending.setdefault(at, kind)
-
-    def take(self) -> list[tuple[datetime, str]]:
-        with self.guard:
-            taken = sorted(self.pending.items())
-            self.pending.clear()
-        return [(at, kind) for at, kind in taken if self.last is None or at > self.last]
-
-    def put_back(self, items: list[tuple[datetime, str]]) -> None:
-        with self.guard:
-            for at, kind in items:
-                self.pending.setdefault(at, kind)
 
 
 class Scheduler:
@@ -191,14 +96,14 @@ class Scheduler:
         self.node_id = node_id
         self.grace = misfire_grace_seconds
         self.actor = Actor(ActorKind.SCHEDULER, node_id)
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[str, Lane] = {}
         self._armed: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._drainer = Pool(max_workers=2, thread_name_prefix="scheduler-drain")
         self._aps = BackgroundScheduler(
             executors={
-                "default": _FireExecutor(self._on_fire, self._drain_later),
+                "default": FireExecutor(self._on_fire, self._drain_later),
                 "settle": ThreadPoolExecutor(max_workers=1),
             },
             timezone=UTC,
@@ -247,11 +152,11 @@ class Scheduler:
                     self._arm(job)
                     self._armed.add(job_id)
 
-    def _lane(self, job: JobRow) -> _Lane:
+    def _lane(self, job: JobRow) -> Lane:
         lane = self._lanes.get(str(job.id))
         if lane is None:
             aggregate: Job = self.app.repository.get(job.id)
-            lane = _Lane(job, aggregate.overlap, last=job.last_scheduled_for)
+            lane = Lane(job, aggregate.overlap, last=job.last_scheduled_for)
             self._lanes[str(job.id)] = lane
         return lane
 
@@ -264,7 +169,7 @@ class Scheduler:
         ]
         run_now, missed = split_by_policy(job, due)
         lane.add(missed, "missed")
-        lane.add(run_now, "due")
+        lane.add(run_now, "owed")
         with lane.lock:
             self._drain(lane)
         trigger = build_trigger(job)
@@ -276,7 +181,7 @@ class Scheduler:
             coalesce=False,
             max_instances=1,
             misfire_grace_time=self.grace,
-            next_run_time=trigger.get_next_fire_time(None, now + _TICK),
+            next_run_time=trigger.get_next_fire_time(None, now + TICK),
         )
 
     def _paused_until(self, job: JobRow) -> datetime:
@@ -325,14 +230,14 @@ class Scheduler:
         except RuntimeError:
             log.info("job %s: stopping; the next start records the remaining times", job_id)
 
-    def _drain_locked(self, lane: _Lane) -> None:
+    def _drain_locked(self, lane: Lane) -> None:
         try:
             with lane.lock:
                 self._drain(lane)
         except Exception:
             log.exception("job %s: recording its scheduled times failed", lane.job.id)
 
-    def _drain(self, lane: _Lane) -> None:
+    def _drain(self, lane: Lane) -> None:
         """Record the lane's pending times oldest first; call with ``lane.lock`` held."""
         items = lane.take()
         now = self.clock.now()
@@ -343,9 +248,9 @@ class Scheduler:
                 if kind == "missed" or at in miss_late:
                     reason = "late past the grace time" if kind == "missed" else "recorded late"
                     self.record_missed(lane.job, at, reason)
-                elif at not in late or at in run_late:
-                    self._fire_scheduled(lane, at, owed=at in run_late)
-            except _Stopping:
+                elif kind == "owed" or at not in late or at in run_late:
+                    self._fire_scheduled(lane, at, owed=kind == "owed" or at in run_late)
+            except Stopping:
                 lane.put_back(items[index:])
                 return
             except BaseException:
@@ -380,7 +285,7 @@ class Scheduler:
                     raise
                 log.warning("scheduler: save failed (%s); retrying in %.1fs", error, delay)
             if self._stopping.wait(delay):
-                raise _Stopping
+                raise Stopping
             delay = min(delay * 2, SAVE_RETRY_CAP_SECONDS)
 
     def record_missed(self, job: JobRow, scheduled_for: datetime, reason: str) -> None:
@@ -388,7 +293,7 @@ class Scheduler:
         if not self._save(fire):
             log.debug("fire %s of job %s already recorded", scheduled_for, job.id)
 
-    def _fire_scheduled(self, lane: _Lane, scheduled_for: datetime, owed: bool = False) -> None:
+    def _fire_scheduled(self, lane: Lane, scheduled_for: datetime, owed: bool = False) -> None:
         """``owed``: the misfire policy says to run this late time, so it queues, never skips."""
         job = lane.job
         ctx = self._context(job.id, scheduled_for)
@@ -449,7 +354,7 @@ class Scheduler:
         The lanes know the fires this scheduler recorded; the view adds manual fires and any
         other fire still waiting (recorded by the API, or by an earlier life).
         """
-        waiting: dict[UUID, _Lane | None] = {
+        waiting: dict[UUID, Lane | None] = {
             lane.running: lane for lane in list(self._lanes.values()) if lane.running
         }
         for row in self.views.fires(status=FireStatus.WAITING.value):
@@ -458,7 +363,7 @@ class Scheduler:
             try:
                 if self.settle_fire(fire_id) and lane is not None and lane.running == fire_id:
                     self._next_in_queue(lane)
-            except (PersistenceError, _Stopping) as error:
+            except (PersistenceError, Stopping) as error:
                 log.warning("scheduler: settling fire %s failed (%s); retrying", fire_id, error)
 
     def settle_fire(self, fire_id: UUID) -> bool:
@@ -526,7 +431,7 @@ class Scheduler:
             return lane.job
         return next((j for j in self.views.active_jobs() if j.id == job_id), None)
 
-    def _next_in_queue(self, lane: _Lane) -> None:
+    def _next_in_queue(self, lane: Lane) -> None:
         """The previous fire settled: the oldest queued one asks the gate now."""
         lane.running = None
         while lane.queued and lane.running is None:
@@ -535,7 +440,7 @@ class Scheduler:
                 self._request_for(fire, lane)
             lane.queued.pop(0)
 
-    def _request_for(self, fire: JobFire, lane: _Lane) -> None:
+    def _request_for(self, fire: JobFire, lane: Lane) -> None:
         ctx = self._context(fire.job_id, fire.scheduled_for)
         confirmation = self._ask_gate(fire, lane.job, ctx)
         self._save(fire, *confirmation)
