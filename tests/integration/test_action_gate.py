@@ -226,3 +226,42 @@ def test_a_caller_may_raise_a_hazard_but_never_lower_it(janus: Janus) -> None:
     )
     asked: Confirmation = janus.app.repository.get(raised.aggregate_id)
     assert (asked.hazard, asked.status) == (HazardClass.HIGH, ConfirmationStatus.PENDING)
+
+
+def test_confirmations_and_jobs_stored_before_the_gate_read_back_as_before(janus: Janus) -> None:
+    """Version 1 events (no job_id/fire_id, no overlap) are upcast on read."""
+    goal_id, decision_id = _decision(janus, "unlock_door", {"door": "front"})
+    requested = janus.commands.request_confirmation(
+        m.RequestConfirmation(
+            goal_id=goal_id,
+            decision_id=decision_id,
+            action=m.Action(name="unlock_door", parameters={"door": "front"}),
+            hazard=HazardClass.HIGH,
+        ),
+        as_alice(),
+    )
+    job_id = janus.commands.schedule_job(
+        m.ScheduleJob.model_validate(UNLOCK_JOB), as_alice()
+    ).aggregate_id
+    mapper = janus.app.mapper
+    for aggregate_id, dropped in (
+        (requested.aggregate_id, ("job_id", "fire_id")),
+        (job_id, ("overlap",)),
+    ):
+        (stored,) = janus.app.recorder.select_events(aggregate_id, limit=1)
+        state = mapper.transcoder.decode(stored.state)
+        assert state.pop("class_version") == 2
+        for name in dropped:
+            state.pop(name)
+        old = type(stored)(
+            originator_id=stored.originator_id,
+            originator_version=stored.originator_version,
+            topic=stored.topic,
+            state=mapper.transcoder.encode(state),
+        )
+        event = mapper.to_domain_event(old)
+        if aggregate_id == job_id:
+            assert event.overlap == "skip"  # type: ignore[attr-defined]
+        else:
+            assert (event.job_id, event.fire_id) == (None, None)  # type: ignore[attr-defined]
+            assert event.goal_id == goal_id  # type: ignore[attr-defined]
