@@ -9,6 +9,7 @@ job, every time its trigger produces is recorded, and each exactly once.
 from __future__ import annotations
 
 import logging
+import shlex
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +31,13 @@ from domain.actions import ActionSpec, HazardClass
 from domain.job import JobFire
 from tests.integration.test_commands import as_alice
 from tests.integration.test_scheduler import executor_running
-from tests.servers import _admin_connect, wait_until
+from tests.servers import (
+    EmbeddedPostgres,
+    _admin_connect,
+    create_database,
+    database_url,
+    wait_until,
+)
 
 OPENINGS = (JobFire.Fired, JobFire.Missed, JobFire.SkippedOverlap, JobFire.Queued)
 
@@ -150,6 +157,39 @@ def test_times_left_unrecorded_when_the_scheduler_stops_are_recorded_by_the_next
         restarted.stop()
     fires = assert_each_time_recorded_once(pg_janus, job_id)
     assert "Missed" in {kind for _, kind in fires}
+
+
+def restart(server: EmbeddedPostgres) -> None:
+    """Start the stopped cluster again on its port and data directory."""
+    options = f"-h {server.host} -p {server.port} -k {shlex.quote(str(server.base_dir))}"
+    pg_ctl = ["-D", str(server.pgdata), "-l", str(server.server_log), "-o", options]
+    server._run("pg_ctl", *pg_ctl, "-w", "-t", "60", "start")
+    server._started = True
+
+
+def test_times_that_come_while_postgres_is_down_are_recorded_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    with EmbeddedPostgres() as server:
+        url = database_url(server.url, create_database(server.url))
+        settings = Settings(home=tmp_path / "janus", database_url=url, poll_interval_seconds=0.05)
+        janus = Janus.build(settings, clock=SystemClock())
+        try:
+            job_id = schedule(janus, 0.2, "notify")
+            scheduler = janus.scheduler()
+            scheduler.start()
+            try:
+                wait_until(lambda: len(recorded(janus, job_id)) >= 2, timeout=20)
+                before = len(recorded(janus, job_id))
+                server.stop()  # the database is gone: every save fails
+                wait_until(lambda: scheduler.unrecorded >= 3, timeout=30)
+                restart(server)
+                wait_until(lambda: len(recorded(janus, job_id)) >= before + 8, timeout=90)
+            finally:
+                scheduler.stop()
+            assert_each_time_recorded_once(janus, job_id)
+        finally:
+            janus.close()
 
 
 # -- an action slower than its interval ----------------------------------------------------------
