@@ -250,6 +250,8 @@ def goals_decide(
     with _errors(), _janus() as janus:
         goal = _resolve(janus, relational.goals, goal_id)
         decision, request = _decision_commands(goal, action, _params(param), hazard, ttl)
+        if request is not None:  # the gate's refusal must come before the decision is recorded
+            janus.commands.gate.check(request.action.name, dict(request.action.parameters))
         inv = _invocation(actor_name)
         recorded = janus.commands.record_decision(decision, inv)
         requested = janus.commands.request_confirmation(request, inv) if request else None

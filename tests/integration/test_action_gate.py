@@ -6,6 +6,7 @@ every execution is an Effect in the ledger, and the door's own ledger shows each
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -153,6 +154,28 @@ def test_the_cli_refuses_an_unknown_action_in_one_line(
     assert "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown action 'launch_rocket'" in lines[0]
+
+
+def test_the_cli_refuses_an_unknown_action_before_recording_the_decision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from replay.cli import app
+
+    for name in ("JANUS_DATABASE_URL", "JANUS_NATS_URL", "JANUS_CRASH_AT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JANUS_HOME", str(tmp_path / "janus"))
+    runner = CliRunner()
+    submitted = runner.invoke(app, ["goals", "submit", "open the hatch", "--json"])
+    goal_id = json.loads(submitted.stdout)["goal_id"]
+    argv = ["goals", "decide", goal_id, "--action", "open_hatch", "--hazard", "high"]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 1 and "unknown action 'open_hatch'" in result.stderr
+    settings = Settings(home=tmp_path / "janus", database_url=None)
+    janus = Janus.build(settings)
+    try:
+        assert janus.app.head() == 1  # only the goal: no decision was recorded
+    finally:
+        janus.close()
 
 
 def _decision(janus: Janus, action: str, parameters: dict[str, str]) -> tuple[UUID, UUID]:
