@@ -111,6 +111,7 @@ class Lane:
     pending: dict[datetime, str] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
     last: datetime | None = None
+    inflight: datetime | None = None  # the time being recorded now (its save may be retrying)
     running: UUID | None = None  # the fire whose action has not settled
     queued: list[UUID] = field(default_factory=list)
 

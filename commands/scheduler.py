@@ -136,7 +136,8 @@ class Scheduler:
     @property
     def unrecorded(self) -> int:
         """Scheduled times that came and are not recorded yet (the store refused them so far)."""
-        return sum(len(lane.pending) for lane in list(self._lanes.values()))
+        lanes = list(self._lanes.values())
+        return sum(len(lane.pending) + (lane.inflight is not None) for lane in lanes)
 
     def sync(self) -> None:
         """Make APScheduler's in-memory jobs match the jobs view."""
@@ -244,6 +245,7 @@ class Scheduler:
         late = [at for at, kind in items if kind == "due" and now - at > self._grace]
         run_late, miss_late = split_by_policy(lane.job, late)
         for index, (at, kind) in enumerate(items):
+            lane.inflight = at
             try:
                 if kind == "missed" or at in miss_late:
                     reason = "late past the grace time" if kind == "missed" else "recorded late"
@@ -257,6 +259,8 @@ class Scheduler:
                 # Kept in order for the next drain; never a later time before this one.
                 lane.put_back(items[index:])
                 raise
+            finally:
+                lane.inflight = None
             lane.last = at
 
     @property
