@@ -18,6 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from domain.actions import ActionCatalogue, ActionSpec, HazardClass
+
 
 class EffectError(Exception):
     def __init__(self, message: str, *, retryable: bool) -> None:
@@ -38,7 +40,22 @@ class Lookup:
 
 
 class EffectAdapter(ABC):
+    """``specs`` register the adapter's actions in the catalogue (name, parameters, hazard).
+
+    An adapter that only lists ``actions`` gets the cautious default for each: high hazard,
+    any parameters.
+    """
+
     actions: frozenset[str] = frozenset()
+    specs: tuple[ActionSpec, ...] = ()
+
+    def action_specs(self) -> tuple[ActionSpec, ...]:
+        named = {spec.name for spec in self.specs}
+        cautious = tuple(
+            ActionSpec(name, HazardClass.HIGH, parameters={"type": "object"})
+            for name in sorted(self.actions - named)
+        )
+        return self.specs + cautious
 
     @abstractmethod
     def execute(self, key: str, action: str, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -112,10 +129,21 @@ class Ledger:
         return [Execution(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4], r[5]) for r in rows]
 
 
+DOOR_PARAMETERS = {
+    "type": "object",
+    "properties": {"door": {"type": "string", "minLength": 1, "maxLength": 100}},
+    "additionalProperties": False,
+}
+
+
 class SimulatedDoorLock(EffectAdapter):
     """A smart lock whose controller keeps a queryable log: it can always say what happened."""
 
     actions = frozenset({"unlock_door", "lock_door"})
+    specs = (
+        ActionSpec("unlock_door", HazardClass.HIGH, "Unlock a door.", DOOR_PARAMETERS),
+        ActionSpec("lock_door", HazardClass.MEDIUM, "Lock a door.", DOOR_PARAMETERS),
+    )
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -139,6 +167,21 @@ class SimulatedNotifier(EffectAdapter):
     """A fire-and-forget gateway (think SMS): it sends, but cannot be asked what it sent."""
 
     actions = frozenset({"notify"})
+    specs = (
+        ActionSpec(
+            "notify",
+            HazardClass.LOW,
+            "Send a message to a person.",
+            {
+                "type": "object",
+                "properties": {
+                    "to": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "message": {"type": "string", "maxLength": 2000},
+                },
+                "additionalProperties": False,
+            },
+        ),
+    )
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -157,6 +200,10 @@ class EffectRegistry:
         self._by_action: Mapping[str, EffectAdapter] = {
             action: adapter for adapter in adapters for action in adapter.actions
         }
+        # The gate's catalogue: every action an adapter performs, with its hazard class.
+        self.catalogue = ActionCatalogue(
+            spec for adapter in adapters for spec in adapter.action_specs()
+        )
 
     def for_action(self, action: str) -> EffectAdapter | None:
         return self._by_action.get(action)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
-from eventsourcing.persistence import IntegrityError
-
 from api import schemas as s
 from api.auth import forbidden
 from api.deps import Call, Produced
@@ -17,7 +15,6 @@ from commands.scheduler import fire_time
 from domain.api_key import Role
 from domain.confirmation import Confirmation, HazardClass
 from domain.errors import InvalidTransition
-from domain.job import JobFire
 from domain.meta import CommandContext
 
 
@@ -61,15 +58,12 @@ def run_now(call: Call, job_id: UUID) -> Produced:
         node_id=scheduler.node_id,
         trace_context=dict(inv.trace_context),
     )
-    fire = JobFire.fire(job.id, scheduled_for, True, ctx)
-    try:
-        scheduler.app.save(fire)
-    except IntegrityError:
+    # The fire asks the action gate like any other: a hazardous action waits for its grant.
+    fire = scheduler.fire(job, scheduled_for, manual=True, ctx=ctx)
+    if fire is None:
         raise ConcurrencyConflict(
             f"job {job_id} already has a fire at {scheduled_for.isoformat()}; try again"
-        ) from None
-    # Scheduler.fire would stamp the scheduler as the actor; run the action the same way.
-    scheduler._run(fire, job, ctx)
+        )
     fired = s.ManualFire(
         fire_id=fire.id,
         job_id=job.id,
@@ -78,6 +72,7 @@ def run_now(call: Call, job_id: UUID) -> Produced:
         status=fire.status,
         attempt=fire.attempt,
         error=fire.error,
+        confirmation_id=fire.confirmation_id,
         position=api.janus.app.head(),
     )
     return Produced(fired)

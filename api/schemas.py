@@ -20,7 +20,7 @@ from commands import models as m
 from domain.api_key import ApiKeyStatus, Role
 from domain.confirmation import ConfirmationStatus, HazardClass
 from domain.goal import GoalStatus
-from domain.job import FireStatus, JobStatus, MisfirePolicy
+from domain.job import FireStatus, JobStatus, MisfirePolicy, OverlapPolicy
 
 MAX_DEPTH = 16
 T = TypeVar("T")
@@ -143,6 +143,11 @@ class JobRequest(Body):
     trigger: Annotated[CronIn | IntervalIn | DateIn, Field(discriminator="kind")]
     action: ActionIn
     misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    overlap: OverlapPolicy = Field(
+        default=OverlapPolicy.SKIP,
+        description="A time that comes while the previous fire is still running: skip "
+        "(recorded as skipped_overlap) or queue (its action is requested after).",
+    )
     max_catch_up: int = Field(default=10, ge=0, le=1_000)
     max_attempts: int = Field(default=3, ge=1, le=20)
     job_id: UUID | None = None
@@ -191,8 +196,10 @@ class DecisionOut(Out):
 
 class ConfirmationOut(Out):
     id: UUID
-    goal_id: UUID
-    decision_id: UUID
+    goal_id: UUID | None = Field(description="The goal whose decision asked; null for a job.")
+    decision_id: UUID | None
+    job_id: UUID | None = Field(default=None, description="The job whose fire asked.")
+    fire_id: UUID | None = None
     action: str
     parameters: dict[str, Any]
     hazard: HazardClass
@@ -215,7 +222,7 @@ class GoalDetail(GoalOut):
 class EffectOut(Out):
     id: UUID
     confirmation_id: UUID
-    goal_id: UUID
+    goal_id: UUID | None
     action: str
     status: str
     attempt: int
@@ -234,6 +241,9 @@ class FireOut(Out):
     status: FireStatus
     attempt: int
     error: str | None
+    confirmation_id: UUID | None = Field(
+        default=None, description="The confirmation this fire's action asked the gate for."
+    )
     next_retry_at: datetime | None
     updated_at: datetime
 
@@ -244,6 +254,7 @@ class JobOut(Out):
     trigger: dict[str, Any]
     action: dict[str, Any]
     misfire_policy: MisfirePolicy
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
     max_catch_up: int
     max_attempts: int
     status: JobStatus
@@ -269,6 +280,11 @@ class ManualFire(Out):
     status: FireStatus
     attempt: int
     error: str | None
+    confirmation_id: UUID | None = Field(
+        default=None,
+        description="The confirmation the fire's action asked for: a low hazard is granted by "
+        "policy and runs as an effect; anything else waits for a grant.",
+    )
     position: int
 
 

@@ -122,15 +122,19 @@ class Janus:
             ) from error
         clock = clock or SystemClock()
         runner = CommandRunner(app, settings.node_id)
+        effects = effects or build_effects(settings)
+        commands = CommandService(
+            runner, clock, settings.confirmation_ttl_seconds, effects.catalogue
+        )
         return cls(
             settings=settings,
             app=app,
             reader=reader,
-            commands=CommandService(runner, clock, settings.confirmation_ttl_seconds),
+            commands=commands,
             views_engine=engine,
             views=Views(engine),
             relational=relational,
-            effects=effects or build_effects(settings),
+            effects=effects,
             clock=clock,
         )
 
@@ -158,7 +162,14 @@ class Janus:
         return ExpirySweeper(self.commands, self.views.confirmations_due, self.clock)
 
     def scheduler(self) -> Scheduler:
-        return Scheduler(self.app, self.views, self.effects, self.settings.node_id, self.clock)
+        return Scheduler(
+            self.app,
+            self.views,
+            self.effects,
+            self.settings.node_id,
+            self.clock,
+            confirmation_ttl_seconds=self.settings.confirmation_ttl_seconds,
+        )
 
     def close(self) -> None:
         for lock in self._locks:

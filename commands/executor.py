@@ -107,7 +107,7 @@ class Executor:
         assert isinstance(confirmation, Confirmation)
         ctx = CommandContext(
             command_id=f"{self.name}:{notification.id}",
-            correlation_id=str(confirmation.goal_id),
+            correlation_id=confirmation.correlation_id,
             causation_id=str(granted.meta.event_id),
             actor=self.actor,
             node_id=self.node_id,

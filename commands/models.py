@@ -12,7 +12,7 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from domain.confirmation import HazardClass
-from domain.job import MisfirePolicy
+from domain.job import MisfirePolicy, OverlapPolicy
 from domain.trade import Side
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -106,10 +106,25 @@ class CancelGoal(Command):
 
 
 class RequestConfirmation(Command):
+    """Ask a person to confirm a decision's action. ``hazard`` may raise the catalogue's class,
+    never lower it."""
+
     goal_id: UUID
     decision_id: UUID
     action: Action
     hazard: HazardClass
+    ttl_seconds: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
+    confirmation_id: UUID | None = None
+
+
+class RequestAction(Command):
+    """Pass a decision's action through the gate: the catalogue decides its hazard (``hazard``
+    may only raise it); a low hazard is granted by policy, anything else waits for a person."""
+
+    goal_id: UUID
+    decision_id: UUID
+    action: Action
+    hazard: HazardClass | None = None
     ttl_seconds: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
     confirmation_id: UUID | None = None
 
@@ -182,6 +197,7 @@ class ScheduleJob(Command):
     trigger: Trigger
     action: Action
     misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
     max_catch_up: int = Field(default=10, ge=0, le=1_000)
     max_attempts: int = Field(default=3, ge=1, le=20)
     job_id: UUID | None = None

@@ -3,105 +3,74 @@
 Jobs come from the jobs view (itself built from ``Job`` events); APScheduler holds them in memory
 and is rebuilt at every start, so its own store is never a second source of truth. Each fire is
 an aggregate whose id is derived from (job id, scheduled time): a second scheduler, or a restart,
-that tries the same fire collides on that id and does nothing. Fires due while Janus was down
-follow the job's misfire policy, and every fire not run is recorded as missed.
+that tries the same fire collides on that id and does nothing.
+
+The scheduler never touches the world. A fire asks the action gate (commands/gate.py) in the
+same save that records it: a low hazard is granted by policy, a high one waits for an approver,
+and the executor runs it as an Effect. The fire's outcome follows the effect's (``settle``).
+
+Every scheduled time ends recorded as fired, missed or skipped-overlap. One job's times are
+recorded strictly in order (its "lane"): a save that fails for any reason but a conflict is
+logged and retried with backoff, and no later time of that job is recorded before it. So the
+job's last recorded time is also the point up to which every time is recorded, and the next
+start resumes from there and records what is owed per the misfire policy. Fires due while Janus
+was down follow the job's misfire policy; every fire not run is recorded as missed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor as Pool
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from adapters.clock import Clock, SystemClock
-from adapters.effects import EffectError, EffectRegistry, Known, Lookup
+from adapters.effects import EffectRegistry, Known, Lookup
 from adapters.faults import crash_point
-from domain.job import Job, JobFire, MisfirePolicy
+from commands.gate import ActionGate, Requester
+from commands.schedule_times import (
+    TICK,
+    FireExecutor,
+    Lane,
+    Stopping,
+    build_trigger,
+    due_fire_times,
+    fire_time,
+    split_by_policy,
+)
+from domain.base import JanusAggregate
+from domain.confirmation import Confirmation, ConfirmationStatus
+from domain.effect import Effect, EffectStatus, effect_id_for
+from domain.errors import DomainError
+from domain.job import FireStatus, Job, JobFire, OverlapPolicy, fire_confirmation_id
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
 from projections.queries import JobRow, Views
 
+__all__ = ["Scheduler", "build_trigger", "due_fire_times", "fire_time", "split_by_policy"]
+
 log = logging.getLogger(__name__)
 
 MAX_MISSED_PER_START = 1_000
-_TICK = timedelta(milliseconds=1)
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 300.0
-
-
-def fire_time(value: datetime) -> datetime:
-    """Fire keys must not depend on float rounding inside the trigger: keep milliseconds, UTC."""
-    return datetime.fromtimestamp(round(value.timestamp(), 3), UTC)
-
-
-def build_trigger(job: JobRow) -> Any:
-    spec = job.trigger
-    if spec["kind"] == "cron":
-        return CronTrigger.from_crontab(spec["expression"], timezone=spec.get("timezone", "UTC"))
-    if spec["kind"] == "interval":
-        seconds = float(spec["seconds"])
-        start = spec.get("start_at")
-        start_at = datetime.fromisoformat(start) if start else job.scheduled_at
-        return IntervalTrigger(
-            seconds=seconds, start_date=start_at + timedelta(seconds=seconds), timezone=UTC
-        )
-    return DateTrigger(run_date=datetime.fromisoformat(spec["run_at"]), timezone=UTC)
-
-
-def due_fire_times(job: JobRow, now: datetime, limit: int) -> list[datetime]:
-    """Scheduled times after the last recorded one and not after ``now``, oldest first."""
-    trigger = build_trigger(job)
-    previous = job.last_scheduled_for
-    if previous is None:
-        # Strictly after scheduling: a job created at 12:00:00 does not owe a 12:00 fire.
-        candidate = trigger.get_next_fire_time(None, job.scheduled_at + _TICK)
-    else:
-        candidate = trigger.get_next_fire_time(previous, now)
-    due: list[datetime] = []
-    while candidate is not None and candidate <= now and len(due) < limit:
-        if previous is None or fire_time(candidate) > fire_time(previous):
-            due.append(fire_time(candidate))
-        previous = candidate
-        candidate = trigger.get_next_fire_time(previous, now)
-    return due
-
-
-def split_by_policy(job: JobRow, due: list[datetime]) -> tuple[list[datetime], list[datetime]]:
-    """(to run now, to record as missed) for fires that came due while nobody was watching."""
-    policy = MisfirePolicy(job.misfire_policy)
-    if not due or policy is MisfirePolicy.SKIP:
-        return [], due
-    if policy is MisfirePolicy.RUN_ONCE:
-        return due[-1:], due[:-1]
-    keep = job.max_catch_up
-    return (due[-keep:] if keep else []), (due[:-keep] if keep else due)
-
-
-class _FireExecutor(ThreadPoolExecutor):  # type: ignore[misc]
-    """APScheduler hands its executor the scheduled run times; the default one drops them."""
-
-    def __init__(self, on_fire: Any) -> None:
-        super().__init__(max_workers=4)
-        self._on_fire = on_fire
-
-    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        def run() -> None:
-            try:
-                self._on_fire(job.id, run_times)
-            finally:
-                self._run_job_success(job.id, [])
-
-        self._pool.submit(run)
+SAVE_RETRY_BASE_SECONDS = 0.2
+SAVE_RETRY_CAP_SECONDS = 10.0
+SETTLE_SECONDS = 0.5
 
 
 class Scheduler:
@@ -115,20 +84,32 @@ class Scheduler:
         node_id: str,
         clock: Clock | None = None,
         misfire_grace_seconds: int = 5,
+        confirmation_ttl_seconds: int = 900,
     ) -> None:
         self.app = app
         self.clock = clock or SystemClock()
         self.views = views
         self.effects = effects
+        self.gate = ActionGate(
+            effects.catalogue, self.clock, timedelta(seconds=confirmation_ttl_seconds)
+        )
         self.node_id = node_id
         self.grace = misfire_grace_seconds
         self.actor = Actor(ActorKind.SCHEDULER, node_id)
-        self._jobs: dict[str, JobRow] = {}
+        self._lanes: dict[str, Lane] = {}
+        self._armed: set[str] = set()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._drainer = Pool(max_workers=2, thread_name_prefix="scheduler-drain")
         self._aps = BackgroundScheduler(
-            executors={"default": _FireExecutor(self._on_fire)}, timezone=UTC
+            executors={
+                "default": FireExecutor(self._on_fire, self._drain_later),
+                "settle": ThreadPoolExecutor(max_workers=1),
+            },
+            timezone=UTC,
         )
         self._aps.add_listener(self._on_missed, EVENT_JOB_MISSED)
+        self._aps.add_listener(self._on_busy, EVENT_JOB_MAX_INSTANCES)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -136,35 +117,62 @@ class Scheduler:
         """Call with the scheduler's leader lock held and the jobs view caught up."""
         self.recover()
         self.sync()
+        self._aps.add_job(
+            self.settle,
+            trigger=IntervalTrigger(seconds=SETTLE_SECONDS, timezone=UTC),
+            id="janus:settle",
+            executor="settle",
+            coalesce=True,
+            max_instances=1,
+        )
         self._aps.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._aps.running:
             self._aps.shutdown(wait=True)
+        self._drainer.shutdown(wait=True)
+
+    @property
+    def unrecorded(self) -> int:
+        """Scheduled times that came and are not recorded yet (the store refused them so far)."""
+        lanes = list(self._lanes.values())
+        return sum(len(lane.pending) + (lane.inflight is not None) for lane in lanes)
 
     def sync(self) -> None:
         """Make APScheduler's in-memory jobs match the jobs view."""
         active = {str(job.id): job for job in self.views.active_jobs()}
         with self._lock:
-            for job_id in set(self._jobs) - set(active):
-                self._jobs.pop(job_id)
+            for job_id in set(self._armed) - set(active):
+                self._armed.discard(job_id)
+                self._lanes.pop(job_id, None)
                 if self._aps.get_job(job_id):
                     self._aps.remove_job(job_id)
             for job_id, job in active.items():
-                if job_id not in self._jobs:
-                    self._jobs[job_id] = job
+                if job_id not in self._armed:
                     self._arm(job)
+                    self._armed.add(job_id)
+
+    def _lane(self, job: JobRow) -> Lane:
+        lane = self._lanes.get(str(job.id))
+        if lane is None:
+            aggregate: Job = self.app.repository.get(job.id)
+            lane = Lane(job, aggregate.overlap, last=job.last_scheduled_for)
+            self._lanes[str(job.id)] = lane
+        return lane
 
     def _arm(self, job: JobRow) -> None:
         now = self.clock.now()
+        lane = self._lane(job)
+        # Resume from the last recorded time: every time up to it is recorded (see the lanes).
         due = [
             t for t in due_fire_times(job, now, MAX_MISSED_PER_START) if t > self._paused_until(job)
         ]
         run_now, missed = split_by_policy(job, due)
-        for scheduled_for in missed:
-            self.record_missed(job, scheduled_for, "due while the scheduler was not running")
-        for scheduled_for in run_now:
-            self.fire(job, scheduled_for)
+        lane.add(missed, "missed")
+        lane.add(run_now, "owed")
+        with lane.lock:
+            self._drain(lane)
         trigger = build_trigger(job)
         self._aps.add_job(
             _noop,
@@ -174,7 +182,7 @@ class Scheduler:
             coalesce=False,
             max_instances=1,
             misfire_grace_time=self.grace,
-            next_run_time=trigger.get_next_fire_time(None, now + _TICK),
+            next_run_time=trigger.get_next_fire_time(None, now + TICK),
         )
 
     def _paused_until(self, job: JobRow) -> datetime:
@@ -182,7 +190,7 @@ class Scheduler:
         aggregate: Job = self.app.repository.get(job.id)
         return aggregate.resumed_at or datetime.min.replace(tzinfo=UTC)
 
-    # -- fires -----------------------------------------------------------------------------------
+    # -- recording scheduled times, in order -----------------------------------------------------
 
     def _context(self, job_id: UUID, scheduled_for: datetime) -> CommandContext:
         return CommandContext(
@@ -194,63 +202,254 @@ class Scheduler:
         )
 
     def _on_fire(self, job_id: str, run_times: list[datetime]) -> None:
-        job = self._jobs.get(job_id)
-        if job is None:
+        lane = self._lanes.get(job_id)
+        if lane is None:
             return
-        for run_time in run_times:
-            self.fire(job, fire_time(run_time))
+        lane.add([fire_time(t) for t in run_times], "due")
+        with lane.lock:
+            self._drain(lane)
 
     def _on_missed(self, event: JobExecutionEvent) -> None:
-        job = self._jobs.get(event.job_id)
-        if job is not None:
-            self.record_missed(job, fire_time(event.scheduled_run_time), "late past the grace time")
+        self._later(event.job_id, [event.scheduled_run_time], "missed")
+
+    def _on_busy(self, event: JobSubmissionEvent) -> None:
+        """APScheduler would drop these times: the job's previous times are still being recorded."""
+        self._later(event.job_id, list(event.scheduled_run_times), "due")
+
+    def _later(self, job_id: str, times: list[datetime], kind: str) -> None:
+        lane = self._lanes.get(job_id)
+        if lane is not None:
+            lane.add([fire_time(t) for t in times], kind)
+            self._drain_later(job_id)
+
+    def _drain_later(self, job_id: str) -> None:
+        lane = self._lanes.get(job_id)
+        if lane is None or not lane.pending or self._stopping.is_set():
+            return
+        try:
+            self._drainer.submit(self._drain_locked, lane)
+        except RuntimeError:
+            log.info("job %s: stopping; the next start records the remaining times", job_id)
+
+    def _drain_locked(self, lane: Lane) -> None:
+        try:
+            with lane.lock:
+                self._drain(lane)
+        except Exception:
+            log.exception("job %s: recording its scheduled times failed", lane.job.id)
+
+    def _drain(self, lane: Lane) -> None:
+        """Record the lane's pending times oldest first; call with ``lane.lock`` held."""
+        items = lane.take()
+        now = self.clock.now()
+        late = [at for at, kind in items if kind == "due" and now - at > self._grace]
+        run_late, miss_late = split_by_policy(lane.job, late)
+        for index, (at, kind) in enumerate(items):
+            lane.inflight = at
+            try:
+                if kind == "missed" or at in miss_late:
+                    reason = "late past the grace time" if kind == "missed" else "recorded late"
+                    self.record_missed(lane.job, at, reason)
+                elif kind == "owed" or at not in late or at in run_late:
+                    self._fire_scheduled(lane, at, owed=kind == "owed" or at in run_late)
+            except Stopping:
+                lane.put_back(items[index:])
+                return
+            except BaseException:
+                # Kept in order for the next drain; never a later time before this one.
+                lane.put_back(items[index:])
+                raise
+            finally:
+                lane.inflight = None
+            lane.last = at
+
+    @property
+    def _grace(self) -> timedelta:
+        return timedelta(seconds=self.grace)
+
+    def _save(self, *aggregates: JanusAggregate, patient: bool = True) -> bool:
+        """Save until it is recorded. False when it was already recorded (a conflict).
+
+        Any other failure (read-only or absent database, lost connection) is logged and the
+        save retried with backoff; it never dies silently in a pool thread. An impatient
+        caller (a person waiting for an answer) gets the error instead.
+        """
+        # Collected once: a save takes the pending events off the aggregates, so a retry that
+        # passed the aggregates again would save nothing and lose the time.
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        delay = SAVE_RETRY_BASE_SECONDS
+        while True:
+            try:
+                self.app.save(*events)
+                return True
+            except IntegrityError:
+                return False
+            except PersistenceError as error:
+                if not patient:
+                    raise
+                log.warning("scheduler: save failed (%s); retrying in %.1fs", error, delay)
+            if self._stopping.wait(delay):
+                raise Stopping
+            delay = min(delay * 2, SAVE_RETRY_CAP_SECONDS)
 
     def record_missed(self, job: JobRow, scheduled_for: datetime, reason: str) -> None:
         fire = JobFire.miss(job.id, scheduled_for, reason, self._context(job.id, scheduled_for))
-        try:
-            self.app.save(fire)
-        except IntegrityError:
+        if not self._save(fire):
             log.debug("fire %s of job %s already recorded", scheduled_for, job.id)
 
-    def fire(self, job: JobRow, scheduled_for: datetime, manual: bool = False) -> JobFire | None:
-        """Record the fire, then run it. Returns None when this fire was already recorded."""
+    def _fire_scheduled(self, lane: Lane, scheduled_for: datetime, owed: bool = False) -> None:
+        """``owed``: the misfire policy says to run this late time, so it queues, never skips."""
+        job = lane.job
         ctx = self._context(job.id, scheduled_for)
+        if lane.running is not None and lane.overlap is OverlapPolicy.SKIP and not owed:
+            self._save(JobFire.skip_overlap(job.id, scheduled_for, lane.running, ctx))
+        elif lane.running is not None:
+            queued = JobFire.queue(job.id, scheduled_for, ctx)
+            if self._save(queued):
+                lane.queued.append(queued.id)
+        else:
+            self.fire(job, scheduled_for)
+
+    def fire(
+        self,
+        job: JobRow,
+        scheduled_for: datetime,
+        manual: bool = False,
+        ctx: CommandContext | None = None,
+    ) -> JobFire | None:
+        """Record the fire and its request to the gate in one save. None when already recorded.
+
+        A manual fire (a person's "run now", ``ctx`` naming them) is tried once.
+        """
+        ctx = ctx or self._context(job.id, scheduled_for)
         fire = JobFire.fire(job.id, scheduled_for, manual, ctx)
-        try:
-            self.app.save(fire)
-        except IntegrityError:
+        confirmation = self._ask_gate(fire, job, ctx)
+        if not self._save(fire, *confirmation, patient=not manual):
             return None  # another scheduler, or an earlier life of this one, owns this fire
         crash_point("scheduler.after_fire")
-        self._run(fire, job, ctx)
+        lane = self._lanes.get(str(job.id))
+        if lane is not None and confirmation:
+            lane.running = fire.id
         return fire
 
-    def _run(self, fire: JobFire, job: JobRow, ctx: CommandContext) -> None:
+    def _ask_gate(self, fire: JobFire, job: JobRow, ctx: CommandContext) -> list[Confirmation]:
+        """The fire's action as a confirmation; a refused action fails the fire instead."""
         action = job.action
-        adapter = self.effects.for_action(action["name"])
+        confirmation_id = fire_confirmation_id(fire.id, fire.attempt)
         try:
-            if adapter is None:
-                raise EffectError(f"no adapter handles action {action['name']!r}", retryable=False)
-            result = adapter.execute(
-                fire.idempotency_key, action["name"], dict(action.get("parameters", {}))
+            confirmation = self.gate.request(
+                confirmation_id,
+                Requester(job_id=job.id, fire_id=fire.id),
+                str(action.get("name")),
+                dict(action.get("parameters", {})),
+                ctx,
             )
-        except EffectError as error:
-            self._fail(fire, job, str(error), error.retryable, ctx)
-            return
-        crash_point("scheduler.before_outcome")
-        fire.succeed(result, ctx)
-        self.app.save(fire)
+        except DomainError as error:
+            fire.fail(f"the action gate refused the action: {error}", None, ctx)
+            return []
+        fire.request_action(confirmation_id, ctx)
+        return [confirmation]
 
-    def _fail(
-        self, fire: JobFire, job: JobRow, error: str, retryable: bool, ctx: CommandContext
-    ) -> None:
+    # -- outcomes: a fire follows its effect -----------------------------------------------------
+
+    def settle(self) -> None:
+        """Record the outcome of every fire whose effect (or confirmation) has settled.
+
+        The lanes know the fires this scheduler recorded; the view adds manual fires and any
+        other fire still waiting (recorded by the API, or by an earlier life).
+        """
+        waiting: dict[UUID, Lane | None] = {
+            lane.running: lane for lane in list(self._lanes.values()) if lane.running
+        }
+        for row in self.views.fires(status=FireStatus.WAITING.value):
+            waiting.setdefault(UUID(row["id"]), None)
+        for fire_id, lane in waiting.items():
+            try:
+                if self.settle_fire(fire_id) and lane is not None and lane.running == fire_id:
+                    self._next_in_queue(lane)
+            except (PersistenceError, Stopping) as error:
+                log.warning("scheduler: settling fire %s failed (%s); retrying", fire_id, error)
+
+    def settle_fire(self, fire_id: UUID) -> bool:
+        """Whether the fire has settled (now or before)."""
+        fire: JobFire = self.app.repository.get(fire_id)
+        if fire.status is not FireStatus.WAITING or fire.confirmation_id is None:
+            return fire.status is not FireStatus.RETRY_SCHEDULED and fire.settled
+        ctx = self._context(fire.job_id, fire.scheduled_for)
+        outcome = self._outcome(fire.confirmation_id)
+        if outcome is None:
+            return False
+        kind, detail, retryable = outcome
+        if kind == "succeeded":
+            fire.succeed(detail or {}, ctx)
+        elif kind == "unknown":
+            fire.mark_outcome_unknown(str(detail), ctx)
+        else:
+            self._fail(fire, str(detail), retryable, ctx)
+            return fire.settled
+        self._save(fire)
+        return True
+
+    def _outcome(self, confirmation_id: UUID) -> tuple[str, Any, bool] | None:
+        confirmation: Confirmation = self.app.repository.get(confirmation_id)
+        if confirmation.status in (
+            ConfirmationStatus.DENIED,
+            ConfirmationStatus.EXPIRED,
+            ConfirmationStatus.CANCELLED,
+        ):
+            why = f"; {confirmation.reason}" if confirmation.reason else ""
+            return "failed", f"confirmation {confirmation.status.value}{why}", False
+        effect_id = effect_id_for(confirmation_id)
+        if confirmation.status is not ConfirmationStatus.GRANTED:
+            return None
+        if effect_id not in self.app.repository:
+            return None
+        effect: Effect = self.app.repository.get(effect_id)
+        match effect.status:
+            case EffectStatus.SUCCEEDED:
+                return "succeeded", effect.result, False
+            case EffectStatus.FAILED:
+                return "failed", effect.error or "the effect failed", effect.retryable
+            case EffectStatus.OUTCOME_UNKNOWN:
+                return "unknown", effect.error or "the effect's outcome is unknown", False
+            case EffectStatus.RECONCILED if effect.happened:
+                return "succeeded", {"reconciled": True}, False
+            case EffectStatus.RECONCILED:
+                return "failed", "an operator reconciled the effect as not happened", False
+        return None
+
+    def _fail(self, fire: JobFire, error: str, retryable: bool, ctx: CommandContext) -> None:
+        job = self._job_row(fire.job_id)
         retry_at = None
-        if retryable and fire.attempt < job.max_attempts:
+        if retryable and job is not None and fire.attempt < job.max_attempts:
             delay = min(RETRY_BASE_SECONDS * 2 ** (fire.attempt - 1), RETRY_CAP_SECONDS)
             retry_at = self.clock.now() + timedelta(seconds=delay)
         fire.fail(error, retry_at, ctx)
-        self.app.save(fire)
+        self._save(fire)
         if retry_at is not None:
             self._schedule_retry(fire.id, retry_at)
+
+    def _job_row(self, job_id: UUID) -> JobRow | None:
+        lane = self._lanes.get(str(job_id))
+        if lane is not None:
+            return lane.job
+        return next((j for j in self.views.active_jobs() if j.id == job_id), None)
+
+    def _next_in_queue(self, lane: Lane) -> None:
+        """The previous fire settled: the oldest queued one asks the gate now."""
+        lane.running = None
+        while lane.queued and lane.running is None:
+            fire: JobFire = self.app.repository.get(lane.queued[0])
+            if fire.status is FireStatus.QUEUED:
+                self._request_for(fire, lane)
+            lane.queued.pop(0)
+
+    def _request_for(self, fire: JobFire, lane: Lane) -> None:
+        ctx = self._context(fire.job_id, fire.scheduled_for)
+        confirmation = self._ask_gate(fire, lane.job, ctx)
+        self._save(fire, *confirmation)
+        if confirmation:
+            lane.running = fire.id
 
     def _schedule_retry(self, fire_id: UUID, at: datetime) -> None:
         self._aps.add_job(
@@ -264,37 +463,51 @@ class Scheduler:
 
     def _retry(self, fire_id: UUID) -> None:
         fire: JobFire = self.app.repository.get(fire_id)
-        job = self._jobs.get(str(fire.job_id))
-        if job is None:
+        job = self._job_row(fire.job_id)
+        if job is None or fire.status is not FireStatus.RETRY_SCHEDULED:
             return
         ctx = self._context(fire.job_id, fire.scheduled_for)
         fire.retry(ctx)
-        self.app.save(fire)
-        self._run(fire, job, ctx)
+        confirmation = self._ask_gate(fire, job, ctx)
+        self._save(fire, *confirmation)
+        lane = self._lanes.get(str(job.id))
+        if lane is not None and confirmation:
+            lane.running = fire.id
 
     # -- recovery after a crash -------------------------------------------------------------------
 
     def recover(self) -> None:
-        """Settle fires a previous life left open: never run a fire twice on a guess."""
+        """Pick up fires a previous life left open: never run a fire twice on a guess."""
+        jobs = {str(j.id): j for j in self.views.active_jobs()}
         for row in self.views.fires(status="fired"):
-            self._settle(UUID(row["id"]))
+            self._settle_legacy(UUID(row["id"]), jobs.get(str(row["job_id"])))
+        for status in ("waiting", "queued"):
+            for row in self.views.fires(status=status):
+                job = jobs.get(str(row["job_id"]))
+                if job is None:
+                    continue
+                lane = self._lane(job)
+                if status == "queued":
+                    lane.queued.append(UUID(row["id"]))
+                else:
+                    lane.running = UUID(row["id"])
         for row in self.views.fires(status="retry_scheduled"):
             at = row["next_retry_at"]
             at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
             self._schedule_retry(UUID(row["id"]), max(at, self.clock.now()))
 
-    def _settle(self, fire_id: UUID) -> None:
+    def _settle_legacy(self, fire_id: UUID, job: JobRow | None) -> None:
+        """A fire recorded without its gate request (by an older scheduler that ran actions
+        itself): ask its adapter, and only if it surely did not run, pass it through the gate."""
         fire: JobFire = self.app.repository.get(fire_id)
-        job_rows = {str(j.id): j for j in self.views.active_jobs()}
-        job = job_rows.get(str(fire.job_id))
         ctx = self._context(fire.job_id, fire.scheduled_for)
         adapter = self.effects.for_action(job.action["name"]) if job else None
         found = adapter.lookup(fire.idempotency_key) if adapter else Lookup(Known.UNKNOWN)
         if found.known is Known.EXECUTED:
             fire.succeed(found.result or {}, ctx)
         elif found.known is Known.NOT_EXECUTED and job is not None:
-            self._jobs.setdefault(str(job.id), job)
-            self._run(fire, job, ctx)
+            lane = self._lane(job)
+            self._request_for(fire, lane)
             return
         else:
             fire.mark_outcome_unknown(
@@ -302,7 +515,7 @@ class Scheduler:
                 "it ran",
                 ctx,
             )
-        self.app.save(fire)
+        self._save(fire)
 
 
 def _noop() -> None:

@@ -8,8 +8,10 @@ from uuid import UUID, uuid4
 from adapters.clock import Clock
 from commands import models as m
 from commands.errors import NotFound
+from commands.gate import ActionGate, Requester
 from commands.invocation import CommandResult, Invocation
 from commands.runner import CommandRunner, ContextFactory, Decided
+from domain.actions import ActionCatalogue
 from domain.confirmation import Confirmation
 from domain.document import Document
 from domain.effect import Effect
@@ -20,10 +22,18 @@ from domain.trade import TradeOrder
 
 
 class CommandService:
-    def __init__(self, runner: CommandRunner, clock: Clock, confirmation_ttl_seconds: int = 900):
+    def __init__(
+        self,
+        runner: CommandRunner,
+        clock: Clock,
+        confirmation_ttl_seconds: int = 900,
+        catalogue: ActionCatalogue | None = None,
+    ):
         self.runner = runner
         self.clock = clock
         self.confirmation_ttl = timedelta(seconds=confirmation_ttl_seconds)
+        # Without a catalogue the gate knows no action and refuses every request.
+        self.gate = ActionGate(catalogue or ActionCatalogue(), clock, self.confirmation_ttl)
 
     # -- goals -----------------------------------------------------------------------------------
 
@@ -117,9 +127,21 @@ class CommandService:
 
     # -- confirmations ---------------------------------------------------------------------------
 
+    def request_action(self, cmd: m.RequestAction, inv: Invocation) -> CommandResult:
+        """The gate for a goal's decision: a low hazard is granted by policy, others wait."""
+        return self._request(cmd, inv, ask_a_person=False)
+
     def request_confirmation(self, cmd: m.RequestConfirmation, inv: Invocation) -> CommandResult:
+        """An explicit request for a person's answer: never granted by policy."""
+        return self._request(cmd, inv, ask_a_person=True)
+
+    def _request(
+        self, cmd: m.RequestAction | m.RequestConfirmation, inv: Invocation, ask_a_person: bool
+    ) -> CommandResult:
         confirmation_id = cmd.confirmation_id or uuid4()
-        ttl = timedelta(seconds=cmd.ttl_seconds) if cmd.ttl_seconds else self.confirmation_ttl
+        ttl = timedelta(seconds=cmd.ttl_seconds) if cmd.ttl_seconds else None
+        parameters = dict(cmd.action.parameters)
+        self.gate.check(cmd.action.name, parameters, cmd.hazard)  # before anything is read
 
         def decide(ctx: ContextFactory) -> Decided:
             goal: Goal = self.runner.load(Goal, cmd.goal_id)
@@ -127,19 +149,18 @@ class CommandService:
                 raise NotFound("decision", cmd.decision_id)
             if _may_exist(cmd.confirmation_id, ctx) and self.runner.exists(confirmation_id):
                 return Decided(confirmation_id, "already_requested")
-            now = self.clock.now()
-            confirmation = Confirmation.request(
+            confirmation = self.gate.request(
                 confirmation_id,
-                goal.id,
-                cmd.decision_id,
+                Requester(goal_id=goal.id, decision_id=cmd.decision_id),
                 cmd.action.name,
-                dict(cmd.action.parameters),
-                cmd.hazard,
-                now,
-                now + ttl,
+                parameters,
                 ctx(str(goal.id)),
+                asked=cmd.hazard,
+                ttl=ttl,
+                ask_a_person=ask_a_person,
             )
-            return Decided(confirmation_id, "requested", (confirmation,))
+            outcome = "requested" if confirmation.status.value == "pending" else "granted"
+            return Decided(confirmation_id, outcome, (confirmation,))
 
         return self.runner.run(cmd, inv, decide)
 
@@ -203,6 +224,8 @@ class CommandService:
 
     def schedule_job(self, cmd: m.ScheduleJob, inv: Invocation) -> CommandResult:
         job_id = cmd.job_id or uuid4()
+        # Refused now, not at every fire: the catalogue must know the action and its parameters.
+        self.gate.check(cmd.action.name, dict(cmd.action.parameters))
 
         def decide(ctx: ContextFactory) -> Decided:
             if _may_exist(cmd.job_id, ctx) and self.runner.exists(job_id):
@@ -216,6 +239,7 @@ class CommandService:
                 cmd.max_catch_up,
                 cmd.max_attempts,
                 ctx(str(job_id)),
+                cmd.overlap,
             )
             return Decided(job_id, "scheduled", (job,))
 
@@ -329,7 +353,7 @@ def _may_exist(given_id: UUID | None, ctx: ContextFactory) -> bool:
 
 
 def _goal(confirmation: Confirmation) -> str:
-    return str(confirmation.goal_id)
+    return confirmation.correlation_id
 
 
 def _order_correlation(order: TradeOrder) -> str:

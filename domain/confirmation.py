@@ -7,15 +7,12 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from domain.actions import HazardClass
 from domain.base import MAX_NAME, JanusAggregate, require_text
 from domain.errors import AlreadyDecided, ConfirmationExpired, InvalidTransition, InvalidValue
 from domain.meta import CommandContext
 
-
-class HazardClass(StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
+__all__ = ["Confirmation", "ConfirmationStatus", "HazardClass"]
 
 
 class ConfirmationStatus(StrEnum):
@@ -27,22 +24,28 @@ class ConfirmationStatus(StrEnum):
 
 
 class Confirmation(JanusAggregate):
+    """Requested by a goal's decision, or by a job's fire (then ``job_id`` and ``fire_id``)."""
+
     @classmethod
     def request(
         cls,
         confirmation_id: UUID,
-        goal_id: UUID,
-        decision_id: UUID,
+        goal_id: UUID | None,
+        decision_id: UUID | None,
         action: str,
         parameters: dict[str, Any],
         hazard: HazardClass,
         requested_at: datetime,
         expires_at: datetime,
         ctx: CommandContext,
+        job_id: UUID | None = None,
+        fire_id: UUID | None = None,
     ) -> Confirmation:
         require_text("action", action, limit=MAX_NAME)
         if expires_at <= requested_at:
             raise InvalidValue("expires_at must be after the time of the request")
+        if (goal_id is None) == (fire_id is None) or (fire_id is None) != (job_id is None):
+            raise InvalidValue("a confirmation is requested by a goal's decision or a job's fire")
         return cls._open(
             cls.Requested,
             ctx,
@@ -53,27 +56,43 @@ class Confirmation(JanusAggregate):
             parameters=parameters,
             hazard=hazard.value,
             expires_at=expires_at,
+            job_id=job_id,
+            fire_id=fire_id,
         )
 
     class Requested(JanusAggregate.Created):
-        goal_id: UUID
-        decision_id: UUID
+        # Version 2: a job fire can be the requester (job_id, fire_id; goal and decision None).
+        class_version = 2
+
+        goal_id: UUID | None
+        decision_id: UUID | None
         action: str
         parameters: dict[str, Any]
         hazard: str
         expires_at: datetime
+        job_id: UUID | None
+        fire_id: UUID | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["job_id"] = None
+            state["fire_id"] = None
 
     def __init__(
         self,
-        goal_id: UUID,
-        decision_id: UUID,
+        goal_id: UUID | None,
+        decision_id: UUID | None,
         action: str,
         parameters: dict[str, Any],
         hazard: str,
         expires_at: datetime,
+        job_id: UUID | None = None,
+        fire_id: UUID | None = None,
     ) -> None:
         self.goal_id = goal_id
         self.decision_id = decision_id
+        self.job_id = job_id
+        self.fire_id = fire_id
         self.action = action
         self.parameters = parameters
         self.hazard = HazardClass(hazard)
@@ -82,6 +101,11 @@ class Confirmation(JanusAggregate):
         self.decided_by: str | None = None
         self.decided_at: datetime | None = None
         self.reason: str | None = None
+
+    @property
+    def correlation_id(self) -> str:
+        """The story this confirmation belongs to: its goal's, or its job's."""
+        return str(self.goal_id or self.job_id)
 
     def is_expired_at(self, now: datetime) -> bool:
         return now >= self.expires_at

@@ -29,7 +29,7 @@ class Effect(JanusAggregate):
     def start(
         cls,
         confirmation_id: UUID,
-        goal_id: UUID,
+        goal_id: UUID | None,
         action: str,
         parameters: dict[str, Any],
         ctx: CommandContext,
@@ -47,7 +47,7 @@ class Effect(JanusAggregate):
 
     class Started(JanusAggregate.Created):
         confirmation_id: UUID
-        goal_id: UUID
+        goal_id: UUID | None  # None when a job's fire requested the action
         action: str
         parameters: dict[str, Any]
         idempotency_key: str
@@ -55,7 +55,7 @@ class Effect(JanusAggregate):
     def __init__(
         self,
         confirmation_id: UUID,
-        goal_id: UUID,
+        goal_id: UUID | None,
         action: str,
         parameters: dict[str, Any],
         idempotency_key: str,

@@ -26,6 +26,13 @@ class MisfirePolicy(StrEnum):
     CATCH_UP = "catch_up"
 
 
+class OverlapPolicy(StrEnum):
+    """What a scheduled time does while the job's previous fire has not finished."""
+
+    SKIP = "skip"  # record the time as skipped-overlap
+    QUEUE = "queue"  # record it now, request its action once the previous one has finished
+
+
 class JobStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
@@ -39,6 +46,20 @@ class FireStatus(StrEnum):
     RETRY_SCHEDULED = "retry_scheduled"
     MISSED = "missed"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    QUEUED = "queued"
+    WAITING = "waiting"  # its action went through the gate; the effect has not settled
+    SKIPPED_OVERLAP = "skipped_overlap"
+
+
+SETTLED = frozenset(
+    {
+        FireStatus.SUCCEEDED,
+        FireStatus.FAILED,
+        FireStatus.MISSED,
+        FireStatus.OUTCOME_UNKNOWN,
+        FireStatus.SKIPPED_OVERLAP,
+    }
+)
 
 
 def validate_trigger(trigger: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +91,7 @@ class Job(JanusAggregate):
         max_catch_up: int,
         max_attempts: int,
         ctx: CommandContext,
+        overlap: OverlapPolicy = OverlapPolicy.SKIP,
     ) -> Job:
         require_text("name", name, limit=MAX_NAME)
         if not action.get("name"):
@@ -88,15 +110,24 @@ class Job(JanusAggregate):
             misfire_policy=misfire_policy.value,
             max_catch_up=max_catch_up,
             max_attempts=max_attempts,
+            overlap=overlap.value,
         )
 
     class Scheduled(JanusAggregate.Created):
+        # Version 2 added the overlap policy; older jobs skip overlapping times.
+        class_version = 2
+
         name: str
         trigger: dict[str, Any]
         action: dict[str, Any]
         misfire_policy: str
         max_catch_up: int
         max_attempts: int
+        overlap: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["overlap"] = OverlapPolicy.SKIP.value
 
     def __init__(
         self,
@@ -106,6 +137,7 @@ class Job(JanusAggregate):
         misfire_policy: str,
         max_catch_up: int,
         max_attempts: int,
+        overlap: str = OverlapPolicy.SKIP.value,
     ) -> None:
         self.name = name
         self.trigger = trigger
@@ -113,6 +145,7 @@ class Job(JanusAggregate):
         self.misfire_policy = MisfirePolicy(misfire_policy)
         self.max_catch_up = max_catch_up
         self.max_attempts = max_attempts
+        self.overlap = OverlapPolicy(overlap)
         self.status = JobStatus.ACTIVE
         self.resumed_at: datetime | None = None
 
@@ -159,6 +192,11 @@ def fire_id_for(job_id: UUID, scheduled_for: datetime) -> UUID:
     return derived_id("fire", job_id, scheduled_for.isoformat())
 
 
+def fire_confirmation_id(fire_id: UUID, attempt: int) -> UUID:
+    """Each attempt of a fire asks the gate once: a restart asking again collides on this id."""
+    return derived_id("fire-confirmation", fire_id, attempt)
+
+
 class JobFire(JanusAggregate):
     @classmethod
     def fire(
@@ -202,10 +240,56 @@ class JobFire(JanusAggregate):
             aggregate.status = FireStatus.MISSED
             aggregate.error = self.reason
 
+    @classmethod
+    def queue(cls, job_id: UUID, scheduled_for: datetime, ctx: CommandContext) -> JobFire:
+        """The time came while the previous fire was running: its action is requested later."""
+        return cls._open(
+            cls.Queued,
+            ctx,
+            id=fire_id_for(job_id, scheduled_for),
+            job_id=job_id,
+            scheduled_for=scheduled_for,
+            manual=False,
+        )
+
+    class Queued(JanusAggregate.Created):
+        job_id: UUID
+        scheduled_for: datetime
+        manual: bool
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = FireStatus.QUEUED
+
+    @classmethod
+    def skip_overlap(
+        cls, job_id: UUID, scheduled_for: datetime, running: UUID, ctx: CommandContext
+    ) -> JobFire:
+        """The time came while the previous fire (``running``) was still going: not run."""
+        return cls._open(
+            cls.SkippedOverlap,
+            ctx,
+            id=fire_id_for(job_id, scheduled_for),
+            job_id=job_id,
+            scheduled_for=scheduled_for,
+            manual=False,
+            running_fire_id=running,
+        )
+
+    class SkippedOverlap(JanusAggregate.Created):
+        job_id: UUID
+        scheduled_for: datetime
+        manual: bool
+        running_fire_id: UUID
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = FireStatus.SKIPPED_OVERLAP
+            aggregate.error = f"the previous fire {self.running_fire_id} was still running"
+
     def __init__(self, job_id: UUID, scheduled_for: datetime, manual: bool) -> None:
         self.job_id = job_id
         self.scheduled_for = scheduled_for
         self.manual = manual
+        self.confirmation_id: UUID | None = None
         self.status = FireStatus.FIRED
         self.attempt = 1
         self.error: str | None = None
@@ -220,8 +304,27 @@ class JobFire(JanusAggregate):
         if self.status not in allowed:
             raise InvalidTransition(f"fire {self.id} is {self.status.value}")
 
+    @property
+    def settled(self) -> bool:
+        return self.status in SETTLED
+
+    def request_action(self, confirmation_id: UUID, ctx: CommandContext) -> None:
+        """The fire's action goes through the gate; its outcome follows the effect's."""
+        self._require(FireStatus.FIRED, FireStatus.QUEUED)
+        self._record(
+            self.ActionRequested, ctx, confirmation_id=confirmation_id, attempt=self.attempt
+        )
+
+    class ActionRequested(JanusAggregate.Event):
+        confirmation_id: UUID
+        attempt: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = FireStatus.WAITING
+            aggregate.confirmation_id = self.confirmation_id
+
     def succeed(self, result: dict[str, Any], ctx: CommandContext) -> None:
-        self._require(FireStatus.FIRED)
+        self._require(FireStatus.FIRED, FireStatus.WAITING)
         self._record(self.Succeeded, ctx, result=result, attempt=self.attempt)
 
     class Succeeded(JanusAggregate.Event):
@@ -233,7 +336,7 @@ class JobFire(JanusAggregate):
             aggregate.result = self.result
 
     def fail(self, error: str, next_retry_at: datetime | None, ctx: CommandContext) -> None:
-        self._require(FireStatus.FIRED)
+        self._require(FireStatus.FIRED, FireStatus.WAITING)
         self._record(
             self.Failed,
             ctx,
@@ -266,7 +369,7 @@ class JobFire(JanusAggregate):
             aggregate.next_retry_at = None
 
     def mark_outcome_unknown(self, reason: str, ctx: CommandContext) -> None:
-        self._require(FireStatus.FIRED)
+        self._require(FireStatus.FIRED, FireStatus.WAITING)
         self._record(self.OutcomeUnknown, ctx, attempt=self.attempt, reason=reason)
 
     class OutcomeUnknown(JanusAggregate.Event):

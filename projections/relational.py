@@ -150,8 +150,11 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
         confirmations=table(
             "confirmations",
             Column("id", ID, primary_key=True),
-            Column("goal_id", ID, nullable=False),
-            Column("decision_id", ID, nullable=False),
+            # A job's fire requests without a goal or decision (then job_id and fire_id).
+            Column("goal_id", ID),
+            Column("decision_id", ID),
+            Column("job_id", ID),
+            Column("fire_id", ID),
             Column("action", String(200), nullable=False),
             Column("parameters", JSON, nullable=False),
             Column("hazard", String(10), nullable=False),
@@ -167,7 +170,7 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
             "effects",
             Column("id", ID, primary_key=True),
             Column("confirmation_id", ID, nullable=False, unique=True),
-            Column("goal_id", ID, nullable=False),
+            Column("goal_id", ID),
             Column("action", String(200), nullable=False),
             Column("status", String(20), nullable=False),
             Column("attempt", Integer, nullable=False),
@@ -185,6 +188,7 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
             Column("trigger", JSON, nullable=False),
             Column("action", JSON, nullable=False),
             Column("misfire_policy", String(20), nullable=False),
+            Column("overlap", String(20), nullable=False, server_default="skip"),
             Column("max_catch_up", Integer, nullable=False),
             Column("max_attempts", Integer, nullable=False),
             Column("status", String(20), nullable=False),
@@ -208,6 +212,7 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
             Column("status", String(20), nullable=False),
             Column("attempt", Integer, nullable=False),
             Column("error", Text),
+            Column("confirmation_id", ID),
             Column("next_retry_at", DateTime(timezone=True)),
             Column("updated_at", DateTime(timezone=True), nullable=False),
             indexes=(("status",), ("job_id", "scheduled_for")),
@@ -541,16 +546,38 @@ def _summary(event: Any) -> str:
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 3] + "..."
 
 
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _fire_opening(event: Any) -> tuple[FireStatus, str, str | None]:
+    """(status, the job's counter, error) of a fire's first event."""
+    match event:
+        case JobFire.Missed():
+            return FireStatus.MISSED, "missed_count", event.reason
+        case JobFire.SkippedOverlap():
+            running = event.running_fire_id
+            return (
+                FireStatus.SKIPPED_OVERLAP,
+                "missed_count",
+                f"the previous fire {running} was still running",
+            )
+        case JobFire.Queued():
+            return FireStatus.QUEUED, "fired_count", None
+    return FireStatus.FIRED, "fired_count", None
+
+
 def _aware(value: datetime) -> datetime:
     # SQLite hands back naive datetimes for what was written as UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class RelationalProjection(RebuildableProjection):
-    """Version 2 added documents, orders, positions and jobs.next_fire_at."""
+    """Version 2 added documents, orders, positions and jobs.next_fire_at; version 3 job-fired
+    confirmations (job_id, fire_id), jobs.overlap and job_fires.confirmation_id."""
 
     name = "relational"
-    version = 2
+    version = 3
 
     def __init__(self, tables: RelationalTables = LIVE) -> None:
         self.t = tables
@@ -746,8 +773,10 @@ class RelationalProjection(RebuildableProjection):
                     self.t.confirmations,
                     {
                         "id": cid,
-                        "goal_id": str(event.goal_id),
-                        "decision_id": str(event.decision_id),
+                        "goal_id": _opt(event.goal_id),
+                        "decision_id": _opt(event.decision_id),
+                        "job_id": _opt(event.job_id),
+                        "fire_id": _opt(event.fire_id),
                         "action": event.action,
                         "parameters": event.parameters,
                         "hazard": event.hazard,
@@ -788,7 +817,7 @@ class RelationalProjection(RebuildableProjection):
                     {
                         "id": eid,
                         "confirmation_id": str(event.confirmation_id),
-                        "goal_id": str(event.goal_id),
+                        "goal_id": _opt(event.goal_id),
                         "action": event.action,
                         "status": "started",
                         "attempt": 1,
@@ -825,6 +854,7 @@ class RelationalProjection(RebuildableProjection):
                     "trigger": event.trigger,
                     "action": event.action,
                     "misfire_policy": event.misfire_policy,
+                    "overlap": event.overlap,
                     "max_catch_up": event.max_catch_up,
                     "max_attempts": event.max_attempts,
                     "status": "active",
@@ -885,11 +915,17 @@ class RelationalProjection(RebuildableProjection):
 
     def _fire(self, event: Any, fid: str, conn: Connection) -> None:
         match event:
-            case JobFire.Fired() | JobFire.Missed():
+            case JobFire.Fired() | JobFire.Missed() | JobFire.Queued() | JobFire.SkippedOverlap():
                 self._new_fire(event, fid, conn)
                 return
+            case JobFire.ActionRequested():
+                changes: dict[str, Any] = {
+                    "status": FireStatus.WAITING.value,
+                    "confirmation_id": str(event.confirmation_id),
+                }
+                counter = ""
             case JobFire.Succeeded():
-                changes: dict[str, Any] = {"status": FireStatus.SUCCEEDED.value, "error": None}
+                changes = {"status": FireStatus.SUCCEEDED.value, "error": None}
                 counter = "succeeded_count"
             case JobFire.Failed():
                 retrying = event.next_retry_at is not None
@@ -918,8 +954,7 @@ class RelationalProjection(RebuildableProjection):
             job[counter] += 1
 
     def _new_fire(self, event: Any, fid: str, conn: Connection) -> None:
-        missed = isinstance(event, JobFire.Missed)
-        status = FireStatus.MISSED if missed else FireStatus.FIRED
+        status, counter, error = _fire_opening(event)
         self._batch.insert(
             self.t.job_fires,
             {
@@ -929,7 +964,8 @@ class RelationalProjection(RebuildableProjection):
                 "manual": event.manual,
                 "status": status.value,
                 "attempt": 1,
-                "error": event.reason if missed else None,
+                "error": error,
+                "confirmation_id": None,
                 "next_retry_at": None,
                 "updated_at": event.timestamp,
             },
@@ -937,7 +973,7 @@ class RelationalProjection(RebuildableProjection):
         job = self._batch.update(conn, self.t.jobs, str(event.job_id), last_outcome=status.value)
         if job is None:
             return
-        job["missed_count" if missed else "fired_count"] += 1
+        job[counter] += 1
         if not event.manual:
             job["last_scheduled_for"] = event.scheduled_for
             if job["status"] == "active":

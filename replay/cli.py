@@ -250,6 +250,8 @@ def goals_decide(
     with _errors(), _janus() as janus:
         goal = _resolve(janus, relational.goals, goal_id)
         decision, request = _decision_commands(goal, action, _params(param), hazard, ttl)
+        if request is not None:  # the gate's refusal must come before the decision is recorded
+            janus.commands.gate.check(request.action.name, dict(request.action.parameters))
         inv = _invocation(actor_name)
         recorded = janus.commands.record_decision(decision, inv)
         requested = janus.commands.request_confirmation(request, inv) if request else None
@@ -416,6 +418,10 @@ def jobs_schedule(
     max_catch_up: Annotated[
         int | None, typer.Option(help="With catch_up: run at most this many missed fires.")
     ] = None,
+    overlap: Annotated[
+        str | None,
+        typer.Option(help="A time that comes while the previous fire runs: skip or queue."),
+    ] = None,
     idempotency_key: IdempotencyKey = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -430,6 +436,8 @@ def jobs_schedule(
             payload["misfire_policy"] = misfire
         if max_catch_up is not None:
             payload["max_catch_up"] = max_catch_up
+        if overlap is not None:
+            payload["overlap"] = overlap
         cmd = m.ScheduleJob.model_validate(payload)
         with _janus() as janus:
             result = janus.commands.schedule_job(cmd, _invocation(key=idempotency_key))

@@ -10,8 +10,9 @@ from fastapi.responses import Response
 from api import schemas as s
 from api.actions import accepted, run_now
 from api.deps import Cursor, FreshOperatorCall, FreshViewer, Limit, OperatorCall
-from api.problems import responses
+from api.problems import invalid_field, responses
 from commands import models as m
+from domain.actions import InvalidAction
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -20,8 +21,13 @@ CHANGE = responses(400, 401, 403, 404, 409, 413, 422, 503)
 
 @router.post("", status_code=202, response_model=s.CommandAccepted, responses=CHANGE)
 async def schedule_job(body: s.JobRequest, call: OperatorCall) -> Response:
-    """Schedule a job: 202 with its id and the log position it was written at."""
+    """Schedule a job: 202 with its id and the log position it was written at. The action
+    must be in the catalogue with parameters its schema allows (else 422 naming the field)."""
     commands = call.api.janus.commands
+    try:
+        commands.gate.check(body.action.name, dict(body.action.parameters))
+    except InvalidAction as refused:
+        raise invalid_field(("body", "action", *refused.loc), refused.message) from None
     return await call.respond(
         lambda: accepted(commands.schedule_job(body.command(), call.invocation)),
         status_code=202,

@@ -189,10 +189,11 @@ def _notify_confirmation(janus: Janus) -> UUID:
     ).aggregate_id
 
 
-def test_scheduler_killed_between_fire_and_outcome_never_runs_that_fire_again(
+def test_scheduler_killed_right_after_a_fire_runs_its_action_once_through_the_gate(
     janus: Janus, settings: Settings, processes: list[JanusProcess]
 ) -> None:
-    doomed = start(processes, settings, crash_at="scheduler.before_outcome")
+    # The fire and its request to the gate are one save; the process dies right after it.
+    doomed = start(processes, settings, crash_at="scheduler.after_fire")
     job = janus.commands.schedule_job(
         m.ScheduleJob(
             name="heartbeat",
@@ -211,9 +212,12 @@ def test_scheduler_killed_between_fire_and_outcome_never_runs_that_fire_again(
         return [row["status"] for row in janus.views.fires(job.aggregate_id)]
 
     wait_until(lambda: fires().count("succeeded") >= 2, timeout=30)
-    assert fires()[0] == "outcome_unknown"
+    # The fire the dead scheduler recorded is not fired again; the executor ran its action.
+    assert fires()[0] == "succeeded"
     per_key = Counter(e.key for e in ledger(janus, "notifier").executions())
     assert set(per_key.values()) == {1}
+    effects = {row["confirmation_id"] for row in janus.views.fires(job.aggregate_id)}
+    assert set(per_key) <= {str(c) for c in effects}
 
 
 def test_a_deadline_that_passed_while_janus_was_down_is_recorded_on_start(

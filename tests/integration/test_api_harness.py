@@ -125,12 +125,18 @@ def serve_api(janus: Janus, settings: ApiSettings | None = None) -> Iterator[Api
         yield Api(janus, app, server.url, client, keys, tokens, names, spans, reader)
 
 
+# The catalogue decides the hazard (a caller may only raise it): pick an action of that class.
+ACTION_OF_HAZARD = {"high": "unlock_door", "medium": "lock_door", "low": "notify"}
+
+
 def request_confirmation(
-    janus: Janus, hazard: str = "high", ttl: int = 600, action: str = "unlock_door"
+    janus: Janus, hazard: str = "high", ttl: int = 600, action: str | None = None
 ) -> tuple[UUID, UUID]:
     """The agent's part: a goal, a decision, and a confirmation request. (goal id, conf. id)"""
+    action = action or ACTION_OF_HAZARD[hazard]
+    parameters = {"to": "ops"} if action == "notify" else {"door": "front"}
     goal = janus.commands.submit_goal(m.SubmitGoal(text=f"please {action}"), AGENT)
-    chosen = m.Action(name=action, parameters={"door": "front"})
+    chosen = m.Action(name=action, parameters=parameters)
     decision = janus.commands.record_decision(
         m.RecordDecision(
             goal_id=goal.aggregate_id,

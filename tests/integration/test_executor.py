@@ -19,6 +19,7 @@ from bootstrap.container import Janus
 from commands import models as m
 from commands.executor import Executor
 from commands.invocation import Invocation
+from domain.actions import ActionSpec, HazardClass
 from domain.effect import Effect, EffectStatus, effect_id_for
 from domain.meta import Actor, ActorKind, CommandContext
 from tests.integration.test_commands import as_alice, pending_confirmation
@@ -57,6 +58,9 @@ def grant(janus: Janus, action: str = "unlock_door") -> UUID:
 
 
 def _request(janus: Janus, action: str) -> UUID:
+    # The gate only asks about actions its catalogue knows; these tests bring their own adapters.
+    if action not in janus.commands.gate.catalogue:
+        janus.commands.gate.catalogue.register(ActionSpec(action, HazardClass.MEDIUM))
     goal = janus.commands.submit_goal(m.SubmitGoal(text=f"please {action}"), as_alice())
     decision = janus.commands.record_decision(
         m.RecordDecision(
