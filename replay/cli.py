@@ -125,8 +125,10 @@ def _fresh(janus: Janus) -> None:
 
 
 def _invocation(actor_name: str | None = None, key: str | None = None) -> Invocation:
-    name = actor_name or os.environ.get("USER") or "operator"
-    return Invocation(Actor(ActorKind.USER, name), idempotency_key=key)
+    """Checked here, where they enter: every view stores the actor and the key's command id."""
+    name = m.actor_name(actor_name or os.environ.get("USER") or "operator")
+    checked = m.idempotency_key(key) if key is not None else None
+    return Invocation(Actor(ActorKind.USER, name), idempotency_key=checked)
 
 
 def _params(pairs: list[str] | None) -> dict[str, str]:
