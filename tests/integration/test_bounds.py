@@ -13,7 +13,9 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -75,7 +77,7 @@ def test_events_at_positions_past_int4_reach_the_views(api: Api, settings: Setti
     healthy(api.janus)
 
 
-# -- break 5: bounds through the API ----------------------------------------------------------------
+# -- break 5: bounds through the API ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("length", [1, 100, 101, 200])
@@ -244,7 +246,7 @@ def test_a_document_size_past_bigint_is_refused_and_a_large_one_is_stored(janus:
     healthy(janus)
 
 
-# -- break 5: bounds through the CLI -----------------------------------------------------------------
+# -- break 5: bounds through the CLI ---------------------------------------------------------------
 
 
 def _cli(settings: Settings, *args: str) -> Any:
