@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import math
 import os
 import re
 import zlib
@@ -54,6 +55,23 @@ class ExchangeError(Exception):
     def __init__(self, message: str, line: int | None = None) -> None:
         super().__init__(f"line {line}: {message}" if line is not None else message)
         self.line = line
+
+
+def _finite(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {token} is out of range (no JSON number may be non-finite)")
+    return value
+
+
+def _non_finite(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _loads(raw: bytes) -> Any:
+    """Strict JSON: Python's parser would take NaN, Infinity and 1e400 (as inf), which no
+    event ever holds and a view or an export could not store or write back."""
+    return json.loads(raw, parse_float=_finite, parse_constant=_non_finite)
 
 
 def _no_progress(_: int) -> None:
@@ -214,7 +232,7 @@ class _Line:
 
 def _header(raw: bytes) -> Header:
     try:
-        data = json.loads(raw)
+        data = _loads(raw)
         if data.get("janus_export") != FORMAT_VERSION:
             raise ExchangeError(
                 f"not a Janus export (format {FORMAT_VERSION} header expected)", line=1
@@ -241,7 +259,7 @@ class _Checker:
 
     def line(self, number: int, raw: bytes) -> _Line:
         try:
-            data = json.loads(raw)
+            data = _loads(raw)
         except ValueError as error:
             raise ExchangeError(f"not JSON ({error})", number) from None
         if not isinstance(data, dict):
@@ -453,7 +471,7 @@ class _Import:
 
 def _trailer(raw: bytes, number: int, events: int) -> None:
     try:
-        data = json.loads(raw)
+        data = _loads(raw)
         count = int(data["events"])
     except (ValueError, KeyError, TypeError) as error:
         raise ExchangeError(f"malformed trailer ({error})", number) from None
