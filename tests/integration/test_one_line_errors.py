@@ -75,8 +75,9 @@ def test_an_import_file_with_a_non_finite_number_is_refused_with_its_line(
     export = tmp_path / "export.jsonl"
     assert _cli(env, "events", "export", str(export)).exit_code == 0
     lines = export.read_text().splitlines()
-    assert '"originator_version":1' in lines[2]
-    lines[2] = lines[2].replace('"originator_version":1', f'"originator_version":{number}', 1)
+    # Inside the event's state, where nothing converts the number on the way in.
+    assert '"priority":5' in lines[2]
+    lines[2] = lines[2].replace('"priority":5', f'"priority":{number}', 1)
     export.write_text("\n".join(lines) + "\n")
 
     fresh = {"JANUS_HOME": str(tmp_path / "fresh"), "JANUS_DATABASE_URL": ""}
