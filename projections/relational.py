@@ -140,16 +140,18 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
             Column("updated_at", DateTime(timezone=True), nullable=False),
             indexes=(("status", "submitted_at"),),
         ),
+        # Keyed by the event's position: a decision id is unique within its goal only (the
+        # domain allows a client's id again on another goal), so it cannot key this view.
         decisions=table(
             "decisions",
-            Column("decision_id", ID, primary_key=True),
+            Column("decision_id", ID, nullable=False),
             Column("goal_id", ID, nullable=False),
             Column("model", String(200), nullable=False),
             Column("action", JSON, nullable=False),
             Column("context_ids", JSON, nullable=False),
             Column("recorded_at", DateTime(timezone=True), nullable=False),
-            Column("position", POSITION, nullable=False),
-            indexes=(("goal_id",),),
+            Column("position", POSITION, primary_key=True, autoincrement=False),
+            indexes=(("goal_id",), ("decision_id",)),
         ),
         confirmations=table(
             "confirmations",

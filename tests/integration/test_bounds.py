@@ -284,3 +284,27 @@ def test_the_views_keep_an_actor_and_a_command_id_at_their_bounds(janus: Janus) 
     janus.commands.submit_goal(m.SubmitGoal(text="long provenance"), who)
     healthy(janus)
     assert janus.views.goals()[0]["submitted_by"] == "user:" + "x" * m.MAX_ACTOR_NAME
+
+
+def test_one_decision_id_on_two_goals_keeps_the_views_running(api: Api) -> None:
+    """Decision ids are unique within a goal; a client may use one again on another goal."""
+    janus, decision_id = api.janus, uuid4()
+    goals = []
+    for action in ("unlock_door", "notify"):
+        goal = janus.commands.submit_goal(m.SubmitGoal(text=f"please {action}"), AGENT)
+        janus.commands.record_decision(
+            m.RecordDecision(
+                goal_id=goal.aggregate_id,
+                decision_id=decision_id,
+                model="scripted",
+                prompt="?",
+                raw_output="{}",
+                action=m.Action(name=action),
+            ),
+            AGENT,
+        )
+        goals.append((goal.aggregate_id, action))
+    healthy(janus)
+    for goal_id, action in goals:
+        detail = api.get(f"/v1/goals/{goal_id}", params={"min_position": janus.app.head()})
+        assert detail.json()["latest_decision"]["action"]["name"] == action
