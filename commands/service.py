@@ -339,6 +339,9 @@ class CommandService:
     def record_fill(self, cmd: m.RecordFill, inv: Invocation) -> CommandResult:
         def decide(ctx: ContextFactory) -> Decided:
             order: TradeOrder = self.runner.load(TradeOrder, cmd.order_id)
+            if cmd.fill_id in order.fills:
+                same = order.fills[cmd.fill_id] == (cmd.quantity, cmd.price)
+                _require_same("fill", cmd.fill_id, same)
             recorded = order.record_fill(
                 cmd.fill_id, cmd.quantity, cmd.price, ctx(_order_correlation(order))
             )
@@ -361,7 +364,7 @@ def _may_exist(given_id: UUID | None, ctx: ContextFactory) -> bool:
     return given_id is not None or ctx.is_retry
 
 
-def _require_same(kind: str, ident: UUID, same: bool) -> None:
+def _require_same(kind: str, ident: object, same: bool) -> None:
     """A resubmitted client-chosen id gets the first answer only for the same request."""
     if not same:
         raise IdConflict(

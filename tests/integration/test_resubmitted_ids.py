@@ -176,3 +176,22 @@ def test_the_api_answers_a_resubmitted_job_id_with_another_body_with_409(api: Ap
     assert api.post("/v1/jobs", json={**JOB_BODY, "job_id": job_id}).status_code == 202
     renamed = api.post("/v1/jobs", json={**JOB_BODY, "name": "other", "job_id": job_id})
     assert is_problem(renamed, 409, "id-conflict"), renamed.text
+
+
+def test_a_resubmitted_fill_id_with_another_quantity_is_a_conflict(janus: Janus) -> None:
+    order = janus.commands.propose_order(_order(uuid4(), "10"), ALICE).aggregate_id
+    janus.commands.record_risk_check(m.RecordRiskCheck(order_id=order, passed=True), ALICE)
+    janus.commands.submit_order(m.SubmitOrder(order_id=order, broker_order_id="b-1"), ALICE)
+
+    def fill(quantity: str) -> CommandResult:
+        cmd = m.RecordFill(
+            order_id=order, fill_id="f-1", quantity=Decimal(quantity), price=Decimal("2.5")
+        )
+        return janus.commands.record_fill(cmd, ALICE)
+
+    assert fill("4").outcome == "partially_filled"
+    assert fill("4.0").outcome == "duplicate_fill"
+    head = janus.app.head()
+    with pytest.raises(IdConflict, match="fill f-1"):
+        fill("5")
+    assert janus.app.head() == head
