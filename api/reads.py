@@ -104,7 +104,10 @@ class ReadModel:
         decision = None
         if row["latest_decision_id"]:
             found = self._all(
-                select(decisions).where(decisions.c.decision_id == row["latest_decision_id"])
+                select(decisions).where(
+                    decisions.c.goal_id == row["id"],
+                    decisions.c.decision_id == row["latest_decision_id"],
+                )
             )
             decision = s.DecisionOut.model_validate(_plain(found[0])) if found else None
         pending = self._all(

@@ -7,7 +7,6 @@ real time zones, datetimes within reach), so a request cannot poison a view or t
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
@@ -22,36 +21,13 @@ from domain.confirmation import ConfirmationStatus, HazardClass
 from domain.goal import GoalStatus
 from domain.job import FireStatus, JobStatus, MisfirePolicy, OverlapPolicy
 
-MAX_DEPTH = 16
 T = TypeVar("T")
 EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
 
 
-def _storable(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    return value
-
-
-def _storable_tree(value: Any, depth: int = 0) -> Any:
-    if depth > MAX_DEPTH:
-        raise ValueError(f"nests deeper than {MAX_DEPTH} levels")
-    if isinstance(value, str):
-        return _storable(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("numbers must be finite")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _storable(key)
-            _storable_tree(item, depth + 1)
-    if isinstance(value, list):
-        for item in value:
-            _storable_tree(item, depth + 1)
-    return value
+# One definition of "storable" for every entry point: the command models hold it.
+_storable = m.storable
+_storable_tree = m.storable_tree
 
 
 def _reachable(value: datetime) -> datetime:

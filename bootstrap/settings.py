@@ -5,10 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from event_store.messages import StreamSpec
+
+
+def _url(variable: str, value: str, schemes: tuple[str, ...]) -> None:
+    """Refuse here what would otherwise fail later as a traceback (a port out of range)."""
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"{variable} must be a {schemes[0]}:// URL")
+    try:
+        parts.port  # noqa: B018 - urllib checks the port when it is read
+    except ValueError:
+        raise ValueError(f"{variable} has a port that is not a number from 0 to 65535") from None
 
 
 class Settings(BaseSettings):
@@ -26,18 +37,19 @@ class Settings(BaseSettings):
     lock_timeout_seconds: int = Field(default=5, ge=1, le=300)
     connect_timeout_seconds: int = Field(default=3, ge=1, le=120)
     pool_size: int = Field(default=8, ge=1, le=100)
-    confirmation_ttl_seconds: int = Field(default=900, ge=1)
+    # The same bound as a request's own ttl (commands/models.py): a deadline stays a datetime.
+    confirmation_ttl_seconds: int = Field(default=900, ge=1, le=30 * 24 * 3600)
     poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     stream_name: str = Field(default="janus-events", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     subject_prefix: str = Field(
         default="janus.events", pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
     )
-    stream_max_age_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    stream_max_age_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=10 * 366 * 24 * 3600)
     # 1 GiB fits a default nats-server's file store beside other streams; the relay never
     # depends on old messages (rebuilds read the event store), so raise it only for consumers
     # that lag by days.
-    stream_max_bytes: int = Field(default=1024**3, ge=1024**2)
-    stream_duplicate_window_seconds: int = Field(default=2 * 3600, ge=1)
+    stream_max_bytes: int = Field(default=1024**3, ge=1024**2, le=2**62)
+    stream_duplicate_window_seconds: int = Field(default=2 * 3600, ge=1, le=30 * 24 * 3600)
     relay_max_in_flight: int = Field(default=512, ge=1, le=100_000)
     export_hmac_key: SecretStr | None = Field(
         default=None,
@@ -52,10 +64,27 @@ class Settings(BaseSettings):
     def _postgres_only(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        scheme = urlsplit(value).scheme
-        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
-            raise ValueError("JANUS_DATABASE_URL must be a postgresql:// URL")
+        _url("JANUS_DATABASE_URL", value, ("postgresql", "postgres", "postgresql+psycopg"))
         return value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_only(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        # nats-py takes a comma-separated list of servers.
+        for server in value.split(","):
+            _url("JANUS_NATS_URL", server.strip(), ("nats", "tls", "ws", "wss"))
+        return value
+
+    @model_validator(mode="after")
+    def _window_within_age(self) -> Settings:
+        if self.stream_duplicate_window_seconds > self.stream_max_age_seconds:
+            raise ValueError(
+                "JANUS_STREAM_DUPLICATE_WINDOW_SECONDS must not exceed "
+                "JANUS_STREAM_MAX_AGE_SECONDS (JetStream refuses such a stream)"
+            )
+        return self
 
     def stream_spec(self) -> StreamSpec:
         return StreamSpec(

@@ -20,6 +20,12 @@ class IdempotencyConflict(CommandError):
     code = "idempotency-conflict"
 
 
+class IdConflict(CommandError):
+    """A client-chosen id already names something else: another type, or a different request."""
+
+    code = "id-conflict"
+
+
 class ConcurrencyConflict(CommandError):
     code = "concurrency-conflict"
 

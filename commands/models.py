@@ -3,26 +3,112 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from domain.confirmation import HazardClass
+from domain.errors import InvalidValue
 from domain.job import MisfirePolicy, OverlapPolicy
 from domain.trade import Side
 
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_DEPTH = 16
+# Where a value enters (API, CLI, agent), it is held to what every view and the scheduler can
+# store: a value a command accepted must never stall a projection downstream.
+MAX_IDEMPOTENCY_KEY = 200
+MAX_ACTOR_NAME = 100
+MAX_COUNT = 2**63 - 1  # a bigint column
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
 
-Text = Annotated[str, Field(min_length=1, max_length=8_000)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-Reason = Annotated[str, Field(min_length=1, max_length=2_000)]
+
+def storable(value: str) -> str:
+    """Text Postgres can store: no NUL character, no lone surrogate."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def storable_tree(value: Any, depth: int = 0) -> Any:
+    """A JSON value every view can store: storable strings, finite numbers, bounded nesting."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            storable(str(key))
+            storable_tree(item, depth + 1)
+    if isinstance(value, list | tuple):
+        for item in value:
+            storable_tree(item, depth + 1)
+    return value
+
+
+def reachable(value: datetime) -> datetime:
+    """Aware, and far enough from datetime's limits that schedule arithmetic cannot overflow."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("needs a timezone")
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+    return value
+
+
+def time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a known time zone") from None
+    return value
+
+
+Safe = Annotated[str, AfterValidator(storable)]
+Text = Annotated[Safe, Field(min_length=1, max_length=8_000)]
+Name = Annotated[Safe, Field(min_length=1, max_length=200)]
+Reason = Annotated[Safe, Field(min_length=1, max_length=2_000)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+When = Annotated[datetime, AfterValidator(reachable)]
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def idempotency_key(value: str) -> str:
+    """A caller's idempotency key: printable ASCII without spaces, at most 200 characters."""
+    if len(value) > MAX_IDEMPOTENCY_KEY or not _PRINTABLE_ASCII.fullmatch(value):
+        raise InvalidValue(
+            f"an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters "
+            f"without spaces (this one is {len(value)} characters)"
+        )
+    return value
+
+
+def actor_name(value: str) -> str:
+    """Who a caller says acts (the CLI's ``--as``): 1 to 100 characters, not blank-edged."""
+    if not value.strip() or value != value.strip() or len(value) > MAX_ACTOR_NAME:
+        raise InvalidValue(
+            f"an actor name is 1 to {MAX_ACTOR_NAME} characters without leading or trailing "
+            f"spaces (this one is {len(value)} characters)"
+        )
+    try:
+        return storable(value)
+    except ValueError as error:
+        raise InvalidValue(f"an actor name {error}") from None
 
 
 def _bounded(value: dict[str, Any]) -> dict[str, Any]:
+    storable_tree(value)
     size = len(json.dumps(value, default=str))
     if size > MAX_PAYLOAD_BYTES:
         raise ValueError(f"is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES}")
@@ -56,13 +142,15 @@ class RecordDecision(Command):
     goal_id: UUID
     decision_id: UUID | None = None
     model: Name
-    model_digest: str = Field(default="", max_length=200)
+    model_digest: Safe = Field(default="", max_length=200)
     parameters: dict[str, Any] = Field(default_factory=dict)
-    prompt: str = Field(max_length=200_000)
-    context_ids: list[str] = Field(default_factory=list, max_length=1_000)
-    raw_output: str = Field(max_length=200_000)
+    prompt: Safe = Field(max_length=200_000)
+    context_ids: list[Annotated[Safe, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=1_000
+    )
+    raw_output: Safe = Field(max_length=200_000)
     action: Action
-    timings: dict[str, float] = Field(default_factory=dict)
+    timings: dict[Safe, Finite] = Field(default_factory=dict)
 
     _check = field_validator("parameters")(_bounded)
 
@@ -81,11 +169,11 @@ class RecordDecisionReplay(Command):
     goal_id: UUID
     decision_id: UUID
     model: Name
-    model_digest: str = Field(default="", max_length=200)
-    raw_output: str = Field(max_length=200_000)
+    model_digest: Safe = Field(default="", max_length=200)
+    raw_output: Safe = Field(max_length=200_000)
     action: dict[str, Any] | None
     agrees: bool
-    timings: dict[str, float] = Field(default_factory=dict)
+    timings: dict[Safe, Finite] = Field(default_factory=dict)
 
     _check = field_validator("action")(_bounded)
 
@@ -150,14 +238,14 @@ class ExpireConfirmation(Command):
 class ReconcileEffect(Command):
     effect_id: UUID
     happened: bool
-    note: str = Field(default="", max_length=2_000)
+    note: Safe = Field(default="", max_length=2_000)
 
 
 class CronSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["cron"] = "cron"
-    expression: str = Field(min_length=1, max_length=200)
-    timezone: str = "UTC"
+    expression: Name
+    timezone: Annotated[Name, AfterValidator(time_zone)] = "UTC"
 
     @field_validator("expression")
     @classmethod
@@ -173,20 +261,13 @@ class IntervalSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["interval"] = "interval"
     seconds: float = Field(gt=0, le=366 * 24 * 3600)
-    start_at: datetime | None = None
+    start_at: When | None = None
 
 
 class DateSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["date"] = "date"
-    run_at: datetime
-
-    @field_validator("run_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("run_at needs a timezone")
-        return value
+    run_at: When
 
 
 Trigger = Annotated[CronSchedule | IntervalSchedule | DateSchedule, Field(discriminator="kind")]
@@ -216,10 +297,10 @@ class RemoveJob(Command):
 
 
 class RegisterDocument(Command):
-    source_uri: str = Field(min_length=1, max_length=2_000)
+    source_uri: Safe = Field(min_length=1, max_length=2_000)
     content_type: Name
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size_bytes: int = Field(ge=0)
+    size_bytes: int = Field(ge=0, le=MAX_COUNT)
     document_id: UUID | None = None
 
 
@@ -235,7 +316,7 @@ class ProposeOrder(Command):
 class RecordRiskCheck(Command):
     order_id: UUID
     passed: bool
-    scores: dict[str, float] = Field(default_factory=dict)
+    scores: dict[Name, Finite] = Field(default_factory=dict)
     violations: list[Name] = Field(default_factory=list)
 
 

@@ -19,7 +19,13 @@ from eventsourcing.persistence import (
 from pydantic import BaseModel
 
 from adapters.faults import crash_point
-from commands.errors import ConcurrencyConflict, IdempotencyConflict, NotFound, StoreUnavailable
+from commands.errors import (
+    ConcurrencyConflict,
+    IdConflict,
+    IdempotencyConflict,
+    NotFound,
+    StoreUnavailable,
+)
 from commands.invocation import CommandResult, Invocation
 from domain.base import JanusAggregate
 from domain.command_record import CommandRecord, command_record_id
@@ -81,6 +87,21 @@ class CommandRunner:
 
     def exists(self, aggregate_id: UUID) -> bool:
         return aggregate_id in self.app.repository
+
+    def existing(self, kind: type[JanusAggregate], aggregate_id: UUID) -> Any:
+        """What a client-chosen id already names (None: nothing). Another type is a conflict."""
+        try:
+            aggregate: Any = self.app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        except (OperationalError, InterfaceError) as error:
+            raise StoreUnavailable(f"event store unavailable: {error}") from None
+        if not isinstance(aggregate, kind):
+            raise IdConflict(
+                f"id {aggregate_id} already names a {type(aggregate).__name__}, "
+                f"not a {kind.__name__}: choose another id"
+            )
+        return aggregate
 
     def run(self, command: BaseModel, invocation: Invocation, decide: Decide) -> CommandResult:
         # Only a keyed command is ever compared with an earlier one.

@@ -7,12 +7,12 @@ from uuid import UUID, uuid4
 
 from adapters.clock import Clock
 from commands import models as m
-from commands.errors import NotFound
+from commands.errors import IdConflict, NotFound
 from commands.gate import ActionGate, Requester
 from commands.invocation import CommandResult, Invocation
 from commands.runner import CommandRunner, ContextFactory, Decided
 from domain.actions import ActionCatalogue
-from domain.confirmation import Confirmation
+from domain.confirmation import Confirmation, HazardClass
 from domain.document import Document
 from domain.effect import Effect
 from domain.errors import InvalidValue
@@ -41,7 +41,14 @@ class CommandService:
         goal_id = cmd.goal_id or uuid4()
 
         def decide(ctx: ContextFactory) -> Decided:
-            if _may_exist(cmd.goal_id, ctx) and self.runner.exists(goal_id):
+            found = self.runner.existing(Goal, goal_id) if _may_exist(cmd.goal_id, ctx) else None
+            if found is not None:
+                same = (found.text, found.priority, found.forked_from) == (
+                    cmd.text,
+                    cmd.priority,
+                    None,
+                )
+                _require_same("goal", goal_id, same)
                 return Decided(goal_id, "already_submitted")
             goal = Goal.submit(goal_id, cmd.text, str(inv.actor), cmd.priority, ctx(str(goal_id)))
             return Decided(goal_id, "submitted", (goal,))
@@ -62,6 +69,8 @@ class CommandService:
         def decide(ctx: ContextFactory) -> Decided:
             goal: Goal = self.runner.load(Goal, cmd.goal_id)
             if goal.has_decision(decision_id):
+                first = next(d for d in goal.decisions if d.decision_id == decision_id)
+                _require_same("decision", decision_id, first == _decision(cmd, decision_id))
                 return Decided(decision_id, "already_recorded")
             goal.record_decision(_decision(cmd, decision_id), ctx(str(goal.id)))
             return Decided(decision_id, "recorded", (goal,))
@@ -72,7 +81,13 @@ class CommandService:
         goal_id = cmd.goal_id or uuid4()
 
         def decide(ctx: ContextFactory) -> Decided:
-            if _may_exist(cmd.goal_id, ctx) and self.runner.exists(goal_id):
+            found = self.runner.existing(Goal, goal_id) if _may_exist(cmd.goal_id, ctx) else None
+            if found is not None:
+                same = (found.forked_from, found.forked_at_position) == (
+                    cmd.original_id,
+                    cmd.at_position,
+                )
+                _require_same("goal", goal_id, same)
                 return Decided(goal_id, "already_forked")
             original: Goal = self.runner.load(Goal, cmd.original_id, cmd.original_version)
             if original.version != cmd.original_version:
@@ -141,14 +156,19 @@ class CommandService:
         confirmation_id = cmd.confirmation_id or uuid4()
         ttl = timedelta(seconds=cmd.ttl_seconds) if cmd.ttl_seconds else None
         parameters = dict(cmd.action.parameters)
-        self.gate.check(cmd.action.name, parameters, cmd.hazard)  # before anything is read
+        hazard = self.gate.check(cmd.action.name, parameters, cmd.hazard)  # before any read
 
         def decide(ctx: ContextFactory) -> Decided:
             goal: Goal = self.runner.load(Goal, cmd.goal_id)
             if not goal.has_decision(cmd.decision_id):
                 raise NotFound("decision", cmd.decision_id)
-            if _may_exist(cmd.confirmation_id, ctx) and self.runner.exists(confirmation_id):
-                return Decided(confirmation_id, "already_requested")
+            if _may_exist(cmd.confirmation_id, ctx):
+                found = self.runner.existing(Confirmation, confirmation_id)
+                if found is not None:
+                    _require_same(
+                        "confirmation", confirmation_id, _same_confirmation(found, cmd, hazard)
+                    )
+                    return Decided(confirmation_id, "already_requested")
             confirmation = self.gate.request(
                 confirmation_id,
                 Requester(goal_id=goal.id, decision_id=cmd.decision_id),
@@ -228,7 +248,9 @@ class CommandService:
         self.gate.check(cmd.action.name, dict(cmd.action.parameters))
 
         def decide(ctx: ContextFactory) -> Decided:
-            if _may_exist(cmd.job_id, ctx) and self.runner.exists(job_id):
+            found = self.runner.existing(Job, job_id) if _may_exist(cmd.job_id, ctx) else None
+            if found is not None:
+                _require_same("job", job_id, _same_job(found, cmd))
                 return Decided(job_id, "already_scheduled")
             job = Job.schedule(
                 job_id,
@@ -275,8 +297,13 @@ class CommandService:
         document_id = cmd.document_id or uuid4()
 
         def decide(ctx: ContextFactory) -> Decided:
-            if _may_exist(cmd.document_id, ctx) and self.runner.exists(document_id):
-                return Decided(document_id, "already_registered")
+            if _may_exist(cmd.document_id, ctx):
+                found = self.runner.existing(Document, document_id)
+                if found is not None:
+                    same = (found.source_uri, found.content_type, found.sha256, found.size_bytes)
+                    wanted = (cmd.source_uri, cmd.content_type, cmd.sha256, cmd.size_bytes)
+                    _require_same("document", document_id, same == wanted)
+                    return Decided(document_id, "already_registered")
             document = Document.register(
                 document_id,
                 cmd.source_uri,
@@ -293,7 +320,15 @@ class CommandService:
         order_id = cmd.order_id or uuid4()
 
         def decide(ctx: ContextFactory) -> Decided:
-            if _may_exist(cmd.order_id, ctx) and self.runner.exists(order_id):
+            found = (
+                self.runner.existing(TradeOrder, order_id)
+                if _may_exist(cmd.order_id, ctx)
+                else None
+            )
+            if found is not None:
+                same = (found.goal_id, found.symbol, found.side, found.quantity, found.limit_price)
+                wanted = (cmd.goal_id, cmd.symbol, cmd.side, cmd.quantity, cmd.limit_price)
+                _require_same("order", order_id, same == wanted)
                 return Decided(order_id, "already_proposed")
             correlation = str(cmd.goal_id or order_id)
             order = TradeOrder.propose(
@@ -330,6 +365,9 @@ class CommandService:
     def record_fill(self, cmd: m.RecordFill, inv: Invocation) -> CommandResult:
         def decide(ctx: ContextFactory) -> Decided:
             order: TradeOrder = self.runner.load(TradeOrder, cmd.order_id)
+            if cmd.fill_id in order.fills:
+                same = order.fills[cmd.fill_id] == (cmd.quantity, cmd.price)
+                _require_same("fill", cmd.fill_id, same)
             recorded = order.record_fill(
                 cmd.fill_id, cmd.quantity, cmd.price, ctx(_order_correlation(order))
             )
@@ -350,6 +388,45 @@ class CommandService:
 def _may_exist(given_id: UUID | None, ctx: ContextFactory) -> bool:
     """A fresh uuid4 cannot exist yet: skip the read, unless a conflict already happened."""
     return given_id is not None or ctx.is_retry
+
+
+def _require_same(kind: str, ident: object, same: bool) -> None:
+    """A resubmitted client-chosen id gets the first answer only for the same request."""
+    if not same:
+        raise IdConflict(
+            f"{kind} {ident} already exists with a different body: "
+            "resubmit the same request, or choose a new id"
+        )
+
+
+def _same_confirmation(
+    found: Confirmation, cmd: m.RequestAction | m.RequestConfirmation, hazard: HazardClass
+) -> bool:
+    """The deadline is not compared: it was computed from the time of the first request. The
+    hazard compared is the gate's (the catalogue may have raised the one asked for)."""
+    first = (found.goal_id, found.decision_id, found.action, found.parameters, found.hazard)
+    wanted = (cmd.goal_id, cmd.decision_id, cmd.action.name, cmd.action.parameters, hazard)
+    return first == wanted
+
+
+def _same_job(found: Job, cmd: m.ScheduleJob) -> bool:
+    first = (
+        found.name,
+        found.trigger,
+        found.action,
+        found.misfire_policy,
+        found.max_catch_up,
+        found.max_attempts,
+    )
+    wanted = (
+        cmd.name,
+        cmd.trigger.model_dump(mode="json"),
+        cmd.action.model_dump(mode="json"),
+        cmd.misfire_policy,
+        cmd.max_catch_up,
+        cmd.max_attempts,
+    )
+    return first == wanted
 
 
 def _goal(confirmation: Confirmation) -> str:

@@ -12,6 +12,13 @@ from domain.errors import InvalidTransition, InvalidValue
 from domain.meta import CommandContext
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_COUNT = 2**63 - 1  # sizes and counts are stored as 64-bit integers
+
+
+def _count(field: str, value: int) -> int:
+    if not 0 <= value <= MAX_COUNT:
+        raise InvalidValue(f"{field} must be between 0 and {MAX_COUNT}")
+    return value
 
 
 class DocumentStatus(StrEnum):
@@ -37,8 +44,7 @@ class Document(JanusAggregate):
         require_text("content_type", content_type, limit=MAX_NAME)
         if not SHA256.match(sha256):
             raise InvalidValue("sha256 must be 64 lowercase hex characters")
-        if size_bytes < 0:
-            raise InvalidValue("size_bytes must not be negative")
+        _count("size_bytes", size_bytes)
         return cls._open(
             cls.Registered,
             ctx,
@@ -85,8 +91,7 @@ class Document(JanusAggregate):
     ) -> None:
         """Extracted entities are non-deterministic, so they are recorded, not recomputed."""
         self._require(DocumentStatus.STORED)
-        if text_chars < 0:
-            raise InvalidValue("text_chars must not be negative")
+        _count("text_chars", text_chars)
         self._record(
             self.Extracted, ctx, text_chars=text_chars, entities=entities, extractor=extractor
         )
@@ -102,8 +107,7 @@ class Document(JanusAggregate):
 
     def mark_indexed(self, chunk_count: int, embedding_model: str, ctx: CommandContext) -> None:
         self._require(DocumentStatus.EXTRACTED)
-        if chunk_count < 0:
-            raise InvalidValue("chunk_count must not be negative")
+        _count("chunk_count", chunk_count)
         self._record(self.Indexed, ctx, chunk_count=chunk_count, embedding_model=embedding_model)
 
     class Indexed(JanusAggregate.Event):

@@ -86,6 +86,7 @@ class TradeOrder(JanusAggregate):
         self.status = OrderStatus.PROPOSED
         self.filled_quantity = Decimal(0)
         self.fill_ids: list[str] = []
+        self.fills: dict[str, tuple[Decimal, Decimal]] = {}  # fill id -> (quantity, price)
         self.broker_order_id: str | None = None
         self.risk_scores: dict[str, float] = {}
 
@@ -156,12 +157,14 @@ class TradeOrder(JanusAggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.fill_ids.append(self.fill_id)
+            aggregate.fills[self.fill_id] = (self.quantity, self.price)
             aggregate.filled_quantity += self.quantity
             aggregate.status = OrderStatus.PARTIALLY_FILLED
 
     class Filled(PartiallyFilled):
         def apply(self, aggregate: Any) -> None:
             aggregate.fill_ids.append(self.fill_id)
+            aggregate.fills[self.fill_id] = (self.quantity, self.price)
             aggregate.filled_quantity += self.quantity
             aggregate.status = OrderStatus.FILLED
 

@@ -51,11 +51,15 @@ from domain.goal import Goal
 from domain.job import FireStatus, Job, JobFire
 from domain.trade import Side, TradeOrder
 from event_store.reader import LoggedEvent
-from projections.runner import RebuildableProjection
+from projections.runner import POSITION, RebuildableProjection
 
 log = logging.getLogger(__name__)
 
 ID = String(36)
+# Free text the domain does not bound to a length (actors, command ids, correlation ids, names a
+# broker or an extractor chose) is TEXT: a value the domain accepted must never stall a view.
+# Counts and sizes that can pass 2**31 are 64-bit, like log positions.
+BIG = POSITION
 # Quantities have at most 12 integer and 8 decimal digits (commands/models.py); averages keep 12.
 DECIMAL_PLACES = 12
 _QUANTUM = Decimal(1).scaleb(-DECIMAL_PLACES)
@@ -130,22 +134,24 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
             Column("priority", Integer, nullable=False),
             Column("status", String(20), nullable=False),
             Column("latest_decision_id", ID),
-            Column("latest_action", String(200)),
+            Column("latest_action", Text),
             Column("outcome", Text),
             Column("submitted_at", DateTime(timezone=True), nullable=False),
             Column("updated_at", DateTime(timezone=True), nullable=False),
             indexes=(("status", "submitted_at"),),
         ),
+        # Keyed by the event's position: a decision id is unique within its goal only (the
+        # domain allows a client's id again on another goal), so it cannot key this view.
         decisions=table(
             "decisions",
-            Column("decision_id", ID, primary_key=True),
+            Column("decision_id", ID, nullable=False),
             Column("goal_id", ID, nullable=False),
             Column("model", String(200), nullable=False),
             Column("action", JSON, nullable=False),
             Column("context_ids", JSON, nullable=False),
             Column("recorded_at", DateTime(timezone=True), nullable=False),
-            Column("position", Integer, nullable=False),
-            indexes=(("goal_id",),),
+            Column("position", POSITION, primary_key=True, autoincrement=False),
+            indexes=(("goal_id",), ("decision_id",)),
         ),
         confirmations=table(
             "confirmations",
@@ -161,7 +167,7 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
             Column("status", String(20), nullable=False),
             Column("requested_at", DateTime(timezone=True), nullable=False),
             Column("expires_at", DateTime(timezone=True), nullable=False),
-            Column("decided_by", String(200)),
+            Column("decided_by", Text),
             Column("decided_at", DateTime(timezone=True)),
             Column("reason", Text),
             indexes=(("goal_id",), ("status", "expires_at")),
@@ -171,7 +177,7 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
             Column("id", ID, primary_key=True),
             Column("confirmation_id", ID, nullable=False, unique=True),
             Column("goal_id", ID),
-            Column("action", String(200), nullable=False),
+            Column("action", Text, nullable=False),
             Column("status", String(20), nullable=False),
             Column("attempt", Integer, nullable=False),
             Column("result", JSON),
@@ -219,16 +225,16 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
         ),
         audit=table(
             "audit",
-            Column("position", Integer, primary_key=True, autoincrement=False),
+            Column("position", POSITION, primary_key=True, autoincrement=False),
             Column("event_id", ID, nullable=False, unique=True),
             Column("event_type", String(100), nullable=False),
             Column("aggregate_id", ID, nullable=False),
             Column("aggregate_version", Integer, nullable=False),
-            Column("correlation_id", String(100), nullable=False),
-            Column("causation_id", String(100), nullable=False),
-            Column("command_id", String(200), nullable=False),
-            Column("actor", String(250), nullable=False),
-            Column("node_id", String(64), nullable=False),
+            Column("correlation_id", Text, nullable=False),
+            Column("causation_id", Text, nullable=False),
+            Column("command_id", Text, nullable=False),
+            Column("actor", Text, nullable=False),
+            Column("node_id", Text, nullable=False),
             Column("recorded_at", DateTime(timezone=True), nullable=False),
             Column("summary", Text, nullable=False),
             indexes=(("aggregate_id",), ("correlation_id", "position"), ("recorded_at",)),
@@ -239,15 +245,15 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
             Column("source_uri", Text, nullable=False),
             Column("content_type", String(200), nullable=False),
             Column("sha256", String(64), nullable=False),
-            Column("size_bytes", Integer, nullable=False),
+            Column("size_bytes", BIG, nullable=False),
             Column("status", String(20), nullable=False),
             Column("blob_key", Text),
-            Column("text_chars", Integer),
+            Column("text_chars", BIG),
             Column("entity_count", Integer),
-            Column("extractor", String(200)),
-            Column("chunk_count", Integer),
-            Column("embedding_model", String(200)),
-            Column("failed_stage", String(100)),
+            Column("extractor", Text),
+            Column("chunk_count", BIG),
+            Column("embedding_model", Text),
+            Column("failed_stage", Text),
             Column("error", Text),
             Column("registered_at", DateTime(timezone=True), nullable=False),
             Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -265,7 +271,7 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
             Column("filled_quantity", ExactDecimal, nullable=False),
             Column("average_fill_price", ExactDecimal),
             Column("fill_count", Integer, nullable=False),
-            Column("broker_order_id", String(200)),
+            Column("broker_order_id", Text),
             Column("risk_passed", Boolean),
             Column("risk_violations", JSON),
             Column("reason", Text),
@@ -418,6 +424,7 @@ _BINARY_COPY: dict[str, tuple[str, tuple[type, ...]]] = {
     "VARCHAR": ("text", (str,)),
     "TEXT": ("text", (str,)),
     "INTEGER": ("int4", (int,)),
+    "BIGINT": ("int8", (int,)),
     "BOOLEAN": ("bool", (bool,)),
     "TIMESTAMP WITH TIME ZONE": ("timestamptz", (datetime,)),
     "NUMERIC": ("numeric", (Decimal,)),

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import TopicError
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Integer,
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 
 RUNNING, STALLED = "running", "stalled"
 
+# Log positions outgrow int4 (2**31) on a busy log. SQLite's INTEGER is already 64-bit, and an
+# INTEGER PRIMARY KEY there is the rowid itself, so SQLite keeps it.
+POSITION = BigInteger().with_variant(Integer(), "sqlite")
+
 # Created by the migrations (projections/migrations); declared here for the code that uses them.
 runtime_metadata = MetaData()
 
@@ -50,10 +55,10 @@ projection_positions = Table(
     runtime_metadata,
     Column("name", String(100), primary_key=True),
     Column("version", Integer, nullable=False),
-    Column("position", Integer, nullable=False),
+    Column("position", POSITION, nullable=False),
     Column("state", String(20), nullable=False),
     Column("error", Text),
-    Column("error_position", Integer),
+    Column("error_position", POSITION),
     Column("skipped", Text, nullable=False, default=""),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -67,7 +72,7 @@ projection_generations = Table(
     Column("generation", Integer, nullable=False),
     Column("building", Integer),
     Column("purpose", String(20)),
-    Column("building_position", Integer),
+    Column("building_position", POSITION),
     Column("building_started_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

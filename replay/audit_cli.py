@@ -35,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapters.llm import ModelUnavailable
 from bootstrap.settings import Settings
 from commands.errors import CommandError
+from commands.models import actor_name as checked_actor
 from domain.errors import DomainError
 from domain.goal import Goal
 from domain.meta import Actor, ActorKind
@@ -858,7 +859,9 @@ def replay_decisions(
             results = redecide(store, ident, chosen, progress)
         digest = chosen.digest
         if record and results:
-            actor = Actor(ActorKind.USER, actor_name or os.environ.get("USER") or "operator")
+            actor = Actor(
+                ActorKind.USER, checked_actor(actor_name or os.environ.get("USER") or "operator")
+            )
             janus = Janus.for_cli(store.settings)
             try:
                 recorded_at = record_comparisons(janus, ident, chosen, results, actor)
@@ -926,7 +929,9 @@ def replay_fork(
     with cli_errors(ctx), open_store() as store:
         ident = store.resolve_aggregate(goal_id, Goal)
         position = store.position_of(parse_point(from_position, "--from"), "--from")
-        actor = Actor(ActorKind.USER, actor_name or os.environ.get("USER") or "operator")
+        actor = Actor(
+            ActorKind.USER, checked_actor(actor_name or os.environ.get("USER") or "operator")
+        )
         janus = Janus.for_cli(store.settings)
         try:
             fork = fork_goal(janus, store, ident, position, actor)

@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import Table, select
 from sqlalchemy.exc import OperationalError as SqlOperationalError
+from typer._click.exceptions import ClickException  # typer vendors Click
+from typer.core import TyperGroup
 
 from bootstrap import main as bootstrap_main
 from bootstrap.container import Janus
@@ -36,7 +38,27 @@ from projections.runner import ProjectionStalled
 from replay import render
 from replay.demo import DEFAULT_HOME, run_demo
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+class _Boundary(TyperGroup):
+    """The last error boundary, around every command: what a command let escape (a setting
+    out of range found late, a bug) is one line and exit 1; ``--debug`` shows the traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, ClickException):
+            raise  # Click's own ways out: an exit code, Ctrl-C, a usage error
+        except Exception as error:  # noqa: BLE001 - reported, then exit 1: never swallowed
+            if _State.debug:
+                Console(stderr=True).print_exception()
+            known = render.error_text(error)
+            line = (known if known != str(error) else f"{type(error).__name__}: {error}").strip()
+            hint = "" if _State.debug else " (--debug shows the traceback)"
+            _fail(f"{line.splitlines()[0] if line else type(error).__name__}{hint}")
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, cls=_Boundary)
 goals_app = typer.Typer(no_args_is_help=True, help="Submit goals and record decisions on them.")
 confirmations_app = typer.Typer(
     no_args_is_help=True, help="Answer hazardous actions waiting for a human."
@@ -125,8 +147,10 @@ def _fresh(janus: Janus) -> None:
 
 
 def _invocation(actor_name: str | None = None, key: str | None = None) -> Invocation:
-    name = actor_name or os.environ.get("USER") or "operator"
-    return Invocation(Actor(ActorKind.USER, name), idempotency_key=key)
+    """Checked here, where they enter: every view stores the actor and the key's command id."""
+    name = m.actor_name(actor_name or os.environ.get("USER") or "operator")
+    checked = m.idempotency_key(key) if key is not None else None
+    return Invocation(Actor(ActorKind.USER, name), idempotency_key=checked)
 
 
 def _params(pairs: list[str] | None) -> dict[str, str]:

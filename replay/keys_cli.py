@@ -25,6 +25,7 @@ from bootstrap.settings import Settings
 from commands.errors import CommandError
 from commands.invocation import Invocation
 from commands.keys import CreateApiKey, KeyInfo, KeyService, RevokeApiKey
+from commands.models import actor_name as checked_actor
 from domain.api_key import Role
 from domain.errors import DomainError
 from domain.meta import Actor, ActorKind
@@ -66,7 +67,7 @@ def _keys() -> Iterator[KeyService]:
 
 
 def _invocation(actor_name: str | None) -> Invocation:
-    name = actor_name or os.environ.get("USER") or "operator"
+    name = checked_actor(actor_name or os.environ.get("USER") or "operator")
     return Invocation(Actor(ActorKind.USER, name, role=Role.ADMIN.value))
 
 

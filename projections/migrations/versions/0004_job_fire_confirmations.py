@@ -5,11 +5,8 @@ effects.goal_id becomes nullable (an effect of a job's fire has no goal); jobs.o
 scheduled time does while the previous fire is still running); job_fires.confirmation_id (which
 confirmation a fire requested).
 
-Chained after 0002, the head on main when it was written; another branch adds a 0003, so the
-two are put in a line when merged (set down_revision to "0003" then).
-
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-06
 """
 
@@ -19,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
