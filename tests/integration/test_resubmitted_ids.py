@@ -47,13 +47,14 @@ def _decision(goal: UUID, decision_id: UUID, action: str) -> m.RecordDecision:
     )
 
 
-def _confirmation(goal: UUID, decision: UUID, ident: UUID, hazard: str) -> m.RequestConfirmation:
+def _confirmation(goal: UUID, decision: UUID, ident: UUID, door: str) -> m.RequestConfirmation:
+    # The hazard is not a difference to test: the action gate raises it to the catalogue's.
     return m.RequestConfirmation.model_validate(
         {
             "goal_id": goal,
             "decision_id": decision,
-            "action": {"name": "unlock_door", "parameters": {"door": "front"}},
-            "hazard": hazard,
+            "action": {"name": "unlock_door", "parameters": {"door": door}},
+            "hazard": "high",
             "confirmation_id": ident,
         }
     )
@@ -91,7 +92,7 @@ def _cases(janus: Janus) -> dict[str, Case]:
             _decision(goal, i, "lock_door" if other else "unlock_door"), ALICE
         ),
         "confirmation": lambda j, i, other: commands.request_confirmation(
-            _confirmation(goal, decision, i, "high" if other else "low"), ALICE
+            _confirmation(goal, decision, i, "back" if other else "front"), ALICE
         ),
         "job": lambda j, i, other: commands.schedule_job(_job(i, 120 if other else 60), ALICE),
         "document": lambda j, i, other: commands.register_document(
