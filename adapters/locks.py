@@ -1,14 +1,30 @@
-"""Leadership locks: one active executor, scheduler or relay per log.
+"""Leadership locks with fencing terms: one active executor, scheduler or relay per log.
 
 Both implementations are released by the operating system when the holder dies, so a SIGKILLed
-leader never blocks its successor.
+leader never blocks its successor. Each time a lock is taken it starts a new *term*, a number
+that only grows (a counter kept under the lock), so work done under a lock can be stamped with
+who did it. A holder proves it still holds the lock with ``fence()`` right before each action on
+the world, and a successor asks ``term_over(term)`` before it touches anything an earlier term
+may still be doing.
+
+Why a successor cannot simply trust that it now holds the lock: a Postgres advisory lock lives
+in one database session. When that session is terminated (an operator, a dropped connection,
+a failover), the lock is free at once while the old holder's process keeps running until its
+next check. The old holder checks before every action and a check counts only if it started
+less than ``FRESH_CHECK_SECONDS`` before the action; every check that succeeded was answered
+before the successor got the lock. So once the successor has held the lock for longer than its
+grace period, nothing the old term started can still be beginning, and a device call that takes
+less than the grace period minus that freshness has reached the device's own ledger. Sooner
+than that only when the old holder itself recorded that its term is over (``step_down``).
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
+import socket
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -16,18 +32,65 @@ from pathlib import Path
 
 import psycopg
 
+log = logging.getLogger(__name__)
+
+# A lock check older than this does not prove the lock is still held for the next action.
+FRESH_CHECK_SECONDS = 0.5
+FENCE_ATTEMPTS = 3
+DEFAULT_GRACE_SECONDS = 5.0
+
+
+class LeadershipLost(Exception):
+    """The lock (or the session holding it) is gone: someone else may lead now; stop acting."""
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 class LeaderLock(ABC):
-    @abstractmethod
-    def try_acquire(self) -> bool:
-        """Take the lock if free; never blocks."""
+    """The port. A holder acts only between a successful ``fence()`` and its next action."""
 
     @abstractmethod
-    def release(self) -> None: ...
+    def try_acquire(self) -> bool:
+        """Take the lock if free and start a new term; never blocks. True if held after."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Let go of the lock without vouching that this term has stopped acting."""
 
     @property
     @abstractmethod
-    def held(self) -> bool: ...
+    def held(self) -> bool:
+        """Whether the lock is held right now (a real check, not a remembered flag)."""
+
+    @property
+    @abstractmethod
+    def term(self) -> int | None:
+        """The term of the current holding, or None when not held."""
+
+    @abstractmethod
+    def term_over(self, term: int) -> bool:
+        """Whether a holder of an earlier ``term`` can no longer act; ask only while holding."""
+
+    def fence(self) -> int:
+        """Prove that the lock is held right now; returns the term. Call right before acting.
+
+        Raises LeadershipLost when it is not held, or when checks keep taking so long that a
+        successful one proves nothing about the moment of the action.
+        """
+        for _ in range(FENCE_ATTEMPTS):
+            started = time.monotonic()
+            term = self.term
+            if term is None or not self.held:
+                raise LeadershipLost("the leader lock is no longer held")
+            if time.monotonic() - started <= FRESH_CHECK_SECONDS:
+                return term
+        raise LeadershipLost(f"lock checks take longer than {FRESH_CHECK_SECONDS}s; stepping down")
+
+    def step_down(self) -> None:
+        """Record that this term will not act again, then release. Only after work stopped."""
+        self.release()
 
     def acquire(self, timeout: float, stop: threading.Event | None = None) -> bool:
         stop = stop or threading.Event()
@@ -39,70 +102,220 @@ class LeaderLock(ABC):
 
 
 class FileLeaderLock(LeaderLock):
+    """An ``flock`` on a file, with the term counter in a file beside it (written under it).
+
+    A process that could still act still holds its flock (the kernel drops it only when the
+    process closes the file or dies), so while we hold it every other term is over.
+    """
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
+        self._term_path = path.with_name(path.name + ".term")
         self._fd: int | None = None
+        self._term: int | None = None
 
     def try_acquire(self) -> bool:
         if self._fd is not None:
-            return True
+            if self.held:
+                return True
+            self.release()
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
+        try:
+            if not self._same_file(fd):  # replaced between open and flock: not the lock file
+                raise BlockingIOError
+            term = self._next_term()
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self._term = fd, term
         return True
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == os.stat(self._path).st_ino
+        except FileNotFoundError:
+            return False
+
+    def _next_term(self) -> int:
+        try:
+            term = int(self._term_path.read_text().strip() or 0) + 1
+        except FileNotFoundError:
+            term = 1
+        tmp = self._term_path.with_name(self._term_path.name + ".tmp")
+        with tmp.open("w") as out:
+            out.write(str(term))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self._term_path)
+        return term
 
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+        self._term = None
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        # A deleted or replaced lock file would let a second process lock the new one.
+        return self._fd is not None and self._same_file(self._fd)
+
+    @property
+    def term(self) -> int | None:
+        return self._term if self._fd is not None else None
+
+    def term_over(self, term: int) -> bool:
+        own = self.term
+        return own is not None and term < own and self.held
+
+
+TERMS_TABLE = "janus_leader_terms"
+_TABLE_KEY = int.from_bytes(hashlib.sha256(TERMS_TABLE.encode()).digest()[:8], "big", signed=True)
 
 
 class PostgresLeaderLock(LeaderLock):
-    """A session-level advisory lock on a dedicated connection."""
+    """A session-level advisory lock on a dedicated connection; terms in ``janus_leader_terms``.
 
-    def __init__(self, conninfo: str, name: str, connect_timeout: int = 3) -> None:
+    The term row is written while the advisory lock is held, so terms of one lock name never
+    repeat or go back. ``step_down`` stamps ``ended_at`` on the row, which lets a successor act
+    on that term's unfinished work without waiting out its grace period.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        name: str,
+        connect_timeout: int = 3,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    ) -> None:
         self._conninfo = conninfo
+        self._name = name
         self._key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         self._connect_timeout = connect_timeout
+        self._grace = grace_seconds
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._term: int | None = None
+        self._acquired_at = 0.0
+        self._mutex = threading.RLock()  # the connection is shared by a duty and its owner
+
+    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        # Keepalives let both sides notice a dead peer; the timeout keeps a check from hanging.
+        return psycopg.connect(
+            self._conninfo,
+            autocommit=True,
+            connect_timeout=self._connect_timeout,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+            options=f"-c statement_timeout={max(1, self._connect_timeout) * 1000}",
+        )
 
     def try_acquire(self) -> bool:
-        if self._conn is not None and not self._conn.closed:
+        with self._mutex:
+            if self._conn is not None:
+                if self._alive():
+                    return True
+                self.release()
+            conn = self._connect()
+            try:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+                if not row or not row[0]:
+                    conn.close()
+                    return False
+                term = self._start_term(conn)
+            except BaseException:
+                conn.close()  # never keep a session that may hold the lock for nobody
+                raise
+            self._conn, self._term, self._acquired_at = conn, term, time.monotonic()
             return True
-        conn = psycopg.connect(
-            self._conninfo, autocommit=True, connect_timeout=self._connect_timeout
-        )
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
-        if not row or not row[0]:
-            conn.close()
+
+    def _start_term(self, conn: psycopg.Connection[tuple[object, ...]]) -> int:
+        with conn.transaction():
+            # CREATE TABLE IF NOT EXISTS races with itself on the catalog; serialise it.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_TABLE_KEY,))
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {TERMS_TABLE} (name text NOT NULL,"
+                " term bigint NOT NULL, holder text NOT NULL,"
+                " acquired_at timestamptz NOT NULL DEFAULT now(), ended_at timestamptz,"
+                " PRIMARY KEY (name, term))"
+            )
+            row = conn.execute(
+                f"INSERT INTO {TERMS_TABLE} (name, term, holder)"
+                f" SELECT %s, COALESCE(MAX(term), 0) + 1, %s FROM {TERMS_TABLE} WHERE name = %s"
+                " RETURNING term",
+                (self._name, holder_name(), self._name),
+            ).fetchone()
+        assert row is not None
+        return int(str(row[0]))
+
+    def _alive(self) -> bool:
+        """One round trip on the lock's session; a session that fails it is closed for good."""
+        conn = self._conn
+        if conn is None or conn.closed:
             return False
-        self._conn = conn
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.Error:
+            # Closing also ends the session if it still exists, so the lock cannot leak.
+            self.release()
+            return False
         return True
 
     def release(self) -> None:
-        if self._conn is not None:
-            self._conn.close()  # closing the session releases the lock
-            self._conn = None
+        with self._mutex:
+            conn, self._conn, self._term = self._conn, None, None
+            if conn is not None:
+                conn.close()  # closing the session releases the lock
 
     @property
     def held(self) -> bool:
-        if self._conn is None or self._conn.closed:
-            return False
+        with self._mutex:
+            return self._alive()
+
+    @property
+    def term(self) -> int | None:
+        return self._term
+
+    def term_over(self, term: int) -> bool:
+        with self._mutex:
+            own = self._term
+            if own is None or term >= own or not self._alive():
+                return False
+            if time.monotonic() - self._acquired_at >= self._grace:
+                return True
+            assert self._conn is not None
+            row = self._conn.execute(
+                f"SELECT ended_at IS NOT NULL FROM {TERMS_TABLE} WHERE name = %s AND term = %s",
+                (self._name, term),
+            ).fetchone()
+            return bool(row and row[0])
+
+    def step_down(self) -> None:
+        with self._mutex:
+            term = self._term
+            if term is not None:
+                self._record_end(term)
+            self.release()
+
+    def _record_end(self, term: int) -> None:
+        """Best effort: without it the successor waits out its grace period instead."""
+        query = f"UPDATE {TERMS_TABLE} SET ended_at = now() WHERE name = %s AND term = %s"
         try:
-            self._conn.execute("SELECT 1")
-        except psycopg.OperationalError:
-            self._conn = None
-            return False
-        return True
+            if self._alive():
+                assert self._conn is not None
+                self._conn.execute(query, (self._name, term))
+                return
+            with self._connect() as conn:  # the lock's own session is gone
+                conn.execute(query, (self._name, term))
+        except psycopg.Error as error:
+            log.warning("could not record the end of term %s of %s: %s", term, self._name, error)

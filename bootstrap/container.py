@@ -115,12 +115,14 @@ class Janus:
                 self.settings.database_url.replace("postgresql+psycopg", "postgresql"),
                 f"{self.settings.app_name}:{role}",
                 self.settings.connect_timeout_seconds,
+                self.settings.leader_grace_seconds,
             )
         self._locks.append(lock)
         return lock
 
-    def executor(self) -> Executor:
-        return Executor(self.app, self.effects, self.settings.node_id)
+    def executor(self, lease: LeaderLock | None = None) -> Executor:
+        """``lease``: the executor's leader lock (fencing); None only where nothing else runs."""
+        return Executor(self.app, self.effects, self.settings.node_id, lease=lease)
 
     def expiry(self) -> ExpirySweeper:
         return ExpirySweeper(self.commands, self.views.confirmations_due, self.clock)

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     stream_max_bytes: int = Field(default=1024**3, ge=1024**2)
     stream_duplicate_window_seconds: int = Field(default=2 * 3600, ge=1)
     relay_max_in_flight: int = Field(default=512, ge=1, le=100_000)
+    leader_grace_seconds: float = Field(
+        default=5.0,
+        ge=1,
+        le=3600,
+        description="How long a new leader waits before touching what a term that vanished "
+        "without stepping down may still be doing (longer than any one device call).",
+    )
     model_path: Path | None = Field(
         default=None, description="The local GGUF model `janus replay decisions` runs by default."
     )
