@@ -102,18 +102,23 @@ class LeaderLock(ABC):
 
 
 class FileLeaderLock(LeaderLock):
-    """An ``flock`` on a file, with the term counter in a file beside it (written under it).
+    """An ``flock`` on a file; the term counter and its holder in a file beside it.
 
-    A process that could still act still holds its flock (the kernel drops it only when the
-    process closes the file or dies), so while we hold it every other term is over.
+    The kernel drops a flock only when its holder closes the file or dies, so an earlier term is
+    over once its holder stepped down (a marker file per term) or its process is gone. Only a
+    lock file deleted under a live holder lets two hold it at once: ``held`` notices that at the
+    holder's next check, and the successor waits for the marker, the death, or its grace period.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._term_path = path.with_name(path.name + ".term")
+        self._grace = grace_seconds
         self._fd: int | None = None
         self._term: int | None = None
+        self._previous: tuple[int, str] = (0, "")
+        self._acquired_at = 0.0
 
     def try_acquire(self) -> bool:
         if self._fd is not None:
@@ -128,14 +133,18 @@ class FileLeaderLock(LeaderLock):
             return False
         try:
             if not self._same_file(fd):  # replaced between open and flock: not the lock file
-                raise BlockingIOError
-            term = self._next_term()
+                os.close(fd)
+                return False
+            self._previous = self._read_term()
+            term = self._previous[0] + 1
+            _write_atomically(self._term_path, f"{term} {_process_identity(os.getpid())}")
+            self._forget_markers_before(term - 16)
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
         except BaseException:
             os.close(fd)
             raise
-        self._fd, self._term = fd, term
+        self._fd, self._term, self._acquired_at = fd, term, time.monotonic()
         return True
 
     def _same_file(self, fd: int) -> bool:
@@ -144,18 +153,21 @@ class FileLeaderLock(LeaderLock):
         except FileNotFoundError:
             return False
 
-    def _next_term(self) -> int:
+    def _read_term(self) -> tuple[int, str]:
         try:
-            term = int(self._term_path.read_text().strip() or 0) + 1
+            term, _, holder = self._term_path.read_text().strip().partition(" ")
         except FileNotFoundError:
-            term = 1
-        tmp = self._term_path.with_name(self._term_path.name + ".tmp")
-        with tmp.open("w") as out:
-            out.write(str(term))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self._term_path)
-        return term
+            return 0, ""
+        return int(term or 0), holder
+
+    def _marker(self, term: int) -> Path:
+        return self._path.with_name(f"{self._path.name}.ended.{term}")
+
+    def _forget_markers_before(self, term: int) -> None:
+        for marker in self._path.parent.glob(f"{self._path.name}.ended.*"):
+            suffix = marker.name.rsplit(".", 1)[-1]
+            if suffix.isdigit() and int(suffix) < term:
+                marker.unlink(missing_ok=True)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -163,6 +175,11 @@ class FileLeaderLock(LeaderLock):
             os.close(self._fd)
             self._fd = None
         self._term = None
+
+    def step_down(self) -> None:
+        if self._term is not None:
+            _write_atomically(self._marker(self._term), "ended")
+        self.release()
 
     @property
     def held(self) -> bool:
@@ -175,7 +192,54 @@ class FileLeaderLock(LeaderLock):
 
     def term_over(self, term: int) -> bool:
         own = self.term
-        return own is not None and term < own and self.held
+        if own is None or term >= own or not self.held:
+            return False
+        if self._marker(term).exists() or time.monotonic() - self._acquired_at >= self._grace:
+            return True
+        previous, holder = self._previous
+        if term == previous:
+            return not holder or not _process_alive(holder)
+        return previous == 0  # no term was ever recorded: nothing of an earlier term can run
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first); None if unreadable."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _process_identity(pid: int) -> str:
+    """``pid:start``: the start time tells a reused pid from the process that held the lock."""
+    fields = _proc_stat(pid)
+    return f"{pid}:{fields[19] if fields and len(fields) > 19 else '?'}"
+
+
+def _process_alive(identity: str) -> bool:
+    pid_text, _, start = identity.partition(":")
+    if not pid_text.isdigit():
+        return True  # cannot tell: assume it may still act
+    fields = _proc_stat(int(pid_text))
+    if fields is not None:
+        # A zombie (killed, not yet reaped) runs no code any more.
+        return fields[0] not in ("Z", "X") and (start == "?" or fields[19] == start)
+    try:
+        os.kill(int(pid_text), 0)  # no /proc here: the pid alone has to do
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, someone else's
+    return True
 
 
 TERMS_TABLE = "janus_leader_terms"

@@ -109,7 +109,9 @@ class Janus:
 
     def leader_lock(self, role: str) -> LeaderLock:
         if self.settings.database_url is None:
-            lock: LeaderLock = FileLeaderLock(self.settings.home / f"{role}.lock")
+            lock: LeaderLock = FileLeaderLock(
+                self.settings.home / f"{role}.lock", self.settings.leader_grace_seconds
+            )
         else:
             lock = PostgresLeaderLock(
                 self.settings.database_url.replace("postgresql+psycopg", "postgresql"),
