@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from eventsourcing.persistence import PersistenceError
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -38,11 +39,20 @@ def build_views_engine(settings: Settings) -> Engine:
             conn.execute("PRAGMA synchronous=NORMAL")
 
         return engine
-    return create_engine(
+    engine = create_engine(
         settings.views_url,
         pool_pre_ping=True,
         connect_args={"connect_timeout": settings.connect_timeout_seconds},
     )
+
+    @event.listens_for(engine, "handle_error")
+    def _drop_read_only_sessions(context):  # type: ignore[no-untyped-def]
+        # A session opened while the database was read-only stays so after it is switched
+        # back: treat it as a lost connection, so the pool replaces its sessions.
+        if isinstance(context.original_exception, psycopg.errors.ReadOnlySqlTransaction):
+            context.is_disconnect = True
+
+    return engine
 
 
 def world_dir(settings: Settings) -> Path:

@@ -77,7 +77,8 @@ def leading(processes: list[JanusProcess], role: str) -> JanusProcess | None:
 
 def admin(url: str, statement: str) -> int:
     with psycopg.connect(url, autocommit=True, options=ADMIN_OPTIONS) as conn:
-        return len(conn.execute(statement).fetchall())
+        cursor = conn.execute(statement)
+        return len(cursor.fetchall()) if cursor.description else 0
 
 
 def terminate_sessions(url: str, only_lock_holders: bool) -> int:
@@ -115,6 +116,14 @@ def roles_running(janus: Janus) -> bool:
     return all(summaries[role].ok for role in ("executor", "scheduler", "expiry", "projections"))
 
 
+def wait_for_roles(janus: Janus, timeout: float) -> None:
+    try:
+        wait_until(lambda: roles_running(janus), timeout=timeout, message="every role back")
+    except TimeoutError:
+        roles = [r.as_dict() for r in read_roles(janus.views_engine)]
+        raise AssertionError(f"roles not all running: {roles}") from None
+
+
 def door(settings: Settings) -> Ledger:
     return Ledger(settings.home / "world" / "door_lock.sqlite")
 
@@ -134,7 +143,7 @@ def test_a_duty_whose_lock_session_is_terminated_comes_back_and_grants_run_once(
     wait_until(lambda: leading(runtimes, "scheduler") is not None, timeout=30)
     leader = leading(runtimes, "executor")
     assert leader is not None and leader.roles["executor"].detail not in before, "a new term"
-    wait_until(lambda: roles_running(janus), timeout=10)
+    wait_for_roles(janus, timeout=10)
 
 
 def test_a_database_read_only_for_a_while_stops_the_duties_and_they_come_back(
@@ -144,8 +153,8 @@ def test_a_database_read_only_for_a_while_stops_the_duties_and_they_come_back(
     dbname = pg_url.rsplit("/", 1)[1]
     first = grant_many(janus, 100)
     wait_until(lambda: len(ledger.executions()) >= 10, timeout=30)
-    admin(pg_url, f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = on')
     try:
+        admin(pg_url, f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = on')
         terminate_sessions(pg_url, only_lock_holders=False)
 
         def executor_failing() -> bool:
@@ -160,4 +169,4 @@ def test_a_database_read_only_for_a_while_stops_the_duties_and_they_come_back(
     wait_until(lambda: unlocked_once(ledger, first), timeout=60)
     later = grant_many(janus, 5)
     wait_until(lambda: unlocked_once(ledger, first + later), timeout=30)
-    wait_until(lambda: roles_running(janus), timeout=30, message="every role back")
+    wait_for_roles(janus, timeout=30)
