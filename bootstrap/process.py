@@ -48,7 +48,8 @@ class JanusProcess:
         self._threads: list[threading.Thread] = []
         self._scheduler: Scheduler | None = None
         self._locks: dict[str, LeaderLock] = {}
-        instance = f"{janus.settings.node_id}:{socket.gethostname()}:{os.getpid()}"
+        # The pid names the process; the suffix tells apart two runtimes in one process.
+        instance = f"{janus.settings.node_id}:{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.board = RoleBoard(janus.views_engine, instance, heartbeat_seconds)
         self.roles: dict[str, RoleState] = {}
         self._roles_changed = threading.Event()

@@ -106,8 +106,10 @@ def _discard_read_only_sessions(datastore: PostgresDatastore) -> None:
         with get_connection() as conn:
             try:
                 yield conn
-            except psycopg.errors.ReadOnlySqlTransaction:
+            except psycopg.errors.ReadOnlySqlTransaction as error:
                 conn.close()
-                raise
+                # Reported like a lost connection, so the append is retried on a new session
+                # (and still fails while the database really is read-only).
+                raise psycopg.OperationalError(str(error)) from error
 
     datastore.get_connection = checked  # type: ignore[method-assign]
