@@ -2,7 +2,8 @@
 
 Two all-in-one processes (each with its own store connections and leader locks) share one
 database. Each trigger from the issue hits them mid-work: a terminated lock session, a database
-that turns read-only for a while. Afterwards the role comes back on one of them (the duty that
+that turns read-only for a while, a Postgres outage (a throwaway server stopped and started
+again). Afterwards the role comes back on one of them (the duty that
 failed released its lock instead of keeping it while it retried), the role board says so, and
 every grant, before and after, unlocks the door exactly once.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
@@ -27,7 +29,7 @@ from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
 from tests.integration.test_commands import pending_confirmation
-from tests.servers import wait_until
+from tests.servers import EmbeddedPostgres, create_database, database_url, wait_until
 
 DANA = Invocation(Actor(ActorKind.USER, "dana", role="approver"))
 ADMIN_OPTIONS = "-c default_transaction_read_only=off"
@@ -53,8 +55,8 @@ def janus(settings: Settings) -> Iterator[Janus]:
         built.close()
 
 
-@pytest.fixture
-def runtimes(settings: Settings) -> Iterator[list[JanusProcess]]:
+@contextmanager
+def two_runtimes(settings: Settings) -> Iterator[list[JanusProcess]]:
     """Two all-in-one processes on the store; the first leads, the second stands by."""
     started: list[JanusProcess] = []
     try:
@@ -67,6 +69,12 @@ def runtimes(settings: Settings) -> Iterator[list[JanusProcess]]:
     finally:
         for process in started:
             process.stop()
+
+
+@pytest.fixture
+def runtimes(settings: Settings) -> Iterator[list[JanusProcess]]:
+    with two_runtimes(settings) as started:
+        yield started
 
 
 def leading(processes: list[JanusProcess], role: str) -> JanusProcess | None:
@@ -170,3 +178,38 @@ def test_a_database_read_only_for_a_while_stops_the_duties_and_they_come_back(
     later = grant_many(janus, 5)
     wait_until(lambda: unlocked_once(ledger, first + later), timeout=30)
     wait_for_roles(janus, timeout=30)
+
+
+def start_again(server: EmbeddedPostgres) -> None:
+    """``pg_ctl start`` on the existing cluster (EmbeddedPostgres.start would initdb anew)."""
+    options = f"-h {server.host} -p {server.port} -k {server.base_dir} -c fsync=off"
+    pgdata, log = str(server.pgdata), str(server.server_log)
+    server._run("pg_ctl", "-D", pgdata, "-l", log, "-o", options, "-w", "-t", "60", "start")
+
+
+def test_a_postgres_outage_stops_the_duties_and_they_come_back(tmp_path: Path) -> None:
+    with EmbeddedPostgres() as server:
+        url = database_url(server.url, create_database(server.url))
+        settings = Settings(
+            home=tmp_path / "janus", database_url=url, poll_interval_seconds=0.05, pool_size=3
+        )
+        ledger = door(settings)
+        janus = Janus.build(settings)
+        try:
+            with two_runtimes(settings) as runtimes:
+                first = grant_many(janus, 20)
+                wait_until(lambda: unlocked_once(ledger, first), timeout=60)
+                server._run("pg_ctl", "-D", str(server.pgdata), "-m", "immediate", "-w", "stop")
+
+                def executors_failing() -> bool:
+                    return {p.roles["executor"].state for p in runtimes} == {"failing"}
+
+                wait_until(executors_failing, timeout=60, message="both executors failing")
+                start_again(server)
+
+                later = grant_many(janus, 5)
+                wait_until(lambda: unlocked_once(ledger, first + later), timeout=60)
+                wait_until(lambda: leading(runtimes, "scheduler") is not None, timeout=30)
+                wait_for_roles(janus, timeout=30)
+        finally:
+            janus.close()
