@@ -28,7 +28,18 @@ from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
+from event_store.relay import RelayThread, build_relay
 from tests.integration.test_commands import pending_confirmation
+from tests.integration.test_relay import (  # noqa: F401 - pg_janus and janus_on are fixtures
+    TEST_OPTIONS,
+    JanusFactory,
+    assert_stream_is_the_log,
+    janus_on,
+    pg_janus,
+    running_relay,
+    submit_goals,
+    wait_caught_up,
+)
 from tests.servers import EmbeddedPostgres, create_database, database_url, wait_until
 
 DANA = Invocation(Actor(ActorKind.USER, "dana", role="approver"))
@@ -213,3 +224,31 @@ def test_a_postgres_outage_stops_the_duties_and_they_come_back(tmp_path: Path) -
                 wait_for_roles(janus, timeout=30)
         finally:
             janus.close()
+
+
+def test_the_relay_rides_out_a_read_only_database_and_its_lock_stays_takeable(
+    pg_url: str,
+    pg_janus: Janus,  # noqa: F811 - the fixture imported above
+    janus_on: JanusFactory,  # noqa: F811
+) -> None:
+    dbname = pg_url.rsplit("/", 1)[1]
+    submit_goals(pg_janus, 30, "before")
+    with running_relay(pg_janus) as active:
+        wait_caught_up(pg_janus)
+        try:
+            admin(pg_url, f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = on')
+            terminate_sessions(pg_url, only_lock_holders=False)
+            # Idle, it notices the lost lock at its next publish; its status writes fail now.
+            wait_until(lambda: active.relay.last_error is not None, 30, message="it says why")
+        finally:
+            admin(pg_url, f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = off')
+        submit_goals(pg_janus, 30, "after")
+        wait_caught_up(pg_janus)
+        standby = RelayThread(build_relay(janus_on(pg_janus.settings), **TEST_OPTIONS)).start()
+    try:
+        standby.wait_ready()  # the first relay stopped: its lock was free to take
+        submit_goals(pg_janus, 10, "after takeover")
+        wait_caught_up(pg_janus)
+    finally:
+        standby.stop()
+    assert len(assert_stream_is_the_log(pg_janus)) == 70
