@@ -6,7 +6,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import StoredEvent, Tracking
 
 from adapters.effects import (
     EffectAdapter,
@@ -254,3 +254,28 @@ def test_an_executor_without_its_lock_touches_nothing(janus: Janus) -> None:
         executor.run_once()
     assert door_ledger(janus).executions(str(confirmation_id)) == []
     assert effect_id_for(confirmation_id) not in janus.app.repository
+
+
+class OvertakenDoor(SimulatedDoorLock):
+    """Unlocks, and meanwhile an earlier term finishing its batch saves a later position."""
+
+    def __init__(self, ledger: Ledger, janus: Janus) -> None:
+        super().__init__(ledger)
+        self.janus = janus
+
+    def execute(self, key: str, action: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        result = super().execute(key, action, parameters)
+        self.janus.app.save_tracked(tracking=Tracking(Executor.name, self.janus.app.head() + 1))
+        return result
+
+
+def test_an_outcome_is_recorded_even_when_the_position_was_taken_meanwhile(janus: Janus) -> None:
+    confirmation_id = grant(janus)
+    lock = janus.leader_lock("executor")
+    assert lock.try_acquire()
+    door = OvertakenDoor(door_ledger(janus), janus)
+    executor = Executor(janus.app, EffectRegistry([door]), "test", lease=lock)
+    assert executor.run_once() > 0  # the conflict ends the batch; it resumes from the store
+    assert len(door_ledger(janus).executions(str(confirmation_id))) == 1
+    effect = effect_of(janus, confirmation_id)
+    assert effect.status is EffectStatus.SUCCEEDED, "not left 'started' behind the position"
