@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 FRESH_CHECK_SECONDS = 0.5
 FENCE_ATTEMPTS = 3
 DEFAULT_GRACE_SECONDS = 5.0
+KEPT_TERMS = 100
 
 
 class LeadershipLost(Exception):
@@ -138,7 +139,7 @@ class FileLeaderLock(LeaderLock):
             self._previous = self._read_term()
             term = self._previous[0] + 1
             _write_atomically(self._term_path, f"{term} {_process_identity(os.getpid())}")
-            self._forget_markers_before(term - 16)
+            self._forget_markers_before(term - KEPT_TERMS)
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
         except BaseException:
@@ -319,8 +320,14 @@ class PostgresLeaderLock(LeaderLock):
                 " RETURNING term",
                 (self._name, holder_name(), self._name),
             ).fetchone()
-        assert row is not None
-        return int(str(row[0]))
+            assert row is not None
+            term = int(str(row[0]))
+            # Only recent terms can still matter to anyone; keep the table small.
+            conn.execute(
+                f"DELETE FROM {TERMS_TABLE} WHERE name = %s AND term < %s",
+                (self._name, term - KEPT_TERMS),
+            )
+        return term
 
     def _alive(self) -> bool:
         """One round trip on the lock's session; a session that fails it is closed for good."""
