@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from eventsourcing.persistence import PersistenceError
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -46,7 +47,7 @@ def build_views_engine(settings: Settings, *, small: bool = False) -> Engine:
 
         return engine
     sizes = {"pool_size": CLI_POOL_SIZE, "max_overflow": CLI_VIEWS_OVERFLOW} if small else {}
-    return create_engine(
+    engine = create_engine(
         settings.views_url,
         pool_pre_ping=True,
         connect_args={
@@ -56,6 +57,15 @@ def build_views_engine(settings: Settings, *, small: bool = False) -> Engine:
         },
         **sizes,
     )
+
+    @event.listens_for(engine, "handle_error")
+    def _drop_read_only_sessions(context):  # type: ignore[no-untyped-def]
+        # A session opened while the database was read-only stays so after it is switched
+        # back: treat it as a lost connection, so the pool replaces its sessions.
+        if isinstance(context.original_exception, psycopg.errors.ReadOnlySqlTransaction):
+            context.is_disconnect = True
+
+    return engine
 
 
 def eventsourcing_env(settings: Settings, *, small: bool = False) -> dict[str, str]:
@@ -145,18 +155,22 @@ class Janus:
 
     def leader_lock(self, role: str) -> LeaderLock:
         if self.settings.database_url is None:
-            lock: LeaderLock = FileLeaderLock(self.settings.home / f"{role}.lock")
+            lock: LeaderLock = FileLeaderLock(
+                self.settings.home / f"{role}.lock", self.settings.leader_grace_seconds
+            )
         else:
             lock = PostgresLeaderLock(
                 self.settings.database_url.replace("postgresql+psycopg", "postgresql"),
                 f"{self.settings.app_name}:{role}",
                 self.settings.connect_timeout_seconds,
+                self.settings.leader_grace_seconds,
             )
         self._locks.append(lock)
         return lock
 
-    def executor(self) -> Executor:
-        return Executor(self.app, self.effects, self.settings.node_id)
+    def executor(self, lease: LeaderLock | None = None) -> Executor:
+        """``lease``: the executor's leader lock (fencing); None only where nothing else runs."""
+        return Executor(self.app, self.effects, self.settings.node_id, lease=lease)
 
     def expiry(self) -> ExpirySweeper:
         return ExpirySweeper(self.commands, self.views.confirmations_due, self.clock)

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         default=None,
         description="Signs `events export` files (HMAC-SHA256) and verifies them on import.",
     )
+    leader_grace_seconds: float = Field(
+        default=5.0,
+        ge=1,
+        le=3600,
+        description="How long a new leader waits before touching what a term that vanished "
+        "without stepping down may still be doing (longer than any one device call).",
+    )
     model_path: Path | None = Field(
         default=None, description="The local GGUF model `janus replay decisions` runs by default."
     )

@@ -33,7 +33,9 @@ class Effect(JanusAggregate):
         action: str,
         parameters: dict[str, Any],
         ctx: CommandContext,
+        term: int = 0,
     ) -> Effect:
+        """``term`` is the executor's leadership term (0: no leader lock, or before terms)."""
         return cls._open(
             cls.Started,
             ctx,
@@ -43,14 +45,23 @@ class Effect(JanusAggregate):
             action=action,
             parameters=parameters,
             idempotency_key=str(confirmation_id),
+            term=term,
         )
 
     class Started(JanusAggregate.Created):
+        """Version 2 added ``term``: effects started before terms existed carry term 0."""
+
+        class_version = 2
         confirmation_id: UUID
         goal_id: UUID | None  # None when a job's fire requested the action
         action: str
         parameters: dict[str, Any]
         idempotency_key: str
+        term: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["term"] = 0
 
     def __init__(
         self,
@@ -59,6 +70,7 @@ class Effect(JanusAggregate):
         action: str,
         parameters: dict[str, Any],
         idempotency_key: str,
+        term: int,
     ) -> None:
         self.confirmation_id = confirmation_id
         self.goal_id = goal_id
@@ -71,6 +83,8 @@ class Effect(JanusAggregate):
         self.error: str | None = None
         self.retryable = False
         self.happened: bool | None = None
+        # The leadership term of the latest attempt: the one that may be touching the world.
+        self.term = term
 
     @property
     def awaits_outcome(self) -> bool:
@@ -80,19 +94,28 @@ class Effect(JanusAggregate):
         if self.status not in allowed:
             raise InvalidTransition(f"effect {self.id} is {self.status.value}")
 
-    def retry(self, ctx: CommandContext) -> None:
+    def retry(self, ctx: CommandContext, term: int = 0) -> None:
         """Only after the adapter confirmed the previous attempt did not happen, or it failed."""
         if self.status is EffectStatus.FAILED and not self.retryable:
             raise InvalidTransition(f"effect {self.id} failed permanently")
         self._require(EffectStatus.STARTED, EffectStatus.FAILED)
-        self._record(self.AttemptStarted, ctx, attempt=self.attempt + 1)
+        self._record(self.AttemptStarted, ctx, attempt=self.attempt + 1, term=term)
 
     class AttemptStarted(JanusAggregate.Event):
+        """Version 2 added ``term``, as on ``Started``."""
+
+        class_version = 2
         attempt: int
+        term: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["term"] = 0
 
         def apply(self, aggregate: Any) -> None:
             aggregate.attempt = self.attempt
             aggregate.status = EffectStatus.STARTED
+            aggregate.term = self.term
 
     def succeed(self, result: dict[str, Any], ctx: CommandContext) -> None:
         self._require(EffectStatus.STARTED)

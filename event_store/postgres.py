@@ -152,6 +152,7 @@ class JanusPostgresProcessRecorder(PostgresProcessRecorder):
         )
         digest = hashlib.sha256(f"janus-ddl:{events_table_name}".encode()).digest()
         self._ddl_lock_key = int.from_bytes(digest[:8], "big", signed=True)
+        _discard_read_only_sessions(datastore)
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         # Processes starting together would otherwise race on CREATE OR REPLACE FUNCTION
@@ -185,3 +186,26 @@ class JanusPostgresProcessRecorder(PostgresProcessRecorder):
         with self.datastore.get_connection() as conn:
             rows = conn.execute(self._append, params, prepare=True).fetchall()
         return [int(row["id"]) for row in rows]
+
+
+def _discard_read_only_sessions(datastore: PostgresDatastore) -> None:
+    """Close a pooled session that refused a write as read-only, so the pool opens a new one.
+
+    ``default_transaction_read_only`` is read when a session starts: a session opened while the
+    database was read-only stays read-only after it is switched back, and the pool would keep
+    handing it out, so every write (executor, scheduler, commands) would fail for good.
+    """
+    get_connection = datastore.get_connection
+
+    @contextmanager
+    def checked() -> Iterator[Connection[DictRow]]:
+        with get_connection() as conn:
+            try:
+                yield conn
+            except psycopg.errors.ReadOnlySqlTransaction as error:
+                conn.close()
+                # Reported like a lost connection, so the append is retried on a new session
+                # (and still fails while the database really is read-only).
+                raise psycopg.OperationalError(str(error)) from error
+
+    datastore.get_connection = checked  # type: ignore[method-assign]

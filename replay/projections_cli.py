@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
+from adapters.role_status import read_roles
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands.errors import CommandError
@@ -162,15 +163,21 @@ def status(as_json: JsonFlag = False) -> None:
     with _errors(), _janus() as janus:
         statuses = projection_statuses(janus)
         relay = relay_lag(janus)
+        roles = read_roles(janus.views_engine)
     if as_json:
         _print_json(
             {
                 "projections": [s.as_dict() for s in statuses],
                 "relay": relay.as_dict() if relay else None,
+                "roles": [r.as_dict() for r in roles],
             }
         )
         return
     _out().print(_status_table(statuses, relay))
+    for role in roles:
+        # The runtime's roles as their processes last reported them (with a heartbeat).
+        colour = "green" if role.ok else "bold red"
+        _out().print(f"[{colour}]{escape(role.role)}[/]: {escape(role.text)}")
 
 
 def _status_table(statuses: list[ProjectionStatus], relay: RelayLag | None) -> Table:

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
+from adapters.role_status import read_roles
 from api import schemas as s
 from api.context import ApiContext
 from api.deps import Api, Viewer
@@ -63,9 +64,19 @@ def readiness(api: ApiContext) -> list[s.Check]:
         checks.append(
             s.Check(name="runtime", ok=started, detail="started" if started else "starting")
         )
+    checks.extend(_roles(api))
     if janus.settings.nats_url:
         checks.append(_relay(api, bound))
     return checks
+
+
+def _roles(api: ApiContext) -> list[s.Check]:
+    """Each role some Janus process has run (executor, scheduler, ...) must be running now."""
+    try:
+        summaries = read_roles(api.janus.views_engine)
+    except SQLAlchemyError as error:
+        return [s.Check(name="roles", ok=False, detail=f"unreadable: {type(error).__name__}")]
+    return [s.Check(name=f"role:{r.role}", ok=r.ok, detail=r.text) for r in summaries]
 
 
 def _relay(api: ApiContext, bound: int) -> s.Check:
