@@ -13,7 +13,7 @@ from commands.runner import CommandRunner, ContextFactory, Decided
 from domain.confirmation import Confirmation
 from domain.document import Document
 from domain.effect import Effect
-from domain.errors import InvalidValue
+from domain.errors import InvalidTransition, InvalidValue
 from domain.goal import Decision, DecisionReplay, Goal
 from domain.job import Job
 from domain.trade import TradeOrder
@@ -127,6 +127,9 @@ class CommandService:
                 raise NotFound("decision", cmd.decision_id)
             if _may_exist(cmd.confirmation_id, ctx) and self.runner.exists(confirmation_id):
                 return Decided(confirmation_id, "already_requested")
+            if goal.status.is_terminal:
+                # A finished goal asks for nothing more; cancelling one withdraws its requests.
+                raise InvalidTransition(f"goal {goal.id} is already {goal.status.value}")
             now = self.clock.now()
             confirmation = Confirmation.request(
                 confirmation_id,
@@ -349,4 +352,5 @@ def _decision(cmd: m.RecordDecision, decision_id: UUID) -> Decision:
         raw_output=cmd.raw_output,
         action=cmd.action.model_dump(mode="json"),
         timings=dict(cmd.timings),
+        rationale=cmd.rationale,
     )
