@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -19,10 +20,12 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from bootstrap.status import runtime_status
 from commands.errors import CommandError
 from projections.rebuild import (
     ProgressCallback,
@@ -36,7 +39,12 @@ from projections.rebuild import (
     runner_for,
     verify,
 )
-from projections.runner import ProjectionStalled, ProjectionStatus, event_time
+from projections.runner import (
+    ProjectionStalled,
+    ProjectionStatus,
+    event_time,
+    projection_positions,
+)
 from replay import render
 
 app = typer.Typer(
@@ -156,24 +164,68 @@ def relay_lag(janus: Janus) -> RelayLag | None:
     return RelayLag(name, position, head, seconds)
 
 
+# A live projector moves a view that is behind within a poll or two; this long without a move
+# means nobody is applying it.
+STALE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Whether some process is applying a view now (None: cannot tell), and since when not."""
+
+    running: bool | None
+    since: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"running": self.running, "stopped_since": self.since}
+
+
+def projector_liveness(janus: Janus, status: ProjectionStatus) -> Liveness:
+    """Embedded, the views are applied by the runtime process (``janus serve`` or ``janus run``),
+    found by its executor lock. With a server store a view that is behind and whose position has
+    not moved for STALE_SECONDS has no projector; one at the head cannot be told apart."""
+    moved = _last_moved(janus, status.name)
+    if janus.settings.embedded:
+        running = runtime_status(janus).executor_running
+        return Liveness(running, None if running is not False else moved)
+    if status.lag == 0 or moved is None:
+        return Liveness(None)
+    if (datetime.now(UTC) - moved).total_seconds() > STALE_SECONDS:
+        return Liveness(False, moved)
+    return Liveness(True)
+
+
+def _last_moved(janus: Janus, name: str) -> datetime | None:
+    query = select(projection_positions.c.updated_at).where(projection_positions.c.name == name)
+    with janus.views_engine.connect() as conn:
+        moved: datetime | None = conn.execute(query).scalar()
+    if moved is None:
+        return None
+    return moved if moved.tzinfo else moved.replace(tzinfo=UTC)
+
+
 @app.command()
 def status(as_json: JsonFlag = False) -> None:
-    """Each view's version, generation, position, lag (events and seconds) and state."""
+    """Each view's version, generation, position, lag (events and seconds) and state: stopped
+    since when if no process is applying it."""
     with _errors(), _janus() as janus:
         statuses = [runner.status() for runner in projection_runners(janus).values()]
+        alive = {s.name: projector_liveness(janus, s) for s in statuses}
         relay = relay_lag(janus)
     if as_json:
         _print_json(
             {
-                "projections": [s.as_dict() for s in statuses],
+                "projections": [s.as_dict() | alive[s.name].as_dict() for s in statuses],
                 "relay": relay.as_dict() if relay else None,
             }
         )
         return
-    _out().print(_status_table(statuses, relay))
+    _out().print(_status_table(statuses, relay, alive))
 
 
-def _status_table(statuses: list[ProjectionStatus], relay: RelayLag | None) -> Table:
+def _status_table(
+    statuses: list[ProjectionStatus], relay: RelayLag | None, alive: dict[str, Liveness]
+) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("name", "version", "gen", "state", "position", "head", "lag", "lag s", "note"):
         right = column in ("version", "gen", "position", "head", "lag", "lag s")
@@ -183,7 +235,7 @@ def _status_table(statuses: list[ProjectionStatus], relay: RelayLag | None) -> T
             s.name,
             _version(s),
             str(s.generation),
-            _phase(s.phase),
+            _phase(s.phase, alive[s.name], s.lag),
             str(s.position),
             str(s.head),
             str(s.lag),
@@ -202,8 +254,13 @@ def _version(s: ProjectionStatus) -> str:
     return f"{s.version}→{s.code_version}"
 
 
-def _phase(phase: str) -> str:
-    colour = {"running": "green", "stalled": "bold red"}.get(phase, "yellow")
+def _phase(phase: str, alive: Liveness, lag: int) -> str:
+    if phase == "running" and alive.running is False:
+        since = f" since {alive.since:%Y-%m-%d %H:%M:%S}Z" if alive.since else ""
+        return f"[bold yellow]stopped{since}[/]"
+    if phase == "running" and alive.running is None and lag == 0:
+        phase = "caught up"
+    colour = {"running": "green", "caught up": "green", "stalled": "bold red"}.get(phase, "yellow")
     return f"[{colour}]{phase}[/]"
 
 
@@ -307,6 +364,19 @@ def retry_command(name: ProjectionName) -> None:
     _out().print(f"{name}: running, at position {position}")
 
 
+def _require_stalled_at(status: ProjectionStatus, position: int) -> None:
+    if status.state != "stalled":
+        raise NotStalled(
+            f"{status.name} is not stalled (it is at position {status.position}): "
+            "there is nothing to skip"
+        )
+    if status.error_position != position:
+        raise NotStalled(
+            f"{status.name} is stalled at position {status.error_position}, "
+            f"not {position}: skip --position {status.error_position}"
+        )
+
+
 @app.command("skip")
 def skip_command(
     name: ProjectionName,
@@ -318,8 +388,9 @@ def skip_command(
     it too)."""
     with _errors(), _janus() as janus:
         runner = runner_for(janus, name)
+        _require_stalled_at(runner.status(), position)
         try:
             runner.skip(position)
-        except ValueError as error:
+        except ValueError as error:  # it recovered meanwhile (a retry in another process)
             raise NotStalled(str(error)) from error
     _out().print(f"{name}: skipped the event at position {position}; the skip is recorded")
