@@ -204,6 +204,22 @@ def test_search_finds_by_text_kind_actor_and_hazard(told: Told) -> None:
     assert str(told.decisions[1])[:8] in table
 
 
+@pytest.mark.parametrize("views", [False, True], ids=["log", "views"])
+def test_a_confirmation_is_found_by_the_text_of_its_goal(janus: Janus, views: bool) -> None:
+    """The README's example: `audit search "front door" --hazard high`."""
+    goal = janus.commands.submit_goal(m.SubmitGoal(text="unlock the front door"), Invocation(ALICE))
+    other = janus.commands.submit_goal(m.SubmitGoal(text="water the plants"), Invocation(ALICE))
+    wanted = request(
+        janus, goal.aggregate_id, decide(janus, goal.aggregate_id, "unlock it"), "high"
+    )
+    request(janus, other.aggregate_id, decide(janus, other.aggregate_id, "unlock it"), "high")
+    if views:
+        janus.relational.catch_up()
+    found = as_json("audit", "search", "front door", "--hazard", "high", "--since", "2026-11-01")
+    assert [(r["kind"], r["id"]) for r in found["results"]] == [("confirmation", str(wanted))]
+    assert as_json("audit", "search", "back door", "--hazard", "high")["results"] == []
+
+
 def test_search_finds_effects_of_unknown_outcome_with_one_flag(janus: Janus, told: Told) -> None:
     assert as_json("audit", "search", "--outcome-unknown")["results"] == []
     reconciled = as_json("audit", "search", "--kind", "effect", "--status", "reconciled")
