@@ -121,7 +121,11 @@ class GoalFailure(Body):
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-LongText = Annotated[Safe, Field(max_length=200_000)]
+# Bounded so that even a body of escaped characters (6 bytes each) fits the request size limit:
+# a longer decision is refused by field (422), never as a whole (413).
+LongText = Annotated[Safe, Field(max_length=32_000)]
+ShortName = Annotated[Safe, Field(min_length=1, max_length=64)]
+ContextId = Annotated[Safe, Field(min_length=1, max_length=100)]
 
 
 class DecisionIn(Body):
@@ -139,16 +143,16 @@ class DecisionIn(Body):
         default_factory=dict, description="Sampling parameters: seed, temperature, ..."
     )
     prompt: LongText = Field(description="The prompt exactly as the model saw it.")
-    context_ids: list[Name] = Field(
-        default_factory=list, max_length=1_000, description="Ids of the retrieved context."
+    context_ids: list[ContextId] = Field(
+        default_factory=list, max_length=200, description="Ids of the retrieved context."
     )
     raw_output: LongText = Field(description="The model's answer, unparsed.")
     action: ActionIn = Field(description="The action parsed from the answer.")
-    rationale: Annotated[Safe, Field(max_length=8_000)] = Field(
+    rationale: Annotated[Safe, Field(max_length=4_000)] = Field(
         default="", description="The agent's own explanation, if it gives one."
     )
-    timings: dict[Name, Finite] = Field(
-        default_factory=dict, max_length=100, description="Seconds per step, by name."
+    timings: dict[ShortName, Finite] = Field(
+        default_factory=dict, max_length=50, description="Seconds per step, by name."
     )
     ttl_seconds: int | None = Field(
         default=None,
