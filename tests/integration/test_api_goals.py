@@ -14,6 +14,7 @@ from bootstrap.container import Janus
 from commands import models as m
 from commands.executor import Executor
 from domain.api_key import Role
+from domain.errors import InvalidTransition
 from domain.goal import Goal
 from tests.integration.test_api_harness import (
     AGENT,
@@ -182,3 +183,18 @@ def test_a_grant_says_when_no_executor_is_running_to_perform_it(api: Api, janus:
     finally:
         executor_lock.release()
     assert running["executor_running"] is True and running["detail"] is None
+
+
+def test_a_finished_goal_requests_no_more_confirmations(janus: Janus) -> None:
+    goal_id, _ = request_confirmation(janus)
+    goal: Goal = janus.commands.runner.load(Goal, goal_id)
+    decision_id = goal.decisions[0].decision_id
+    janus.commands.cancel_goal(m.CancelGoal(goal_id=goal_id), AGENT)
+    late = m.RequestConfirmation(
+        goal_id=goal_id,
+        decision_id=decision_id,
+        action=m.Action(name="unlock_door", parameters={"door": "back"}),
+        hazard="high",
+    )
+    with pytest.raises(InvalidTransition, match="already cancelled"):
+        janus.commands.request_confirmation(late, AGENT)
