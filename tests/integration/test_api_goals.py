@@ -14,6 +14,7 @@ from bootstrap.container import Janus
 from commands import models as m
 from commands.executor import Executor
 from domain.api_key import Role
+from domain.confirmation import HazardClass
 from domain.errors import InvalidTransition
 from domain.goal import Goal
 from tests.integration.test_api_harness import (
@@ -194,7 +195,7 @@ def test_a_finished_goal_requests_no_more_confirmations(janus: Janus) -> None:
         goal_id=goal_id,
         decision_id=decision_id,
         action=m.Action(name="unlock_door", parameters={"door": "back"}),
-        hazard="high",
+        hazard=HazardClass.HIGH,
     )
     with pytest.raises(InvalidTransition, match="already cancelled"):
         janus.commands.request_confirmation(late, AGENT)
