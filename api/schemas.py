@@ -83,6 +83,65 @@ class GoalCancellation(Body):
     reason: Reason = "cancelled by operator"
 
 
+class ActionIn(Body):
+    name: Name
+    parameters: JsonObject = Field(default_factory=dict)
+
+
+class GoalCompletion(Body):
+    summary: Text = Field(description="What was achieved.")
+
+
+class GoalFailure(Body):
+    reason: Reason = Field(description="Why the goal cannot be achieved.")
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Bounded so that even a body of escaped characters (6 bytes each) fits the request size limit:
+# a longer decision is refused by field (422), never as a whole (413).
+LongText = Annotated[Safe, Field(max_length=32_000)]
+ShortName = Annotated[Safe, Field(min_length=1, max_length=64)]
+ContextId = Annotated[Safe, Field(min_length=1, max_length=100)]
+
+
+class DecisionIn(Body):
+    """An agent's decision, recorded before it acts: what it was asked, what it answered, and
+    the action it parsed from the answer. The action then waits for a human's confirmation."""
+
+    decision_id: UUID | None = Field(
+        default=None, description="Choose the id yourself to make the record idempotent."
+    )
+    model: Name = Field(description="The model's name, e.g. smollm2-135m.")
+    model_digest: Annotated[Safe, Field(max_length=200)] = Field(
+        default="", description="The model file's digest, to re-run the decision later."
+    )
+    parameters: JsonObject = Field(
+        default_factory=dict, description="Sampling parameters: seed, temperature, ..."
+    )
+    prompt: LongText = Field(description="The prompt exactly as the model saw it.")
+    context_ids: list[ContextId] = Field(
+        default_factory=list, max_length=200, description="Ids of the retrieved context."
+    )
+    raw_output: LongText = Field(description="The model's answer, unparsed.")
+    action: ActionIn = Field(description="The action parsed from the answer.")
+    rationale: Annotated[Safe, Field(max_length=4_000)] = Field(
+        default="", description="The agent's own explanation, if it gives one."
+    )
+    timings: dict[ShortName, Finite] = Field(
+        default_factory=dict, max_length=50, description="Seconds per step, by name."
+    )
+    ttl_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=30 * 24 * 3600,
+        description="How long the action's confirmation stays open (default: the server's).",
+    )
+
+    def command(self, goal_id: UUID) -> m.RecordDecision:
+        body = self.model_dump(mode="json", exclude={"ttl_seconds"})
+        return m.RecordDecision.model_validate({**body, "goal_id": str(goal_id)})
+
+
 class Denial(Body):
     reason: Reason = Field(description="Why the action must not happen.")
 
@@ -90,11 +149,6 @@ class Denial(Body):
 class Reconciliation(Body):
     happened: bool = Field(description="What the operator found out in the world.")
     note: Note = Field(default="", description="How they know, for the audit trail.")
-
-
-class ActionIn(Body):
-    name: Name
-    parameters: JsonObject = Field(default_factory=dict)
 
 
 class CronIn(Body):
@@ -146,6 +200,32 @@ class CommandAccepted(Out):
         description="A log position at or after the command's events: pass it as "
         "?min_position to read your own write."
     )
+
+
+class DecisionAccepted(Out):
+    id: UUID = Field(description="The decision's id.")
+    outcome: str = Field(description="recorded, or already_recorded for a repeat.")
+    confirmation_id: UUID = Field(description="The confirmation its action waits for.")
+    confirmation_outcome: str = Field(description="requested, or already_requested.")
+    hazard: HazardClass = Field(description="The action's hazard: high needs an approver.")
+    position: int = Field(description="Pass as ?min_position to read your own write.")
+
+
+class GoalCancelled(CommandAccepted):
+    withdrawn_confirmations: list[UUID] = Field(
+        description="The goal's pending confirmations this cancelled."
+    )
+
+
+class GrantAccepted(CommandAccepted):
+    execution: Literal["queued", "unknown"] = Field(
+        description="queued: the executor performs the action once it reads the grant."
+    )
+    executor_running: bool | None = Field(
+        description="Whether an executor holds its lock now (null: could not tell). "
+        "With none running the action waits until one starts."
+    )
+    detail: str | None = Field(description="What to do when no executor is running.")
 
 
 class GoalOut(Out):

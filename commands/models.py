@@ -151,6 +151,7 @@ class RecordDecision(Command):
     raw_output: Safe = Field(max_length=200_000)
     action: Action
     timings: dict[Safe, Finite] = Field(default_factory=dict)
+    rationale: str = Field(default="", max_length=8_000)
 
     _check = field_validator("parameters")(_bounded)
 

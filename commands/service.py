@@ -15,7 +15,7 @@ from domain.actions import ActionCatalogue
 from domain.confirmation import Confirmation, HazardClass
 from domain.document import Document
 from domain.effect import Effect
-from domain.errors import InvalidValue
+from domain.errors import InvalidTransition, InvalidValue
 from domain.goal import Decision, DecisionReplay, Goal
 from domain.job import Job
 from domain.trade import TradeOrder
@@ -169,6 +169,9 @@ class CommandService:
                         "confirmation", confirmation_id, _same_confirmation(found, cmd, hazard)
                     )
                     return Decided(confirmation_id, "already_requested")
+            if goal.status.is_terminal:
+                # A finished goal asks for nothing more; cancelling one withdraws its requests.
+                raise InvalidTransition(f"goal {goal.id} is already {goal.status.value}")
             confirmation = self.gate.request(
                 confirmation_id,
                 Requester(goal_id=goal.id, decision_id=cmd.decision_id),
@@ -450,4 +453,5 @@ def _decision(cmd: m.RecordDecision, decision_id: UUID) -> Decision:
         raw_output=cmd.raw_output,
         action=cmd.action.model_dump(mode="json"),
         timings=dict(cmd.timings),
+        rationale=cmd.rationale,
     )

@@ -39,6 +39,7 @@ class Decision:
     raw_output: str
     action: dict[str, Any]
     timings: dict[str, float]
+    rationale: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,9 +167,13 @@ class Goal(JanusAggregate):
             raw_output=decision.raw_output,
             action=decision.action,
             timings=decision.timings,
+            rationale=decision.rationale,
         )
 
     class DecisionRecorded(JanusAggregate.Event):
+        """Version 2 added ``rationale`` (the agent's own explanation, optional)."""
+
+        class_version = 2
         decision_id: UUID
         model: str
         model_digest: str
@@ -178,6 +183,11 @@ class Goal(JanusAggregate):
         raw_output: str
         action: dict[str, Any]
         timings: dict[str, float]
+        rationale: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["rationale"] = ""
 
         def apply(self, aggregate: Any) -> None:
             aggregate.decisions.append(
@@ -191,6 +201,7 @@ class Goal(JanusAggregate):
                     raw_output=self.raw_output,
                     action=self.action,
                     timings=self.timings,
+                    rationale=self.rationale,
                 )
             )
 

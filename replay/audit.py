@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -1297,8 +1297,45 @@ def search(
             for notification in store.table.events_of(aggregate_id, upto=head):
                 folder.offer(store.decode(notification))
     found = [f for f in folder.found.values() if wanted.accepts(f)]
+    if wanted.text:
+        found += _matching_their_goal(store, folder, wanted, head, found)
     found.sort(key=lambda f: (f.created_at, f.position), reverse=True)
     return found[: wanted.limit], source
+
+
+def _matching_their_goal(
+    store: Store, folder: _Folder, wanted: Criteria, head: int, matched: list[Found]
+) -> list[Found]:
+    """Decisions, confirmations and effects whose own text does not match but whose goal's does
+    ("front door" finds the confirmation of the goal "unlock the front door")."""
+    assert wanted.text is not None
+    needle = wanted.text.lower()
+    others = replace(wanted, text=None)
+    seen = {id(f) for f in matched}
+    texts: dict[str, str | None] = {
+        f.ident: f.title for f in folder.found.values() if f.kind == "goal"
+    }
+    extra = []
+    for found in folder.found.values():
+        if found.kind == "goal" or id(found) in seen or not others.accepts(found):
+            continue
+        if found.goal_id not in texts:
+            texts[found.goal_id] = _goal_text(store, found.goal_id, head)
+        text = texts[found.goal_id]
+        if text is not None and needle in text.lower():
+            extra.append(found)
+    return extra
+
+
+def _goal_text(store: Store, goal_id: str, head: int) -> str | None:
+    try:
+        ident = UUID(goal_id)
+    except ValueError:
+        return None
+    for notification in store.table.events_of(ident, upto=head, limit=1):
+        event = store.decode(notification).event
+        return event.text if isinstance(event, Goal.Submitted) else None
+    return None
 
 
 def _search_candidates(store: Store, wanted: Criteria) -> set[UUID] | None:

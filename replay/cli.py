@@ -28,9 +28,12 @@ from typer.core import TyperGroup
 from bootstrap import main as bootstrap_main
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from bootstrap.status import NO_EXECUTOR, NO_SCHEDULER, runtime_status
+from commands import goal_flow
 from commands import models as m
 from commands.errors import CommandError, NotFound
 from commands.invocation import CommandResult, Invocation
+from domain.confirmation import HazardClass
 from domain.errors import DomainError
 from domain.meta import Actor, ActorKind
 from projections import relational
@@ -72,6 +75,7 @@ app.add_typer(effects_app, name="effects")
 
 
 MIN_PREFIX = 4
+MAX_TTL_SECONDS = 30 * 24 * 3600
 HEX_DIGITS = frozenset("0123456789abcdef-")
 
 
@@ -273,21 +277,26 @@ def goals_decide(
     """Record a scripted agent decision and, with --hazard, request a confirmation for it."""
     with _errors(), _janus() as janus:
         goal = _resolve(janus, relational.goals, goal_id)
-        decision, request = _decision_commands(goal, action, _params(param), hazard, ttl)
-        if request is not None:  # the gate's refusal must come before the decision is recorded
-            janus.commands.gate.check(request.action.name, dict(request.action.parameters))
+        decision, hazard_class = _decision_command(goal, action, _params(param), hazard, ttl)
         inv = _invocation(actor_name)
-        recorded = janus.commands.record_decision(decision, inv)
-        requested = janus.commands.request_confirmation(request, inv) if request else None
+        if hazard_class is None:
+            recorded, requested = janus.commands.record_decision(decision, inv), None
+        else:
+            done = goal_flow.decide(
+                janus.commands, decision, inv, hazard_class, ttl, ask_a_person=True
+            )
+            recorded, requested = done.decision, done.confirmation
     _print_decision(recorded, requested, as_json)
 
 
-def _decision_commands(
+def _decision_command(
     goal_id: UUID, action: str, params: dict[str, str], hazard: str | None, ttl: int | None
-) -> tuple[m.RecordDecision, m.RequestConfirmation | None]:
-    """Both commands are validated before either is run, so a bad --hazard records nothing."""
+) -> tuple[m.RecordDecision, HazardClass | None]:
+    """Everything is validated before anything is run, so a bad --hazard records nothing."""
     if ttl is not None and hazard is None:
         raise BadInput("--ttl only applies with --hazard")
+    if ttl is not None and not 1 <= ttl <= MAX_TTL_SECONDS:
+        raise BadInput(f"--ttl must be between 1 and {MAX_TTL_SECONDS} seconds")
     chosen = {"name": action, "parameters": params}
     decision = m.RecordDecision.model_validate(
         {
@@ -301,16 +310,10 @@ def _decision_commands(
     )
     if hazard is None:
         return decision, None
-    request = m.RequestConfirmation.model_validate(
-        {
-            "goal_id": str(goal_id),
-            "decision_id": str(decision.decision_id),
-            "action": chosen,
-            "hazard": hazard,
-            "ttl_seconds": ttl,
-        }
-    )
-    return decision, request
+    try:
+        return decision, HazardClass(hazard)
+    except ValueError:
+        raise BadInput(f"--hazard {hazard!r} is not one of low, medium or high") from None
 
 
 def _print_decision(
@@ -332,6 +335,68 @@ def _print_decision(
     if requested is not None:
         out.print(f"confirmation {requested.aggregate_id} {requested.outcome}")
     out.print(f"at position {position}")
+
+
+GoalId = Annotated[str, typer.Argument(help="The goal (a full id or a unique prefix).")]
+
+
+@goals_app.command("complete")
+def goals_complete(
+    goal_id: GoalId,
+    summary: Annotated[str, typer.Option(help="What was achieved.")],
+    actor_name: ActorName = None,
+    idempotency_key: IdempotencyKey = None,
+) -> None:
+    """Mark an open goal achieved."""
+    with _errors(), _janus() as janus:
+        cmd = m.CompleteGoal(goal_id=_resolve(janus, relational.goals, goal_id), summary=summary)
+        result = janus.commands.complete_goal(cmd, _invocation(actor_name, idempotency_key))
+    _outcome("goal", result)
+
+
+@goals_app.command("fail")
+def goals_fail(
+    goal_id: GoalId,
+    reason: Annotated[str, typer.Option(help="Why the goal cannot be achieved.")],
+    actor_name: ActorName = None,
+    idempotency_key: IdempotencyKey = None,
+) -> None:
+    """Mark an open goal failed."""
+    with _errors(), _janus() as janus:
+        cmd = m.FailGoal(goal_id=_resolve(janus, relational.goals, goal_id), reason=reason)
+        result = janus.commands.fail_goal(cmd, _invocation(actor_name, idempotency_key))
+    _outcome("goal", result)
+
+
+@goals_app.command("cancel")
+def goals_cancel(
+    goal_id: GoalId,
+    reason: Annotated[
+        str, typer.Option(help="Why, for the audit trail.")
+    ] = "cancelled by operator",
+    actor_name: ActorName = None,
+    idempotency_key: IdempotencyKey = None,
+) -> None:
+    """Cancel an open goal and withdraw its pending confirmations (their actions never run)."""
+    with _errors(), _janus() as janus:
+        cmd = m.CancelGoal(goal_id=_resolve(janus, relational.goals, goal_id), reason=reason)
+
+        def pending(ident: UUID, position: int) -> list[UUID]:
+            _fresh(janus)
+            return _pending_confirmations(janus, ident)
+
+        inv = _invocation(actor_name, idempotency_key)
+        done = goal_flow.cancel_goal(janus.commands, cmd, inv, pending)
+    _outcome("goal", done.goal)
+    for withdrawn in done.withdrawn_ids:
+        _out().print(f"confirmation {withdrawn}: cancelled")
+
+
+def _pending_confirmations(janus: Janus, goal_id: UUID) -> list[UUID]:
+    table = relational.confirmations
+    query = select(table.c.id).where(table.c.goal_id == str(goal_id), table.c.status == "pending")
+    with janus.views_engine.connect() as conn:
+        return [UUID(str(ident)) for ident in conn.execute(query).scalars()]
 
 
 @goals_app.command("list")
@@ -383,7 +448,10 @@ def confirmations_grant(
         result = janus.commands.grant_confirmation(
             m.GrantConfirmation(confirmation_id=ident), _invocation(actor_name, idempotency_key)
         )
+        running = runtime_status(janus).executor_running
     _outcome("confirmation", result)
+    if running is False:
+        _out().print(f"queued: {NO_EXECUTOR}")
 
 
 @confirmations_app.command("deny")
@@ -480,10 +548,13 @@ def jobs_fires(
         if not any(row["id"] == str(ident) for row in janus.views.jobs(include_removed=True)):
             raise NotFound("job", ident)
         rows = janus.views.fires(ident)
+        scheduler = runtime_status(janus).scheduler_running
     if as_json:
         typer.echo(render.to_json(rows))
         return
     _out().print(render.fires_table(rows))
+    if scheduler is False:
+        _out().print(f"{'no fires yet; ' if not rows else ''}{NO_SCHEDULER}")
 
 
 JobId = Annotated[str, typer.Argument(help="The job to change.")]

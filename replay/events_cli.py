@@ -6,6 +6,7 @@ Reads the event store directly; works with the API, NATS and the views down.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,10 @@ from uuid import UUID
 
 import typer
 from eventsourcing.persistence import Notification
+from rich.cells import cell_len, get_character_cell_size
+from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from domain.meta import Actor, ActorKind
 from event_store.reader import LoggedEvent
@@ -98,22 +102,80 @@ def _last_matching(
     return found[-count:] if count else []
 
 
-def _print_events(events: list[LoggedEvent], as_json: bool) -> None:
+UUID_TEXT = re.compile(r"\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def _shortened(text: str) -> str:
+    """Ids inside a summary cut to their first eight characters, as the tables show them."""
+    return UUID_TEXT.sub(r"\1", text)
+
+
+def _print_events(
+    events: list[LoggedEvent], as_json: bool, wide: bool = False, page: bool = False
+) -> None:
+    """One line per event with short ids (``wide``: full ids, long summaries folded). With
+    ``page`` and a terminal, more lines than it has go through a pager."""
     if as_json:
         for logged in events:
             typer.echo(json.dumps(event_json(logged), ensure_ascii=False))
         return
-    table = grid(None, "pos", "time", "event", "by · what", fold=("by · what",))
+    if not events:
+        return
+    rows = []
+    # Narrow, say only what tells the events apart: no node when there is one, no date within
+    # a day.
+    one_node = len({logged.event.meta.node_id for logged in events}) == 1 and not wide
+    days = {aware(logged.event.timestamp).date() for logged in events}
+    time_format = "%H:%M:%S" if len(days) == 1 and not wide else "%m-%d %H:%M:%S"
     for logged in events:
         meta = logged.event.meta
-        table.add_row(
-            str(logged.position),
-            aware(logged.event.timestamp).strftime("%m-%d %H:%M:%S"),
-            f"{logged.type_name} {short(logged.originator_id)} v{logged.originator_version}",
-            escape(f"{meta.actor}@{meta.node_id} · {event_summary(logged.event, 160)}"),
+        ident = str(logged.originator_id) if wide else short(logged.originator_id)
+        who = str(meta.actor) if one_node else f"{meta.actor}@{meta.node_id}"
+        summary = f"{who} · {event_summary(logged.event, 160)}"
+        rows.append(
+            (
+                str(logged.position),
+                aware(logged.event.timestamp).strftime(time_format),
+                f"{logged.type_name} {ident} v{logged.originator_version}",
+                summary if wide else _shortened(summary),
+            )
         )
-    if events:
-        out().print(table)
+    # Positions, times and ids are never cut; only the summary gives way: cut at the edge of
+    # the terminal, or (--wide) wrapped onto the next lines.
+    widths = [max(len(row[i]) for row in [*rows, TAIL_HEADER]) for i in range(3)]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[3]])
+        for row in [TAIL_HEADER, *rows]
+    ]
+    console = out()
+    if page and console.is_terminal and len(lines) > console.height:
+        with console.pager(styles=True):
+            _print_lines(console, lines, wide)
+        return
+    _print_lines(console, lines, wide)
+
+
+TAIL_HEADER = ("pos", "time", "event", "by · what")
+
+
+def _fit(line: str, width: int) -> str:
+    """The line cut to ``width`` terminal cells, with an ellipsis when anything was cut."""
+    if cell_len(line) <= width:
+        return line
+    kept, used = [], 0
+    for char in line:
+        used += get_character_cell_size(char)
+        if used > width - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
+
+
+def _print_lines(console: Console, lines: list[str], wide: bool) -> None:
+    for index, line in enumerate(lines):
+        shown = line if wide else _fit(line, console.width)
+        text = Text(shown, style="bold" if index == 0 else "")
+        console.print(text, soft_wrap=not wide, no_wrap=not wide, crop=not wide)
 
 
 @events_app.command("tail")
@@ -141,9 +203,13 @@ def events_tail(
         int | None,
         typer.Option(help="With --follow: stop once this many events have been printed."),
     ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Full ids, and summaries folded instead of cut.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """The latest events, oldest first; --follow keeps printing new ones.
+    """The latest events, oldest first, one line each with short ids; --follow keeps printing
+    new ones. More than a screenful goes through a pager when printing to a terminal.
 
     --json prints one event per line (JSON Lines), each as ``janus events show --json``.
     """
@@ -173,11 +239,17 @@ def events_tail(
             )
         else:
             shown = _last_matching(store, lines, after, head, topics, raw, decoded)
-        _print_events(shown, as_json)
+        _print_events(shown, as_json, wide, page=not follow)
         if follow:
             try:
                 _follow(
-                    store, max(head, after), topics, raw, decoded, as_json, stop_after, len(shown)
+                    store,
+                    max(head, after),
+                    (topics, raw, decoded),
+                    as_json,
+                    wide,
+                    stop_after,
+                    len(shown),
                 )
             except KeyboardInterrupt:
                 return  # Ctrl-C is how a follow ends
@@ -186,14 +258,14 @@ def events_tail(
 def _follow(
     store: Store,
     position: int,
-    topics: list[str],
-    raw: RawFilter,
-    decoded: EventFilter,
+    filters: tuple[list[str], RawFilter, EventFilter],
     as_json: bool,
+    wide: bool,
     stop_after: int | None,
     printed: int,
 ) -> None:
     """Poll the head; positions become visible in commit order, so none is ever skipped."""
+    topics, raw, decoded = filters
     wake = threading.Event()
     interval = store.settings.poll_interval_seconds
     while stop_after is None or printed < stop_after:
@@ -205,7 +277,7 @@ def _follow(
             ]
         if stop_after is not None:
             fresh = fresh[: stop_after - printed]
-        _print_events(fresh, as_json)
+        _print_events(fresh, as_json, wide)
         printed += len(fresh)
         if not fresh:
             wake.wait(interval)
@@ -273,7 +345,7 @@ def events_export(
     with cli_errors(ctx), open_store() as store:
         if file.exists() and not force:
             raise BadInput(f"{file} already exists (--force to overwrite)")
-        after = store.position_of(parse_point(since, "--since"), "--since") if since else 0
+        after, note = _export_start(store, since)
         upto = store.position_of(parse_point(until, "--until"), "--until") if until else None
         total = (upto if upto is not None else store.head()) - after
         with progress_bar("exporting", total) as progress:
@@ -281,10 +353,24 @@ def events_export(
     if as_json:
         print_json(result.json())
         return
-    out().print(
-        f"exported {result.events} events (positions {result.after_position + 1}.."
-        f"{result.upto_position}) to {file}{', signed' if result.signed else ''}"
+    if note:
+        out().print(note)
+    span = (
+        f" (positions {result.after_position + 1}..{result.upto_position})" if result.events else ""
     )
+    signed = ", signed" if result.signed else ""
+    out().print(f"exported {result.events} events{span} to {file}{signed}")
+
+
+def _export_start(store: Store, since: str | None) -> tuple[int, str | None]:
+    """--since past the end of the log is an empty export (nothing is after it yet), said so."""
+    if since is None:
+        return 0, None
+    point = parse_point(since, "--since")
+    head = store.head()
+    if isinstance(point, int) and point > head:
+        return head, f"nothing after position {point}: the log ends at position {head}"
+    return store.position_of(point, "--since"), None
 
 
 @events_app.command("import")

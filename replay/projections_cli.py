@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -19,11 +20,13 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from adapters.role_status import read_roles
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from bootstrap.status import runtime_status
 from commands.errors import CommandError
 from projections.rebuild import (
     ProgressCallback,
@@ -37,7 +40,12 @@ from projections.rebuild import (
     runner_for,
     verify,
 )
-from projections.runner import ProjectionStalled, ProjectionStatus, event_time
+from projections.runner import (
+    ProjectionStalled,
+    ProjectionStatus,
+    event_time,
+    projection_positions,
+)
 from replay import render
 
 app = typer.Typer(
@@ -157,30 +165,74 @@ def relay_lag(janus: Janus) -> RelayLag | None:
     return RelayLag(name, position, head, seconds)
 
 
+# A live projector moves a view that is behind within a poll or two; this long without a move
+# means nobody is applying it.
+STALE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Whether some process is applying a view now (None: cannot tell), and since when not."""
+
+    running: bool | None
+    since: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"running": self.running, "stopped_since": self.since}
+
+
+def projector_liveness(janus: Janus, status: ProjectionStatus) -> Liveness:
+    """Embedded, the views are applied by the runtime process (``janus serve`` or ``janus run``),
+    found by its executor lock. With a server store a view that is behind and whose position has
+    not moved for STALE_SECONDS has no projector; one at the head cannot be told apart."""
+    moved = _last_moved(janus, status.name)
+    if janus.settings.embedded:
+        running = runtime_status(janus).executor_running
+        return Liveness(running, None if running is not False else moved)
+    if status.lag == 0 or moved is None:
+        return Liveness(None)
+    if (datetime.now(UTC) - moved).total_seconds() > STALE_SECONDS:
+        return Liveness(False, moved)
+    return Liveness(True)
+
+
+def _last_moved(janus: Janus, name: str) -> datetime | None:
+    query = select(projection_positions.c.updated_at).where(projection_positions.c.name == name)
+    with janus.views_engine.connect() as conn:
+        moved: datetime | None = conn.execute(query).scalar()
+    if moved is None:
+        return None
+    return moved if moved.tzinfo else moved.replace(tzinfo=UTC)
+
+
 @app.command()
 def status(as_json: JsonFlag = False) -> None:
-    """Each view's version, generation, position, lag (events and seconds) and state."""
+    """Each view's version, generation, position, lag (events and seconds) and state: stopped
+    since when if no process is applying it."""
     with _errors(), _janus() as janus:
         statuses = projection_statuses(janus)
+        alive = {s.name: projector_liveness(janus, s) for s in statuses}
         relay = relay_lag(janus)
         roles = read_roles(janus.views_engine)
     if as_json:
         _print_json(
             {
-                "projections": [s.as_dict() for s in statuses],
+                "projections": [s.as_dict() | alive[s.name].as_dict() for s in statuses],
                 "relay": relay.as_dict() if relay else None,
                 "roles": [r.as_dict() for r in roles],
             }
         )
         return
-    _out().print(_status_table(statuses, relay))
+    _out().print(_status_table(statuses, relay, alive))
     for role in roles:
         # The runtime's roles as their processes last reported them (with a heartbeat).
         colour = "green" if role.ok else "bold red"
         _out().print(f"[{colour}]{escape(role.role)}[/]: {escape(role.text)}")
 
 
-def _status_table(statuses: list[ProjectionStatus], relay: RelayLag | None) -> Table:
+def _status_table(
+    statuses: list[ProjectionStatus], relay: RelayLag | None, alive: dict[str, Liveness]
+) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("name", "version", "gen", "state", "position", "head", "lag", "lag s", "note"):
         right = column in ("version", "gen", "position", "head", "lag", "lag s")
@@ -190,7 +242,7 @@ def _status_table(statuses: list[ProjectionStatus], relay: RelayLag | None) -> T
             s.name,
             _version(s),
             str(s.generation),
-            _phase(s.phase),
+            _phase(s.phase, alive[s.name], s.lag),
             str(s.position),
             str(s.head),
             str(s.lag),
@@ -209,8 +261,13 @@ def _version(s: ProjectionStatus) -> str:
     return f"{s.version}→{s.code_version}"
 
 
-def _phase(phase: str) -> str:
-    colour = {"running": "green", "stalled": "bold red"}.get(phase, "yellow")
+def _phase(phase: str, alive: Liveness, lag: int) -> str:
+    if phase == "running" and alive.running is False:
+        since = f" since {alive.since:%Y-%m-%d %H:%M:%S}Z" if alive.since else ""
+        return f"[bold yellow]stopped{since}[/]"
+    if phase == "running" and alive.running is None and lag == 0:
+        phase = "caught up"
+    colour = {"running": "green", "caught up": "green", "stalled": "bold red"}.get(phase, "yellow")
     return f"[{colour}]{phase}[/]"
 
 
@@ -314,6 +371,19 @@ def retry_command(name: ProjectionName) -> None:
     _out().print(f"{name}: running, at position {position}")
 
 
+def _require_stalled_at(status: ProjectionStatus, position: int) -> None:
+    if status.state != "stalled":
+        raise NotStalled(
+            f"{status.name} is not stalled (it is at position {status.position}): "
+            "there is nothing to skip"
+        )
+    if status.error_position != position:
+        raise NotStalled(
+            f"{status.name} is stalled at position {status.error_position}, "
+            f"not {position}: skip --position {status.error_position}"
+        )
+
+
 @app.command("skip")
 def skip_command(
     name: ProjectionName,
@@ -325,8 +395,9 @@ def skip_command(
     it too)."""
     with _errors(), _janus() as janus:
         runner = runner_for(janus, name)
+        _require_stalled_at(runner.status(), position)
         try:
             runner.skip(position)
-        except ValueError as error:
+        except ValueError as error:  # it recovered meanwhile (a retry in another process)
             raise NotStalled(str(error)) from error
     _out().print(f"{name}: skipped the event at position {position}; the skip is recorded")

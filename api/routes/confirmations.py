@@ -10,8 +10,9 @@ from fastapi.responses import Response
 
 from api import schemas as s
 from api.actions import accepted, grant
-from api.deps import Cursor, FreshViewer, Limit, OperatorCall
+from api.deps import Call, Cursor, FreshViewer, Limit, OperatorCall, Produced
 from api.problems import responses
+from bootstrap.status import NO_EXECUTOR, runtime_status
 from commands import models as m
 from domain.confirmation import ConfirmationStatus
 
@@ -42,11 +43,24 @@ async def get_confirmation(read: FreshViewer, confirmation_id: UUID) -> s.Confir
     return await read(lambda: read.api.reads.confirmation(confirmation_id))
 
 
-@router.post("/{confirmation_id}/grant", response_model=s.CommandAccepted, responses=ANSWER)
+@router.post("/{confirmation_id}/grant", response_model=s.GrantAccepted, responses=ANSWER)
 async def grant_confirmation(confirmation_id: UUID, call: OperatorCall) -> Response:
     """Grant: the executor then performs the action, once. A high hazard needs the approver
-    role. Granting again answers already_granted and executes nothing; after the deadline, 410."""
-    return await call.respond(lambda: grant(call, confirmation_id))
+    role. Granting again answers already_granted and executes nothing; after the deadline, 410.
+    The answer says whether an executor is running to perform it now."""
+    return await call.respond(lambda: _granted(call, confirmation_id))
+
+
+def _granted(call: Call, confirmation_id: UUID) -> Produced:
+    produced = grant(call, confirmation_id)
+    running = runtime_status(call.api.janus).executor_running
+    model = s.GrantAccepted(
+        **produced.model.model_dump(),
+        execution="queued" if running is not None else "unknown",
+        executor_running=running,
+        detail=NO_EXECUTOR if running is False else None,
+    )
+    return Produced(model, produced.replayed)
 
 
 @router.post("/{confirmation_id}/deny", response_model=s.CommandAccepted, responses=ANSWER)

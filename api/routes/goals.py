@@ -1,4 +1,5 @@
-"""Goals: submit, list, read one (with its latest decision and pending confirmations), cancel."""
+"""Goals: submit, list, read one (with its latest decision and pending confirmations), record an
+agent's decision, and finish one: complete, fail or cancel."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from fastapi.responses import Response
 
 from api import schemas as s
 from api.actions import accepted
-from api.deps import Cursor, FreshViewer, Limit, OperatorCall
+from api.deps import Call, Cursor, FreshViewer, Limit, OperatorCall, Produced
 from api.problems import responses
+from commands import goal_flow
 from commands import models as m
 from domain.goal import GoalStatus
 
@@ -51,21 +53,82 @@ async def get_goal(read: FreshViewer, goal_id: UUID) -> s.GoalDetail:
     return await read(lambda: read.api.reads.goal(goal_id))
 
 
+WRITE = responses(400, 401, 403, 404, 409, 413, 422, 503)
+
+
 @router.post(
-    "/{goal_id}/cancel",
-    response_model=s.CommandAccepted,
-    responses=responses(400, 401, 403, 404, 409, 413, 422, 503),
+    "/{goal_id}/decisions", status_code=202, response_model=s.DecisionAccepted, responses=WRITE
 )
+async def record_decision(goal_id: UUID, body: s.DecisionIn, call: OperatorCall) -> Response:
+    """Record an external agent's decision on an open goal, and ask for its action: the action
+    waits as a confirmation (a high hazard needs an approver's grant), then runs once.
+
+    With a `decision_id` (or an Idempotency-Key) a repeat records nothing new."""
+    cmd = body.command(goal_id)
+    return await call.respond(
+        lambda: _decided(call, cmd, body.ttl_seconds),
+        status_code=202,
+        location=lambda done: f"/v1/confirmations/{done.confirmation_id}",
+    )
+
+
+def _decided(call: Call, cmd: m.RecordDecision, ttl_seconds: int | None) -> Produced:
+    done = goal_flow.decide(call.api.janus.commands, cmd, call.invocation, ttl_seconds=ttl_seconds)
+    model = s.DecisionAccepted(
+        id=done.decision.aggregate_id,
+        outcome=done.decision.outcome,
+        confirmation_id=done.confirmation.aggregate_id,
+        confirmation_outcome=done.confirmation.outcome,
+        hazard=done.hazard,
+        position=done.position,
+    )
+    return Produced(model, done.replayed)
+
+
+@router.post("/{goal_id}/complete", response_model=s.CommandAccepted, responses=WRITE)
+async def complete_goal(goal_id: UUID, body: s.GoalCompletion, call: OperatorCall) -> Response:
+    """Mark an open goal achieved; a goal already completed, failed or cancelled is a 409."""
+    cmd = m.CompleteGoal(goal_id=goal_id, summary=body.summary)
+    commands = call.api.janus.commands
+    return await call.respond(lambda: accepted(commands.complete_goal(cmd, call.invocation)))
+
+
+@router.post("/{goal_id}/fail", response_model=s.CommandAccepted, responses=WRITE)
+async def fail_goal(goal_id: UUID, body: s.GoalFailure, call: OperatorCall) -> Response:
+    """Mark an open goal failed; a goal already completed, failed or cancelled is a 409."""
+    cmd = m.FailGoal(goal_id=goal_id, reason=body.reason)
+    commands = call.api.janus.commands
+    return await call.respond(lambda: accepted(commands.fail_goal(cmd, call.invocation)))
+
+
+@router.post("/{goal_id}/cancel", response_model=s.GoalCancelled, responses=WRITE)
 async def cancel_goal(
     goal_id: UUID,
     call: OperatorCall,
     body: Annotated[s.GoalCancellation | None, Body()] = None,
 ) -> Response:
-    """Cancel an open goal; a goal already completed, failed or cancelled is a 409."""
+    """Cancel an open goal and withdraw its pending confirmations (their actions never run);
+    a goal already completed, failed or cancelled is a 409."""
     reason = (body or s.GoalCancellation()).reason
     cmd = m.CancelGoal(goal_id=goal_id, reason=reason)
-    commands = call.api.janus.commands
-    return await call.respond(lambda: accepted(commands.cancel_goal(cmd, call.invocation)))
+    return await call.respond(lambda: _cancelled(call, cmd))
+
+
+def _cancelled(call: Call, cmd: m.CancelGoal) -> Produced:
+    api = call.api
+
+    def pending(goal_id: UUID, position: int) -> list[UUID]:
+        api.waiter.wait(position)
+        return [c.id for c in api.reads.goal(goal_id).pending_confirmations]
+
+    done = goal_flow.cancel_goal(api.janus.commands, cmd, call.invocation, pending)
+    model = s.GoalCancelled(
+        id=done.goal.aggregate_id,
+        outcome=done.goal.outcome,
+        position=done.position,
+        withdrawn_confirmations=done.withdrawn_ids,
+    )
+    return Produced(model, done.goal.replayed)
 
 
 @router.get(

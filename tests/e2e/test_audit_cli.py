@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pydoc
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from uuid import uuid4
 
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from adapters.clock import ManualClock
@@ -28,6 +31,7 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
+from replay import events_cli
 from replay.audit_cli import audit_app, cli_errors, replay_app
 from replay.events_cli import events_app
 from tests.integration.test_time_travel import ALICE, Told, decide, request, tell_story
@@ -204,6 +208,22 @@ def test_search_finds_by_text_kind_actor_and_hazard(told: Told) -> None:
     assert str(told.decisions[1])[:8] in table
 
 
+@pytest.mark.parametrize("views", [False, True], ids=["log", "views"])
+def test_a_confirmation_is_found_by_the_text_of_its_goal(janus: Janus, views: bool) -> None:
+    """The README's example: `audit search "front door" --hazard high`."""
+    goal = janus.commands.submit_goal(m.SubmitGoal(text="unlock the front door"), Invocation(ALICE))
+    other = janus.commands.submit_goal(m.SubmitGoal(text="water the plants"), Invocation(ALICE))
+    wanted = request(
+        janus, goal.aggregate_id, decide(janus, goal.aggregate_id, "unlock it"), "high"
+    )
+    request(janus, other.aggregate_id, decide(janus, other.aggregate_id, "unlock it"), "high")
+    if views:
+        janus.relational.catch_up()
+    found = as_json("audit", "search", "front door", "--hazard", "high", "--since", "2026-11-01")
+    assert [(r["kind"], r["id"]) for r in found["results"]] == [("confirmation", str(wanted))]
+    assert as_json("audit", "search", "back door", "--hazard", "high")["results"] == []
+
+
 def test_search_finds_effects_of_unknown_outcome_with_one_flag(janus: Janus, told: Told) -> None:
     assert as_json("audit", "search", "--outcome-unknown")["results"] == []
     reconciled = as_json("audit", "search", "--kind", "effect", "--status", "reconciled")
@@ -270,7 +290,36 @@ def test_tail_shows_the_latest_events_oldest_first(told: Told) -> None:
     assert len(lines) == 3
     text = ok("events", "tail").stdout
     assert "TradeOrder.Proposed" in text
-    assert "user:bob@local" in text
+    assert "user:bob · " in text  # one node: not repeated on every line
+    assert "user:bob@local" in ok("events", "tail", "--wide").stdout
+
+
+def test_tail_fits_80_columns_with_short_ids_and_wide_shows_them_whole(
+    told: Told, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    lines = ok("events", "tail", "-n", "100").stdout.splitlines()
+    assert len(lines) > 10 and all(len(line) <= 80 for line in lines)
+    goal = str(told.goal_id)
+    assert goal not in "\n".join(lines)  # no id is printed whole, so none is broken
+    assert any(f" {goal[:8]} v" in line for line in lines)
+    assert not any(re.search(r"[0-9a-f]{9,}", line.split(" · ")[0]) for line in lines)
+    wide = ok("events", "tail", "-n", "100", "--wide").stdout
+    assert f"{goal} v1" in wide
+
+
+def test_a_long_tail_on_a_terminal_goes_through_a_pager(
+    told: Told, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paged: list[str] = []
+    monkeypatch.setattr(pydoc, "pager", paged.append)
+    monkeypatch.setattr(
+        events_cli, "out", lambda: Console(force_terminal=True, height=10, width=100)
+    )
+    ok("events", "tail", "-n", "5")
+    assert paged == []  # fits the screen
+    ok("events", "tail", "-n", "100")
+    assert len(paged) == 1 and "TradeOrder.Proposed" in paged[0]
 
 
 def test_tail_filters_by_type_aggregate_correlation_and_range(told: Told) -> None:
@@ -387,6 +436,20 @@ def test_export_and_import_round_trip_and_import_is_idempotent(
     assert as_json("audit", "goal", str(told.goal_id))["tree"]["facts"]["text"].startswith(
         "let the plumber in"
     )
+
+
+def test_an_export_since_a_position_past_the_end_is_empty_and_says_so(
+    told: Told, janus: Janus, tmp_path: Path
+) -> None:
+    """The README's `events export --since 1000 backup.jsonl.gz && events import ...` on a
+    log shorter than that."""
+    head = janus.app.head()
+    path = tmp_path / "backup.jsonl.gz"
+    exported = ok("events", "export", "--since", "1000", str(path)).stdout
+    assert f"nothing after position 1000: the log ends at position {head}" in exported
+    assert "exported 0 events to" in exported
+    assert "0 written, 0 already present" in ok("events", "import", str(path)).stdout
+    assert janus.app.head() == head
 
 
 def test_export_and_import_errors_are_one_line(told: Told, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
 from projections import relational
+from projections.runner import projection_positions
 from replay.projections_cli import app
 from tests.integration.test_commands import as_alice
 from tests.integration.test_rebuild import goal_with_confirmation, poison
@@ -78,8 +80,44 @@ def test_status_shows_position_head_lag_and_state(janus: Janus) -> None:
     projection = relational_status(janus)
     assert (projection["lag"], projection["lag_seconds"]) == (0, 0.0)
     table = ok("status").stdout
-    assert "relational" in table and "running" in table
+    assert "relational" in table
     assert "relay" not in table
+
+
+@pytest.mark.usefixtures("env")
+def test_status_says_stopped_since_when_no_projector_applies_the_view(
+    janus: Janus, settings: Settings
+) -> None:
+    goal_with_confirmation(janus)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with janus.views_engine.begin() as conn:
+        conn.execute(update(projection_positions).values(updated_at=an_hour_ago))
+    projection = relational_status(janus)
+    assert (projection["phase"], projection["running"]) == ("running", False)
+    assert projection["stopped_since"].startswith(an_hour_ago.strftime("%Y-%m-%d %H:%M"))
+    table = ok("status").stdout
+    assert f"stopped since {an_hour_ago:%Y-%m-%d %H:%M}" in table and " running " not in table
+
+    if settings.embedded:  # there the views are applied by the process that holds the runtime
+        runtime = janus.leader_lock("executor")
+        assert runtime.try_acquire()
+        try:
+            assert relational_status(janus)["running"] is True
+            assert "stopped" not in ok("status").stdout
+        finally:
+            runtime.release()
+    else:
+        janus.relational.run_once()  # a projector moved it to the head: nothing says stopped
+        assert relational_status(janus)["running"] is None
+        assert "caught up" in ok("status").stdout
+
+
+@pytest.mark.usefixtures("env")
+def test_skip_on_a_view_that_is_not_stalled_says_so_plainly(janus: Janus) -> None:
+    goal_with_confirmation(janus)
+    result = cli("skip", "relational", "--position", "2")
+    assert_clean_failure(result, "relational is not stalled", "nothing to skip")
+    assert "None" not in result.stderr
 
 
 @pytest.mark.usefixtures("env")
@@ -143,7 +181,8 @@ def test_retry_and_skip_take_a_stalled_view_past_its_poison_event(janus: Janus) 
     assert "stalled" in ok("status").stdout
 
     assert_clean_failure(
-        cli("skip", "relational", "--position", str(bad + 1)), f"not stalled at position {bad + 1}"
+        cli("skip", "relational", "--position", str(bad + 1)),
+        f"stalled at position {bad}, not {bad + 1}: skip --position {bad}",
     )
     skipped = ok("skip", "relational", "--position", str(bad))
 

@@ -193,11 +193,21 @@ JOB_BODY: dict[str, Any] = {
     "action": {"name": "notify", "parameters": {"to": "ops"}},
 }
 
+DECISION_BODY: dict[str, Any] = {
+    "model": "external-agent",
+    "prompt": "Goal: unlock the front door. Tools: unlock_door(door).",
+    "raw_output": '{"action": "unlock_door", "parameters": {"door": "front"}}',
+    "action": {"name": "unlock_door", "parameters": {"door": "front"}},
+}
+
 ENDPOINTS = [
     Endpoint("POST", "/v1/goals", Role.OPERATOR, {"text": "water the plants"}),
     Endpoint("GET", "/v1/goals", Role.VIEWER),
     Endpoint("GET", "/v1/goals/{goal_id}", Role.VIEWER),
     Endpoint("POST", "/v1/goals/{goal_id}/cancel", Role.OPERATOR),
+    Endpoint("POST", "/v1/goals/{goal_id}/decisions", Role.OPERATOR, DECISION_BODY),
+    Endpoint("POST", "/v1/goals/{goal_id}/complete", Role.OPERATOR, {"summary": "done"}),
+    Endpoint("POST", "/v1/goals/{goal_id}/fail", Role.OPERATOR, {"reason": "no water"}),
     Endpoint("GET", "/v1/goals/{goal_id}/timeline", Role.VIEWER),
     Endpoint("GET", "/v1/confirmations", Role.VIEWER, query={"status": "pending"}),
     Endpoint("GET", "/v1/confirmations/{confirmation_id}", Role.VIEWER),

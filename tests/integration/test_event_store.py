@@ -10,7 +10,7 @@ from eventsourcing.utils import get_topic
 from bootstrap.container import Janus
 from commands import models as m
 from commands.invocation import Invocation
-from domain.goal import DEFAULT_PRIORITY, Goal
+from domain.goal import DEFAULT_PRIORITY, Decision, Goal
 from domain.meta import Actor, ActorKind
 
 ALICE = Invocation(Actor(ActorKind.USER, "alice"), trace_context={"traceparent": "00-abc-def-01"})
@@ -67,3 +67,27 @@ def _ctx():  # type: ignore[no-untyped-def]
     from domain.meta import CommandContext
 
     return CommandContext("c", "g", "c", Actor(ActorKind.USER, "alice"), "old-node")
+
+
+def test_a_decision_recorded_before_rationale_existed_reads_with_none_given(janus: Janus) -> None:
+    """A v1 Goal.DecisionRecorded (no rationale, no class_version) stored by an old release."""
+    goal_id = uuid4()
+    goal = Goal.submit(goal_id, "old goal", "alice", 5, _ctx())
+    decision = Decision(uuid4(), "scripted", "", {}, "p", [], "o", {"name": "notify"}, {})
+    goal.record_decision(decision, _ctx())
+    submitted, decided = goal.collect_events()
+    transcoder = janus.app.mapper.transcoder
+    stored = [janus.app.mapper.to_stored_event(e) for e in (submitted, decided)]
+    state = transcoder.decode(stored[1].state)
+    del state["rationale"]
+    del state["class_version"]
+    old = StoredEvent(
+        originator_id=goal_id,
+        originator_version=2,
+        topic=get_topic(Goal.DecisionRecorded),
+        state=transcoder.encode(state),
+    )
+    janus.app.recorder.insert_events([stored[0], old])
+
+    loaded: Goal = janus.app.repository.get(goal_id)
+    assert [(d.decision_id, d.rationale) for d in loaded.decisions] == [(decision.decision_id, "")]
