@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 from adapters.role_status import read_roles
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
-from bootstrap.status import runtime_status
+from bootstrap.status import role_running
 from commands.errors import CommandError
 from projections.rebuild import (
     ProgressCallback,
@@ -183,11 +183,12 @@ class Liveness:
 
 def projector_liveness(janus: Janus, status: ProjectionStatus) -> Liveness:
     """Embedded, the views are applied by the runtime process (``janus serve`` or ``janus run``),
-    found by its executor lock. With a server store a view that is behind and whose position has
-    not moved for STALE_SECONDS has no projector; one at the head cannot be told apart."""
+    which reports its ``projections`` role on the role board. With a server store a view that is
+    behind and whose position has not moved for STALE_SECONDS has no projector; one at the head
+    cannot be told apart."""
     moved = _last_moved(janus, status.name)
     if janus.settings.embedded:
-        running = runtime_status(janus).executor_running
+        running = role_running(janus, "projections")
         return Liveness(running, None if running is not False else moved)
     if status.lag == 0 or moved is None:
         return Liveness(None)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
-from adapters.locks import FileLeaderLock
+from adapters.role_status import RoleBoard, RoleState
+from bootstrap.container import build_views_engine
+from bootstrap.settings import Settings
 from tests.e2e.test_cli import (
     as_json,
     assert_clean_failure,
@@ -17,6 +22,19 @@ from tests.e2e.test_cli import (
 )
 
 __all__ = ["home"]  # the fixture, shared with test_cli
+
+
+@contextmanager
+def runtime_reporting(home: Path, role: str) -> Iterator[None]:
+    """As a runtime process does: the role says ``running`` on the board, then ``stopped``."""
+    engine = build_views_engine(Settings(home=home))
+    board = RoleBoard(engine, "test-runtime", heartbeat_seconds=60)
+    board.write({role: RoleState("running", None, datetime.now(UTC))})
+    try:
+        yield
+    finally:
+        board.write({role: RoleState("stopped", None, datetime.now(UTC))})
+        engine.dispose()
 
 
 def test_goals_are_completed_failed_and_cancelled_once(home: Path) -> None:
@@ -43,21 +61,14 @@ def test_cancelling_a_goal_withdraws_its_pending_confirmations(home: Path) -> No
 def test_a_grant_with_no_executor_running_says_it_is_queued(home: Path) -> None:
     alone = ok("confirmations", "grant", pending_confirmation()).stdout
     assert "queued: no executor is running" in alone
-    executor = FileLeaderLock(home / "executor.lock")
-    assert executor.try_acquire()
-    try:
+    with runtime_reporting(home, "executor"):
         served = ok("confirmations", "grant", pending_confirmation()).stdout
-    finally:
-        executor.release()
     assert "queued" not in served and served.strip().endswith(": granted")
 
 
 def test_fires_of_a_job_with_no_scheduler_running_say_so(home: Path) -> None:
     job_id = schedule_every()
     assert "no fires yet; no scheduler is running" in ok("jobs", "fires", job_id).stdout
-    scheduler = FileLeaderLock(home / "scheduler.lock")
-    assert scheduler.try_acquire()
-    try:
+    with runtime_reporting(home, "scheduler"):
         assert "no scheduler" not in ok("jobs", "fires", job_id).stdout
-    finally:
-        scheduler.release()
+    assert "no scheduler is running" in ok("jobs", "fires", job_id).stdout

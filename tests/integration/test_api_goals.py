@@ -5,11 +5,13 @@ failed or cancelled, which withdraws what is still pending). Both stores, over r
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 
+from adapters.role_status import RoleBoard, RoleState
 from bootstrap.container import Janus
 from commands import models as m
 from commands.executor import Executor
@@ -176,14 +178,16 @@ def test_a_grant_says_when_no_executor_is_running_to_perform_it(api: Api, janus:
     assert nobody["executor_running"] is False
     assert "no executor is running" in nobody["detail"]
 
-    executor_lock = janus.leader_lock("executor")
-    assert executor_lock.try_acquire()
-    try:
-        _, served = request_confirmation(janus, hazard="low")
-        running = api.post(f"/v1/confirmations/{served}/grant").json()
-    finally:
-        executor_lock.release()
+    # A runtime process says on the role board (with a heartbeat) that it runs the executor.
+    board = RoleBoard(janus.views_engine, "test-runtime", heartbeat_seconds=60)
+    board.write({"executor": RoleState("running", None, datetime.now(UTC))})
+    _, served = request_confirmation(janus, hazard="low")
+    running = api.post(f"/v1/confirmations/{served}/grant").json()
     assert running["executor_running"] is True and running["detail"] is None
+
+    board.write({"executor": RoleState("stopped", None, datetime.now(UTC))})
+    _, stopped = request_confirmation(janus, hazard="low")
+    assert api.post(f"/v1/confirmations/{stopped}/grant").json()["executor_running"] is False
 
 
 def test_a_finished_goal_requests_no_more_confirmations(janus: Janus) -> None:
