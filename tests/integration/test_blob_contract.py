@@ -202,6 +202,27 @@ class TestFileBlobStore(BlobStoreContract):
         stored = store.put(b"after restart")
         assert list(store.list_keys()) == [stored.key]
 
+    def test_a_write_failing_midway_leaves_no_key_and_no_temp_file(
+        self, store: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real_fsync, calls = os.fsync, []
+
+        def failing_fsync(fd: int) -> None:
+            # Writes go metadata file, its folder, then the object file: fail on the object.
+            calls.append(fd)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+        with pytest.raises(OSError, match="No space"):
+            store.put(b"half written")
+        monkeypatch.setattr(os, "fsync", real_fsync)
+
+        assert list(store.list_keys()) == []
+        assert list((store.root / "tmp").iterdir()) == []
+        assert store.put(b"half written").created is True
+
     def test_a_key_cannot_also_be_a_prefix(self, store: FileBlobStore) -> None:
         store.put_artifact("views/a", b"x", event_id=uuid.uuid4(), position=0)
 
@@ -247,6 +268,18 @@ class S3Contract(BlobStoreContract):
 
         assert client.bucket_exists(bucket)
         assert again.put(b"x").created is False
+
+    def test_large_files_go_up_in_parts(
+        self, store: MinioBlobStore, endpoint: S3Endpoint, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "big.bin"
+        path.write_bytes(os.urandom(2 * MIN_PART + 1))
+
+        key = store.put_file(path).key
+
+        # S3 gives a multipart object the ETag "<md5 of part md5s>-<part count>".
+        etag = endpoint.client().stat_object(store.bucket, key).etag or ""
+        assert etag.strip('"').endswith("-3")
 
     def test_wrong_credentials_fail_clearly(self, endpoint: S3Endpoint) -> None:
         store = MinioBlobStore(endpoint.url, endpoint.access_key, "wrong-secret", unique_bucket())
