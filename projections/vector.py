@@ -12,12 +12,14 @@ collection, built beside the live one and switched to by alias (blue/green).
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from uuid import UUID
 
-from adapters.blobs import BlobStore
+from adapters.blobs import BlobStore, canonical_json
 from adapters.chunking import Chunk, ChunkSpec, chunk_id, chunk_text, collection_name
 from adapters.embeddings import Embedder
 from adapters.extraction import ExtractionFailed, TextExtractor
@@ -26,12 +28,29 @@ from domain.document import Document
 from event_store.reader import LoggedEvent
 from projections.documents import Provenance, registered_blob_key, registered_text
 
-__all__ = ["VectorProjection"]
+__all__ = ["Drift", "VectorProjection", "payload_digest"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "chunks"
 DEFAULT_EMBED_BATCH = 64
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Points the log implies but the view lacks, the reverse, and points whose payload differs."""
+
+    missing: list[UUID]
+    unexpected: list[UUID]
+    changed: list[UUID]
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.changed)
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(dict(payload))).hexdigest()
 
 
 class VectorProjection:
@@ -122,6 +141,43 @@ class VectorProjection:
             ]
             self.index.upsert(self.collection, points)
 
+    def verify(self, events: Iterable[LoggedEvent]) -> Drift:
+        """Compare the stored points (ids and payload digests) with what `events` imply.
+
+        Embeddings are not recomputed: a point's vector follows from its payload's text and the
+        model digest in its id, so ids plus payloads pin the view down.
+        """
+        expected = self._expected_digests(events)
+        actual = {
+            point.id: payload_digest(point.payload) for point in self.index.points(self.collection)
+        }
+        return Drift(
+            missing=sorted(expected.keys() - actual.keys()),
+            unexpected=sorted(actual.keys() - expected.keys()),
+            changed=sorted(i for i in expected.keys() & actual.keys() if expected[i] != actual[i]),
+        )
+
+    def _expected_digests(self, events: Iterable[LoggedEvent]) -> dict[UUID, str]:
+        registered: dict[UUID, tuple[Document.Registered, Provenance]] = {}
+        for logged in events:
+            match logged.event:
+                case Document.Registered() as event:
+                    registered[logged.originator_id] = (event, Provenance.of(logged))
+                case Document.IngestionFailed():
+                    registered.pop(logged.originator_id, None)
+                case _:
+                    pass
+        digests: dict[UUID, str] = {}
+        for document_id, (event, prov) in registered.items():
+            try:
+                text = registered_text(self.blobs, self.extractor, event)
+            except ExtractionFailed:
+                continue
+            for chunk in chunk_text(text, self.chunking):
+                point_id = chunk_id(document_id, chunk.index, self.embedder.digest)
+                digests[point_id] = payload_digest(self._payload(document_id, event, prov, chunk))
+        return digests
+
     def _point(
         self,
         document_id: UUID,
@@ -130,7 +186,14 @@ class VectorProjection:
         chunk: Chunk,
         vector: list[float],
     ) -> VectorPoint:
-        payload = {
+        payload = self._payload(document_id, event, prov, chunk)
+        point_id = chunk_id(document_id, chunk.index, self.embedder.digest)
+        return VectorPoint(point_id, vector, payload)
+
+    def _payload(
+        self, document_id: UUID, event: Document.Registered, prov: Provenance, chunk: Chunk
+    ) -> dict[str, Any]:
+        return {
             "document_id": str(document_id),
             "chunk_index": chunk.index,
             "text": chunk.text,
@@ -144,5 +207,3 @@ class VectorProjection:
             # Seconds since the epoch: what a time-range filter (Between) compares.
             "recorded_at": prov.recorded_at.timestamp(),
         }
-        point_id = chunk_id(document_id, chunk.index, self.embedder.digest)
-        return VectorPoint(point_id, vector, payload)

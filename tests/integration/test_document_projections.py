@@ -17,7 +17,7 @@ from adapters.blobs import BlobNotFound, FileBlobStore
 from adapters.chunking import ChunkSpec, chunk_id
 from adapters.embeddings import HashingEmbedder
 from adapters.extraction import PlainTextExtractor
-from adapters.vectors import QdrantVectorIndex
+from adapters.vectors import QdrantVectorIndex, VectorPoint
 from domain.document import Document
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.reader import LoggedEvent
@@ -236,3 +236,25 @@ def test_the_object_view_keeps_text_manifest_and_position_with_provenance(
     assert manifest["chunking"] == CHUNKING.as_dict()
     assert [c["index"] for c in manifest["chunks"]] == list(range(len(manifest["chunks"])))
     assert object_view(blobs).start() == 1
+
+
+def test_verify_compares_point_ids_and_payloads_with_the_log(
+    log: Log, blobs: FileBlobStore, index: QdrantVectorIndex
+) -> None:
+    ingest(log, blobs, CAT_TEXT.encode())
+    failed = ingest(log, blobs, MARKET_TEXT.encode())
+    failed.fail("indexing", "withdrawn", log.ctx)
+    log.record(failed)
+    view = vector_view(index, blobs)
+    view.start()
+    view.apply(log.events)
+    assert view.verify(log.events).clean
+
+    [first, second, *_] = list(index.points(view.collection, with_vectors=True))
+    index.delete(view.collection, [first.id])
+    index.upsert(view.collection, [VectorPoint(second.id, second.vector, {"text": "tampered"})])
+    stray = VectorPoint(uuid.uuid4(), second.vector, {"document_id": "stray"})
+    index.upsert(view.collection, [stray])
+
+    drift = view.verify(log.events)
+    assert (drift.missing, drift.unexpected, drift.changed) == ([first.id], [stray.id], [second.id])
