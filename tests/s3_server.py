@@ -129,6 +129,8 @@ class SeaweedS3:
         return [
             *args,
             f"-s3.config={config}",
+            f"-s3.localSocket={self.base_dir / 's3.sock'}",
+            f"-filer.localSocket={self.base_dir / 'filer.sock'}",
             # The Iceberg and Lance side servers would take fixed default ports: off.
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
@@ -169,6 +171,8 @@ class SeaweedS3:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.base_dir,
+                # weed puts its unix sockets in the temp dir: ours, so close() removes them.
+                env={**os.environ, "TMPDIR": str(self.base_dir)},
             )
         try:
             wait_until(self._answers_or_died, timeout, 0.1, f"SeaweedFS S3 on {self.endpoint.url}")
@@ -187,11 +191,19 @@ class SeaweedS3:
             proc.kill()
             proc.wait(timeout)
 
+    def _remove_grpc_sockets(self) -> None:
+        # weed creates its gRPC unix sockets as /tmp/seaweedfs-<kind>-grpc-<port>.sock whatever
+        # TMPDIR says, and leaves them behind; the ports are ours and the process is gone.
+        for port in self.ports.values():
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
+
     def close(self) -> None:
         atexit.unregister(self.close)
         try:
             self.stop()
         finally:
+            self._remove_grpc_sockets()
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> SeaweedS3:
