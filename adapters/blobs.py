@@ -354,10 +354,12 @@ class FileBlobStore(BlobStore):
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         check_prefix(prefix)
+        # Walk only the folder the prefix names in full ("views/v1/" of "views/v1/tex").
+        top = self._objects / prefix.rpartition("/")[0]
+        if not top.is_dir():
+            return iter([])
         keys = (
-            path.relative_to(self._objects).as_posix()
-            for path in self._objects.rglob("*")
-            if path.is_file()
+            path.relative_to(self._objects).as_posix() for path in top.rglob("*") if path.is_file()
         )
         return iter(sorted(key for key in keys if key.startswith(prefix)))
 

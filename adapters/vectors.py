@@ -234,13 +234,15 @@ def _cmdline(pid: str) -> str:
 class QdrantVectorIndex(VectorIndex):
     """Qdrant via `qdrant-client`: `url` for a server, `path` for the embedded folder."""
 
-    def __init__(self, *, url: str | None = None, path: Path | None = None) -> None:
+    def __init__(
+        self, *, url: str | None = None, path: Path | None = None, api_key: str | None = None
+    ) -> None:
         if (url is None) == (path is None):
             raise ValueError("give exactly one of url (a Qdrant server) or path (embedded)")
         self.path = path
         self._specs: dict[str, CollectionSpec] = {}
         if url is not None:
-            self._client = QdrantClient(url=url)
+            self._client = QdrantClient(url=url, api_key=api_key)
             return
         assert path is not None
         path.mkdir(parents=True, exist_ok=True)

@@ -143,6 +143,8 @@ class BlobStoreContract:
 
         assert list(store.list_keys("views/b/")) == ["views/b/1", "views/b/2"]
         assert list(store.list_keys("views/")) == ["views/a/1", "views/b/1", "views/b/2"]
+        assert list(store.list_keys("views/b")) == ["views/b/1", "views/b/2"]
+        assert list(store.list_keys("vie")) == ["views/a/1", "views/b/1", "views/b/2"]
         assert list(store.list_keys("nothing/")) == []
         assert len(list(store.list_keys())) == 4
 
