@@ -21,13 +21,13 @@ from adapters.blobs import (
     BlobStoreError,
     FileBlobStore,
     InvalidBlobKey,
-    MinioBlobStore,
     blob_key_for,
     canonical_json,
 )
+from adapters.minio_blobs import MIN_PART_SIZE, MinioBlobStore
 from tests.s3_server import S3Endpoint, unique_bucket
 
-MIN_PART = 5 * 1024 * 1024
+MIN_PART = MIN_PART_SIZE
 BAD_KEYS = ["", "/abs", "../up", "a/../b", "a//b", "a/", ".hidden", "sp ace", "a/b?c", "x" * 600]
 
 
