@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.graph_server import FalkorDBServer
 from tests.s3_server import ENV_MINIO_URL, S3Endpoint, SeaweedS3, minio_endpoint
 from tests.servers import (
     ENV_DATABASE_URL,
@@ -86,3 +87,13 @@ def minio_s3() -> S3Endpoint:
     if endpoint is None:
         pytest.skip(f"{ENV_MINIO_URL} is not set")
     return endpoint
+
+
+# --- Graph (tests/graph_server.py) ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def falkordb_url() -> Iterator[str]:
+    """`falkor://host:port` of a throwaway FalkorDB shared by the session (started on first use)."""
+    with FalkorDBServer() as server:
+        yield server.url
