@@ -28,6 +28,7 @@ from adapters.graph import (
 )
 from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
+from adapters.graph_neo4j import Neo4jGraphStore
 from tests.graph_server import ENV_NEO4J_URL
 from tests.servers import unique_name
 
@@ -324,8 +325,6 @@ class TestNeo4jGraphStore(GraphStoreContract):
         url = os.environ.get(ENV_NEO4J_URL)
         if not url:
             pytest.skip(f"{ENV_NEO4J_URL} is not set")
-        from adapters.graph_neo4j import Neo4jGraphStore
-
         graph = Neo4jGraphStore(url)
         yield graph
         graph.close()
