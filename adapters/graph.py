@@ -380,6 +380,12 @@ class GraphStore(ABC):
         found = self._shortest_paths(namespace, source, target, check_depth(max_depth, low=1))
         return sorted(found, key=lambda p: ([n.id for n in p.nodes], [e.key for e in p.edges]))
 
+    def missing(self, graph: str, ids: Sequence[str]) -> list[str]:
+        """Which of `ids` the namespace holds no node for, sorted."""
+        checked = sorted({check_id(x, f"ids[{i}]") for i, x in enumerate(ids)})
+        namespace = self.resolve(graph)
+        return sorted(self._missing_ids(namespace, checked)) if checked else []
+
     def node(self, graph: str, node_id: str) -> GraphNode | None:
         namespace = self.resolve(graph)
         found = self._induced(namespace, [check_id(node_id, "node_id")]).nodes

@@ -82,6 +82,8 @@ class GraphStoreContract:
         assert has_chunk == GraphEdge("d1", "HAS_CHUNK", "k1", "ev-8", 8, {"index": 0})
         assert store.node(ns, "d1") == doc
         assert store.node(ns, "nope") is None
+        assert store.missing(ns, ["k1", "nope", "d1", "gone"]) == ["gone", "nope"]
+        assert store.missing(ns, []) == []
 
     def test_a_later_merge_replaces_properties_whole(self, store: GraphStore, ns: str) -> None:
         store.merge_nodes(ns, [node("e1", "Entity", position=1, name="door", kind="thing")])
