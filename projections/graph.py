@@ -33,7 +33,7 @@ from uuid import UUID, uuid5
 from adapters.blobs import BlobStore, blob_key_for
 from adapters.chunking import Chunk, ChunkSpec, chunk_id, chunk_text
 from adapters.extraction import ExtractionFailed, TextExtractor
-from adapters.graph import GraphEdge, GraphNode, GraphStore, Scalar
+from adapters.graph import GraphEdge, GraphNode, GraphStore, Scalar, Subgraph
 from domain.confirmation import Confirmation
 from domain.document import Document
 from domain.effect import Effect
@@ -41,7 +41,7 @@ from domain.goal import Goal
 from domain.job import Job, JobFire
 from event_store.reader import LoggedEvent
 
-__all__ = ["ENTITY_NAMESPACE", "GraphProjection", "GraphWrites", "entity_id"]
+__all__ = ["ENTITY_NAMESPACE", "GraphDrift", "GraphProjection", "GraphWrites", "entity_id"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,38 @@ def _entity(raw: Mapping[str, Any]) -> tuple[str, str] | None:
     if not isinstance(name, str) or not name.strip():
         return None
     return name.strip(), str(kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphDrift:
+    """Node ids and edge keys the log implies but the view lacks, the reverse, and those whose
+    label, properties, event id or position differ."""
+
+    missing_nodes: list[str]
+    unexpected_nodes: list[str]
+    changed_nodes: list[str]
+    missing_edges: list[tuple[str, str, str]]
+    unexpected_edges: list[tuple[str, str, str]]
+    changed_edges: list[tuple[str, str, str]]
+
+    @property
+    def clean(self) -> bool:
+        return not any(dataclasses.astuple(self))
+
+    @classmethod
+    def between(cls, expected: Subgraph, actual: Subgraph) -> GraphDrift:
+        want_n = {n.id: n for n in expected.nodes}
+        have_n = {n.id: n for n in actual.nodes}
+        want_e = {e.key: e for e in expected.edges}
+        have_e = {e.key: e for e in actual.edges}
+        return cls(
+            sorted(want_n.keys() - have_n.keys()),
+            sorted(have_n.keys() - want_n.keys()),
+            sorted(i for i in want_n.keys() & have_n.keys() if want_n[i] != have_n[i]),
+            sorted(want_e.keys() - have_e.keys()),
+            sorted(have_e.keys() - want_e.keys()),
+            sorted(k for k in want_e.keys() & have_e.keys() if want_e[k] != have_e[k]),
+        )
 
 
 class GraphWrites:
@@ -151,6 +183,29 @@ class GraphProjection:
 
     def flush(self) -> None:
         self.pending.flush(self.store, self.namespace)
+
+    def verify(self, events: Iterable[LoggedEvent], scratch: str | None = None) -> GraphDrift:
+        """Compare the view's nodes and edges with what `events` imply.
+
+        The expected graph is built by this same projection into a scratch namespace of the same
+        store (dropped afterwards), so the comparison covers the store's own round trip too.
+        """
+        name = scratch or f"{self.namespace}_verify"
+        self.store.drop_namespace(name)
+        expected = GraphProjection(
+            self.store,
+            self.blobs,
+            self.extractor,
+            self.model_digest,
+            self.chunking,
+            namespace=name,
+        )
+        expected.start()
+        try:
+            expected.apply(list(events))
+            return GraphDrift.between(self.store.export(name), self.store.export(self.namespace))
+        finally:
+            self.store.drop_namespace(name)
 
     def process_event(self, logged: LoggedEvent) -> None:
         event = logged.event

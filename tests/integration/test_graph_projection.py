@@ -1,4 +1,5 @@
-"""The graph projection fed real domain events, on the embedded graph store and the file blob twin.
+"""The graph projection fed real domain events, on the embedded graph store and on FalkorDB, with
+the file blob twin.
 
 A list stands in for the notification log (the projection is not registered with a runner yet).
 """
@@ -16,7 +17,8 @@ import pytest
 from adapters.blobs import FileBlobStore
 from adapters.chunking import ChunkSpec, chunk_id
 from adapters.extraction import PlainTextExtractor
-from adapters.graph import GraphStore
+from adapters.graph import GraphNode, GraphStore
+from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
 from domain.confirmation import Confirmation, HazardClass
 from domain.document import Document
@@ -63,9 +65,15 @@ def blobs(tmp_path: Path) -> FileBlobStore:
     return FileBlobStore(tmp_path / "blobs")
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[GraphStore]:
-    graph = LadybugGraphStore(tmp_path / "graph")
+@pytest.fixture(params=["ladybug", "falkordb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore]:
+    graph: GraphStore
+    if request.param == "ladybug":
+        graph = LadybugGraphStore(tmp_path / "graph")
+    else:
+        # A key prefix per test: the FalkorDB server is shared by the session.
+        url = request.getfixturevalue("falkordb_url")
+        graph = FalkorDBGraphStore(url, prefix=f"t{uuid.uuid4().hex[:6]}_")
     yield graph
     graph.close()
 
@@ -227,3 +235,30 @@ def test_a_failed_ingestion_retracts_chunks_and_orphaned_entities_only(
     assert str(chunk_id(kept.id, 0, DIGEST)) in exported.node_ids
     retracted = store.node("graph", str(doomed.id))
     assert retracted is not None and retracted.properties["status"] == "failed"
+
+
+def test_verify_finds_missing_unexpected_and_changed_nodes_and_edges(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    doc = ingest(log, blobs, DOOR_TEXT, [{"text": "Acme", "label": "ORG"}])
+    projection = view(store, blobs)
+    projection.apply(log.events)
+    assert projection.verify(log.events).clean
+    chunks = [str(chunk_id(doc.id, i, DIGEST)) for i in range(3)]
+
+    store.delete_nodes("graph", [chunks[2]])
+    store.merge_nodes("graph", [GraphNode("stray", "Entity", "ev", 1)])
+    document = store.node("graph", str(doc.id))
+    assert document is not None
+    store.merge_nodes("graph", [GraphNode(document.id, "Document", "ev", 1, {"status": "x"})])
+    drift = projection.verify(log.events)
+
+    assert drift.missing_nodes == [chunks[2]]
+    assert drift.unexpected_nodes == ["stray"]
+    assert drift.changed_nodes == [str(doc.id)]
+    assert set(drift.missing_edges) == {
+        (chunks[1], "NEXT", chunks[2]),
+        (str(doc.id), "HAS_CHUNK", chunks[2]),
+    }
+    assert drift.unexpected_edges == drift.changed_edges == []
+    assert "graph_verify" not in store.namespaces()
