@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from adapters.blobs import FileBlobStore
 from adapters.chunking import ChunkSpec, chunk_id
@@ -20,6 +21,7 @@ from adapters.extraction import PlainTextExtractor
 from adapters.graph import GraphNode, GraphStore
 from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
+from bench import graph as bench_graph
 from domain.confirmation import Confirmation, HazardClass
 from domain.document import Document
 from domain.effect import Effect
@@ -262,3 +264,17 @@ def test_verify_finds_missing_unexpected_and_changed_nodes_and_edges(
     }
     assert drift.unexpected_edges == drift.changed_edges == []
     assert "graph_verify" not in store.namespaces()
+
+
+def test_the_graph_benchmark_projects_and_rewrites_the_same_graph(tmp_path: Path) -> None:
+    store = LadybugGraphStore(tmp_path / "bench")
+    try:
+        result = bench_graph.measure(store, "ladybug", 2, Console(quiet=True))
+    finally:
+        store.close()
+
+    # Per document: 3 document events, 2 goal, 2 confirmation and 2 effect events.
+    assert result.events == 2 * 9
+    assert result.nodes > 2 * 8
+    assert result.edges > 2 * 7
+    assert min(result.projection_s, result.raw_s, result.rebuild_s) > 0
