@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -311,6 +314,51 @@ class TestLadybugGraphStore(GraphStoreContract):
             assert second.get_position("live") == 9
         finally:
             second.close()
+
+    def test_a_writer_killed_without_closing_loses_no_committed_write(self, tmp_path: Path) -> None:
+        root = tmp_path / "graph"
+        script = (
+            "import os, signal, sys\n"
+            "from adapters.graph import GraphNode\n"
+            "from adapters.graph_ladybug import LadybugGraphStore\n"
+            "store = LadybugGraphStore(sys.argv[1])\n"
+            "store.ensure_namespace('blue')\n"
+            "store.merge_nodes('blue', [GraphNode(f'k{i}', 'Chunk', 'e', i) for i in range(50)])\n"
+            "store.set_position('blue', 50)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n"
+        )
+        killed = subprocess.run([sys.executable, "-c", script, str(root)], check=False)
+        assert killed.returncode == -signal.SIGKILL
+
+        store = LadybugGraphStore(root)
+        try:
+            assert store.counts("blue").nodes == {"Chunk": 50}
+            assert store.get_position("blue") == 50
+        finally:
+            store.close()
+
+    def test_a_second_process_is_refused_naming_the_lock(self, tmp_path: Path) -> None:
+        root = tmp_path / "graph"
+        holder = LadybugGraphStore(root)
+        holder.ensure_namespace("blue")
+        script = (
+            "import sys\n"
+            "from adapters.graph_ladybug import LadybugGraphStore\n"
+            "LadybugGraphStore(sys.argv[1]).counts('blue')\n"
+        )
+        try:
+            second = subprocess.run(
+                [sys.executable, "-c", script, str(root)],
+                check=False,
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            holder.close()
+
+        assert second.returncode == 1
+        assert "GraphStoreError" in second.stderr
+        assert f"Lock is held by PID {os.getpid()}" in second.stderr
 
 
 class TestFalkorDBGraphStore(GraphStoreContract):
