@@ -415,10 +415,14 @@ class GraphStore(ABC):
     def resolve(self, graph: str) -> str:
         """The namespace `graph` names (directly or through an alias); it must exist."""
         check_name(graph, "graph")
-        namespace = self.alias_target(graph) or graph
-        if not self._exists(namespace):
+        # Namespace and alias names never overlap (both setters refuse it), so a known namespace
+        # needs no alias lookup: writes to a concrete namespace cost no extra round trip.
+        if self._exists(graph):
+            return graph
+        target = self.alias_target(graph)
+        if target is None or not self._exists(target):
             raise NamespaceNotFound(graph)
-        return namespace
+        return target
 
     @abstractmethod
     def _exists(self, namespace: str) -> bool: ...

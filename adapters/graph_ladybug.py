@@ -94,6 +94,9 @@ class LadybugGraphStore(GraphStore):
         self._open: dict[str, tuple[ladybug.Database, ladybug.Connection]] = {}
         # One connection per namespace, used by one thread at a time.
         self._lock = threading.RLock()
+        # A drop renames the folder away first; a crash during its delete leaves this behind.
+        for leftover in self.root.glob(f"{DROPPING}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     # --- files ---------------------------------------------------------------------------------
 
@@ -179,7 +182,11 @@ class LadybugGraphStore(GraphStore):
         folder = self.root / ALIASES
         if not folder.is_dir():
             return []
-        return [p.name for p in folder.iterdir() if p.read_text() == namespace]
+        return [
+            p.name
+            for p in folder.iterdir()
+            if not p.name.startswith(".") and p.read_text() == namespace
+        ]
 
     def set_alias(self, alias: str, namespace: str) -> None:
         check_name(alias, "alias")
