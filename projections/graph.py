@@ -172,10 +172,17 @@ class GraphProjection:
     def apply(self, events: Sequence[LoggedEvent]) -> int:
         """Apply a batch in order, then store its last position; returns how many were new."""
         fresh = [e for e in events if e.position > self.position]
-        for logged in fresh:
-            self.process_event(logged)
+        try:
+            for logged in fresh:
+                self.process_event(logged)
+            if fresh:
+                self.flush()
+        except BaseException:
+            # The batch will be applied again from the stored position (a poison event stops
+            # the view there); half a batch's buffered writes must not ride along with it.
+            self.pending = GraphWrites()
+            raise
         if fresh:
-            self.flush()
             # After the merges: a crash before this line replays the batch onto the same ids.
             self.store.set_position(self.namespace, fresh[-1].position)
             self._position = fresh[-1].position

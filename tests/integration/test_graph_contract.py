@@ -202,6 +202,8 @@ class GraphStoreContract:
         assert store.paths(ns, "k2", "e1", max_depth=1) == []
         with pytest.raises(InvalidGraphInput, match="target"):
             store.paths(ns, "k1", "k1")
+        with pytest.raises(NodeNotFound, match="ghost"):
+            store.paths(ns, "dec", "ghost")
 
     def test_switching_the_alias_moves_every_reader_at_once(self, store: GraphStore) -> None:
         alias = unique_name("live")

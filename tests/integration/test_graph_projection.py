@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from adapters.blobs import FileBlobStore
+from adapters.blobs import BlobNotFound, FileBlobStore
 from adapters.chunking import ChunkSpec, chunk_id
 from adapters.extraction import PlainTextExtractor
 from adapters.graph import GraphNode, GraphStore
@@ -278,3 +278,26 @@ def test_the_graph_benchmark_projects_and_rewrites_the_same_graph(tmp_path: Path
     assert result.nodes > 2 * 8
     assert result.edges > 2 * 7
     assert min(result.projection_s, result.raw_s, result.rebuild_s) > 0
+
+
+def test_a_failed_batch_stops_the_view_and_leaves_no_buffered_writes_behind(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    before = len(log.events)
+    lost = Document.register(uuid.uuid4(), "file:///lost", "text/plain", "f" * 64, 1, log.ctx)
+    log.record(lost)
+    projection = view(store, blobs)
+    projection.apply(log.events[:before])
+
+    with pytest.raises(BlobNotFound):
+        projection.apply(log.events)
+    assert store.get_position("graph") == before
+
+    # The operator parks the poison event; the next batch must not carry its half-done writes.
+    later = log.record(Goal.submit(uuid.uuid4(), "lock up", "alice", 5, log.ctx))
+    assert projection.apply(later) == 1
+
+    exported = store.export("graph")
+    assert str(lost.id) not in exported.node_ids
+    assert str(later[0].originator_id) in exported.node_ids
