@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 from uuid import UUID, uuid5
 
@@ -112,12 +112,23 @@ class GraphDrift:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class _OptionalEdge:
+    """An edge to the first candidate node that exists, or none: each candidate with whether it
+    was already buffered when its event ran (the others are looked up in the store at flush,
+    which no write has touched since that event, so the outcome is the same as looking then)."""
+
+    candidates: tuple[tuple[str, bool], ...]
+    edge: Callable[[str], GraphEdge]
+
+
 class GraphWrites:
     """Nodes and edges waiting to be merged, last write per id (or edge key) winning."""
 
     def __init__(self) -> None:
         self.nodes: dict[str, GraphNode] = {}
         self.edges: dict[tuple[str, str, str], GraphEdge] = {}
+        self.optional: list[_OptionalEdge] = []
 
     def node(self, node: GraphNode) -> None:
         self.nodes[node.id] = node
@@ -125,13 +136,31 @@ class GraphWrites:
     def edge(self, edge: GraphEdge) -> None:
         self.edges[edge.key] = edge
 
+    def edge_to_first(self, candidates: Sequence[str], edge: Callable[[str], GraphEdge]) -> None:
+        """Link to the first of `candidates` the graph holds by now; to none if it holds none."""
+        known = tuple((c, c in self.nodes) for c in candidates)
+        self.optional.append(_OptionalEdge(known, edge))
+
+    def _resolve(self, store: GraphStore, namespace: str) -> None:
+        # One look-up for the whole batch instead of one per event; before any merge, so the
+        # store is as every buffered event saw it.
+        unknown = {c for o in self.optional for c, buffered in o.candidates if not buffered}
+        absent = set(store.missing(namespace, sorted(unknown))) if unknown else set()
+        for optional in self.optional:
+            found = [c for c, buffered in optional.candidates if buffered or c not in absent]
+            if found:
+                self.edge(optional.edge(found[0]))
+
     def flush(self, store: GraphStore, namespace: str) -> None:
+        if self.optional:
+            self._resolve(store, namespace)
         if self.nodes:
             store.merge_nodes(namespace, list(self.nodes.values()))
         if self.edges:
             store.merge_edges(namespace, list(self.edges.values()))
         self.nodes.clear()
         self.edges.clear()
+        self.optional.clear()
 
 
 class GraphProjection:
@@ -251,16 +280,20 @@ class GraphProjection:
         self.pending.node(node)
         return node.id
 
-    def _link(self, logged: LoggedEvent, source: str, edge_type: str, target: str) -> None:
+    def _edge(self, logged: LoggedEvent, source: str, edge_type: str, target: str) -> GraphEdge:
         event_id = str(logged.event.meta.event_id)
-        self.pending.edge(GraphEdge(source, edge_type, target, event_id, logged.position))
+        return GraphEdge(source, edge_type, target, event_id, logged.position)
 
-    def _present(self, ids: Iterable[str]) -> list[str]:
-        """The ids (in order) that are pending or stored: only those can be linked."""
-        wanted = list(dict.fromkeys(ids))
-        unknown = [i for i in wanted if i not in self.pending.nodes]
-        absent = set(self.store.missing(self.namespace, unknown)) if unknown else set()
-        return [i for i in wanted if i not in absent]
+    def _link(self, logged: LoggedEvent, source: str, edge_type: str, target: str) -> None:
+        self.pending.edge(self._edge(logged, source, edge_type, target))
+
+    def _link_from_first(
+        self, logged: LoggedEvent, candidates: Sequence[str], edge_type: str, target: str
+    ) -> None:
+        """`candidate -[edge_type]-> target` from the first candidate the graph holds."""
+        self.pending.edge_to_first(
+            candidates, lambda source: self._edge(logged, source, edge_type, target)
+        )
 
     def _restamp(self, node_id: str, logged: LoggedEvent, **changes: Scalar) -> None:
         node = self.pending.nodes.get(node_id) or self.store.node(self.namespace, node_id)
@@ -294,8 +327,11 @@ class GraphProjection:
             goal_id=str(logged.originator_id),
         )
         self._link(logged, str(logged.originator_id), "DECIDED", decision)
-        for context in self._present(str(c) for c in event.context_ids):
-            self._link(logged, decision, "USED_CONTEXT", context)
+        for context in dict.fromkeys(str(c) for c in event.context_ids):
+            self.pending.edge_to_first(
+                [context],
+                lambda target: self._edge(logged, decision, "USED_CONTEXT", target),
+            )
 
     def _confirmation(self, logged: LoggedEvent, event: Confirmation.Requested) -> None:
         confirmation = self._put(
@@ -308,15 +344,15 @@ class GraphProjection:
         )
         # Under its decision; a confirmation asked for outside any recorded decision hangs
         # off its goal instead.
-        for parent in self._present([str(event.decision_id), str(event.goal_id)])[:1]:
-            self._link(logged, parent, "REQUESTED", confirmation)
+        self._link_from_first(
+            logged, [str(event.decision_id), str(event.goal_id)], "REQUESTED", confirmation
+        )
 
     def _effect(self, logged: LoggedEvent, event: Effect.Started) -> None:
         effect = self._put(
             logged, "Effect", logged.originator_id, action=event.action, status="started"
         )
-        for parent in self._present([str(event.confirmation_id)]):
-            self._link(logged, parent, "AUTHORISED", effect)
+        self._link_from_first(logged, [str(event.confirmation_id)], "AUTHORISED", effect)
 
     def _fire(self, logged: LoggedEvent, event: JobFire.Fired | JobFire.Missed) -> None:
         missed = isinstance(event, JobFire.Missed)
@@ -329,8 +365,7 @@ class GraphProjection:
             missed=missed,
             reason=event.reason if isinstance(event, JobFire.Missed) else "",
         )
-        for job in self._present([str(event.job_id)]):
-            self._link(logged, job, "FIRED", fire)
+        self._link_from_first(logged, [str(event.job_id)], "FIRED", fire)
 
     # --- knowledge -----------------------------------------------------------------------------
 

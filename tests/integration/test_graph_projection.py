@@ -301,3 +301,28 @@ def test_a_failed_batch_stops_the_view_and_leaves_no_buffered_writes_behind(
     exported = store.export("graph")
     assert str(lost.id) not in exported.node_ids
     assert str(later[0].originator_id) in exported.node_ids
+
+
+def test_the_graph_does_not_depend_on_how_the_log_is_batched(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    early = ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    goal = Goal.submit(uuid.uuid4(), "lock up", "alice", 5, log.ctx)
+    log.record(goal)
+    late_text = "Globex makes doors."
+    late_id = uuid.uuid4()
+    # A decision naming a chunk that is ingested only later: no edge, however the log is cut.
+    decide(log, goal, [str(chunk_id(early.id, 0, DIGEST)), str(chunk_id(late_id, 0, DIGEST))])
+    stored = blobs.put(late_text.encode(), "text/plain")
+    late = Document.register(late_id, "file:///late", "text/plain", stored.sha256, 1, log.ctx)
+    log.record(late)
+
+    whole = view(store, blobs, "whole")
+    whole.apply(log.events)
+    one_by_one = view(store, blobs, "single")
+    for logged in log.events:
+        one_by_one.apply([logged])
+
+    assert store.export("whole") == store.export("single")
+    used = {e.target for e in store.export("whole").edges if e.type == "USED_CONTEXT"}
+    assert used == {str(chunk_id(early.id, 0, DIGEST))}
