@@ -388,7 +388,7 @@ class GraphStore(ABC):
 
     def node(self, graph: str, node_id: str) -> GraphNode | None:
         namespace = self.resolve(graph)
-        found = self._induced(namespace, [check_id(node_id, "node_id")]).nodes
+        found = self._induced(namespace, [check_id(node_id, "node_id")], with_edges=False).nodes
         return found[0] if found else None
 
     @abstractmethod
@@ -451,8 +451,8 @@ class GraphStore(ABC):
         """Ids within `depth` hops, the node itself included; empty when the node is absent."""
 
     @abstractmethod
-    def _induced(self, namespace: str, ids: Sequence[str]) -> Subgraph:
-        """The nodes with these ids and the edges among them."""
+    def _induced(self, namespace: str, ids: Sequence[str], with_edges: bool = True) -> Subgraph:
+        """The nodes with these ids and (unless told not to) the edges among them."""
 
     @abstractmethod
     def _shortest_paths(

@@ -115,13 +115,15 @@ class CypherGraphStore(GraphStore):
         query = f"MATCH (a:{base} {{id: $id}})-[*0..{depth}]-(b:{base}) RETURN DISTINCT b.id"
         return [r[0] for r in self._run(namespace, query, {"id": node_id})]
 
-    def _induced(self, namespace: str, ids: Sequence[str]) -> Subgraph:
+    def _induced(self, namespace: str, ids: Sequence[str], with_edges: bool = True) -> Subgraph:
         base = self._base(namespace)
         nodes = self._run(
             namespace,
             f"MATCH (n:{base}) WHERE n.id IN $ids RETURN labels(n), properties(n)",
             {"ids": list(ids)},
         )
+        if not with_edges:
+            return sort_subgraph([self._node(n) for n in nodes], [])
         edges = self._run(
             namespace,
             f"MATCH (a:{base})-[r]->(b:{base}) WHERE a.id IN $ids AND b.id IN $ids "

@@ -291,11 +291,13 @@ class LadybugGraphStore(GraphStore):
         )
         return [r[0] for r in self._run(namespace, query, {"id": node_id})]
 
-    def _induced(self, namespace: str, ids: Sequence[str]) -> Subgraph:
+    def _induced(self, namespace: str, ids: Sequence[str], with_edges: bool = True) -> Subgraph:
         params = {"ids": list(ids)}
         nodes = self._run(
             namespace, f"MATCH (n:JanusNode) WHERE n.id IN $ids RETURN {NODE_COLUMNS}", params
         )
+        if not with_edges:
+            return sort_subgraph([_node(n) for n in nodes], [])
         edges = self._run(
             namespace,
             "MATCH (a:JanusNode)-[r:JanusEdge]->(b:JanusNode) "
