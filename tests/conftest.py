@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.graph_server import FalkorDBServer
+from tests.s3_server import ENV_MINIO_URL, S3Endpoint, SeaweedS3, minio_endpoint
 from tests.servers import (
     ENV_DATABASE_URL,
     ENV_NATS_URL,
@@ -66,3 +68,32 @@ def nats_server_control() -> Iterator[NatsServer]:
     """A private throwaway nats-server a test may stop()/start()/kill(); always provisioned."""
     with NatsServer() as server:
         yield server
+
+
+# --- S3 (tests/s3_server.py) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3() -> Iterator[S3Endpoint]:
+    """A throwaway SeaweedFS S3 gateway shared by the session (started on first use)."""
+    with SeaweedS3() as server:
+        yield server.endpoint
+
+
+@pytest.fixture(scope="session")
+def minio_s3() -> S3Endpoint:
+    """The MinIO named by JANUS_TEST_MINIO_URL; the test is skipped when it is not set."""
+    endpoint = minio_endpoint()
+    if endpoint is None:
+        pytest.skip(f"{ENV_MINIO_URL} is not set")
+    return endpoint
+
+
+# --- Graph (tests/graph_server.py) ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def falkordb_url() -> Iterator[str]:
+    """`falkor://host:port` of a throwaway FalkorDB shared by the session (started on first use)."""
+    with FalkorDBServer() as server:
+        yield server.url

@@ -1,0 +1,260 @@
+"""The object and vector projections on real stores: embedded Qdrant and the filesystem blob twin.
+
+The Document aggregate records real events; a list stands in for the notification log (the
+ingestion commands that will append them do not exist yet). The hashing embedder keeps it fast;
+the embedder contract suite covers the real model.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.blobs import BlobNotFound, FileBlobStore
+from adapters.chunking import ChunkSpec, chunk_id
+from adapters.embeddings import HashingEmbedder
+from adapters.extraction import PlainTextExtractor
+from adapters.vectors import QdrantVectorIndex, VectorPoint
+from domain.document import Document
+from domain.meta import Actor, ActorKind, CommandContext
+from event_store.reader import LoggedEvent
+from projections.objects import EXTRACTED, FAILED, ObjectProjection
+from projections.vector import VectorProjection
+
+CHUNKING = ChunkSpec(size=120, overlap=20)
+CAT_TEXT = "The cat sits on the mat and purrs.\n\n" * 12
+MARKET_TEXT = "Shares fell sharply when the market opened on Monday.\n\n" * 6
+
+
+class Log:
+    """The notification log, as far as a projection sees it: events with positions, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[LoggedEvent] = []
+        self.ctx = CommandContext("cmd", "corr", "cmd", Actor(ActorKind.USER, "alice"), "test")
+
+    def record(self, document: Document) -> list[LoggedEvent]:
+        new = [
+            LoggedEvent(len(self.events) + i + 1, "", e.originator_id, e.originator_version, e)
+            for i, e in enumerate(document.collect_events())
+        ]
+        self.events += new
+        return new
+
+
+@pytest.fixture
+def log() -> Log:
+    return Log()
+
+
+@pytest.fixture
+def blobs(tmp_path: Path) -> FileBlobStore:
+    return FileBlobStore(tmp_path / "blobs")
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[QdrantVectorIndex]:
+    index = QdrantVectorIndex(path=tmp_path / "qdrant")
+    yield index
+    index.close()
+
+
+def vector_view(index: QdrantVectorIndex, blobs: FileBlobStore, dim: int = 64) -> VectorProjection:
+    return VectorProjection(index, HashingEmbedder(dim=dim), blobs, PlainTextExtractor(), CHUNKING)
+
+
+def object_view(blobs: FileBlobStore) -> ObjectProjection:
+    return ObjectProjection(blobs, PlainTextExtractor(), CHUNKING)
+
+
+def ingest(log: Log, blobs: FileBlobStore, data: bytes, media_type: str = "text/plain") -> Document:
+    """What the pipeline will do: the blob first, then the document's first event."""
+    stored = blobs.put(data, media_type)
+    document = Document.register(
+        uuid.uuid4(),
+        f"file:///{stored.sha256[:8]}",
+        media_type,
+        stored.sha256,
+        stored.size,
+        log.ctx,
+    )
+    log.record(document)
+    return document
+
+
+def test_registered_documents_become_searchable_chunks_with_provenance(
+    log: Log, blobs: FileBlobStore, index: QdrantVectorIndex
+) -> None:
+    cat = ingest(log, blobs, CAT_TEXT.encode())
+    ingest(log, blobs, MARKET_TEXT.encode())
+    view = vector_view(index, blobs)
+    view.start()
+
+    assert view.apply(log.events) == 2
+
+    query = view.embedder.embed_query("cat on the mat")
+    [hit] = index.search(view.collection, query, k=1)
+    assert hit.payload["document_id"] == str(cat.id)
+    assert hit.id == chunk_id(cat.id, hit.payload["chunk_index"], view.embedder.digest)
+    assert hit.payload["event_id"] == str(log.events[0].event.meta.event_id)
+    assert hit.payload["position"] == 1
+    assert hit.payload["sha256"] == cat.sha256
+    assert CAT_TEXT[hit.payload["start"] :].startswith(hit.payload["text"])
+    assert index.get_position(view.collection) == 2
+
+
+def test_a_crash_before_the_position_replays_into_the_same_points(
+    log: Log, blobs: FileBlobStore, index: QdrantVectorIndex
+) -> None:
+    ingest(log, blobs, CAT_TEXT.encode())
+    ingest(log, blobs, MARKET_TEXT.encode())
+    crashed = vector_view(index, blobs)
+    crashed.start()
+    # The crash: every upsert done, the position never stored.
+    for logged in log.events:
+        crashed.process_event(logged)
+    written = {p.id for p in index.points(crashed.collection)}
+
+    restarted = vector_view(index, blobs)
+    assert restarted.start() == 0
+    restarted.apply(log.events)
+
+    assert {p.id for p in index.points(restarted.collection)} == written
+    assert index.count(restarted.collection) == len(written)
+
+
+def test_events_at_or_below_the_position_are_skipped(
+    log: Log, blobs: FileBlobStore, index: QdrantVectorIndex
+) -> None:
+    ingest(log, blobs, CAT_TEXT.encode())
+    view = vector_view(index, blobs)
+    view.start()
+    view.apply(log.events)
+    ingest(log, blobs, MARKET_TEXT.encode())
+
+    resumed = vector_view(index, blobs)
+
+    assert resumed.start() == 1
+    assert resumed.apply(log.events) == 1
+    assert resumed.apply(log.events) == 0
+    assert index.get_position(resumed.collection) == 2
+
+
+def test_a_document_without_text_fails_alone(
+    log: Log, blobs: FileBlobStore, index: QdrantVectorIndex
+) -> None:
+    broken = ingest(log, blobs, b"\xff\xfe not utf-8")
+    good = ingest(log, blobs, CAT_TEXT.encode())
+    vectors, objects = vector_view(index, blobs), object_view(blobs)
+    vectors.start()
+    objects.start()
+
+    vectors.apply(log.events)
+    objects.apply(log.events)
+
+    documents = {p.payload["document_id"] for p in index.points(vectors.collection)}
+    assert documents == {str(good.id)}
+    manifest = blobs.get_json(objects.manifest_key(broken.id))
+    assert (manifest["status"], manifest["chunks"]) == (FAILED, [])
+    assert "UTF-8" in manifest["reason"]
+    assert blobs.get_json(objects.manifest_key(good.id))["status"] == EXTRACTED
+    assert (vectors.position, objects.position) == (2, 2)
+
+
+def test_a_failed_ingestion_leaves_every_view(
+    log: Log, blobs: FileBlobStore, index: QdrantVectorIndex
+) -> None:
+    document = ingest(log, blobs, CAT_TEXT.encode())
+    vectors, objects = vector_view(index, blobs), object_view(blobs)
+    vectors.start()
+    objects.start()
+    vectors.apply(log.events)
+    objects.apply(log.events)
+    assert index.count(vectors.collection) > 0
+
+    document.fail("indexing", "operator withdrew it", log.ctx)
+    log.record(document)
+    vectors.apply(log.events)
+    objects.apply(log.events)
+
+    assert index.count(vectors.collection) == 0
+    manifest = blobs.get_json(objects.manifest_key(document.id))
+    assert (manifest["status"], manifest["reason"]) == (FAILED, "indexing: operator withdrew it")
+    assert not blobs.exists(objects.text_key(document.id))
+
+
+def test_an_event_pointing_at_no_blob_stalls_the_projection(
+    log: Log, blobs: FileBlobStore, index: QdrantVectorIndex
+) -> None:
+    sha = "0" * 64
+    log.record(Document.register(uuid.uuid4(), "file:///gone", "text/plain", sha, 3, log.ctx))
+    view = vector_view(index, blobs)
+    view.start()
+
+    with pytest.raises(BlobNotFound):
+        view.apply(log.events)
+
+    assert index.get_position(view.collection) is None
+
+
+def test_a_model_change_builds_a_new_collection_beside_the_live_one(
+    log: Log, blobs: FileBlobStore, index: QdrantVectorIndex
+) -> None:
+    ingest(log, blobs, CAT_TEXT.encode())
+    live, rebuilt = vector_view(index, blobs, dim=64), vector_view(index, blobs, dim=32)
+    live.start()
+    live.apply(log.events)
+    index.set_alias("chunks", live.collection)
+
+    rebuilt.start()
+    rebuilt.apply(log.events)
+    index.set_alias("chunks", rebuilt.collection)
+    index.drop(live.collection)
+
+    assert rebuilt.collection != live.collection
+    assert index.collections() == [rebuilt.collection]
+    assert index.search("chunks", rebuilt.embedder.embed_query("cat"), k=1)
+
+
+def test_the_object_view_keeps_text_manifest_and_position_with_provenance(
+    log: Log, blobs: FileBlobStore
+) -> None:
+    document = ingest(log, blobs, CAT_TEXT.encode(), "text/markdown")
+    view = object_view(blobs)
+    view.start()
+
+    view.apply(log.events)
+
+    text = blobs.stat(view.text_key(document.id))
+    assert blobs.get(view.text_key(document.id)).decode() == CAT_TEXT
+    assert (text.event_id, text.position) == (log.events[0].event.meta.event_id, 1)
+    manifest = blobs.get_json(view.manifest_key(document.id))
+    assert manifest["status"] == EXTRACTED
+    assert manifest["chunking"] == CHUNKING.as_dict()
+    assert [c["index"] for c in manifest["chunks"]] == list(range(len(manifest["chunks"])))
+    assert object_view(blobs).start() == 1
+
+
+def test_verify_compares_point_ids_and_payloads_with_the_log(
+    log: Log, blobs: FileBlobStore, index: QdrantVectorIndex
+) -> None:
+    ingest(log, blobs, CAT_TEXT.encode())
+    failed = ingest(log, blobs, MARKET_TEXT.encode())
+    failed.fail("indexing", "withdrawn", log.ctx)
+    log.record(failed)
+    view = vector_view(index, blobs)
+    view.start()
+    view.apply(log.events)
+    assert view.verify(log.events).clean
+
+    [first, second, *_] = list(index.points(view.collection, with_vectors=True))
+    index.delete(view.collection, [first.id])
+    index.upsert(view.collection, [VectorPoint(second.id, second.vector, {"text": "tampered"})])
+    stray = VectorPoint(uuid.uuid4(), second.vector, {"document_id": "stray"})
+    index.upsert(view.collection, [stray])
+
+    drift = view.verify(log.events)
+    assert (drift.missing, drift.unexpected, drift.changed) == ([first.id], [stray.id], [second.id])

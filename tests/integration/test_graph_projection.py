@@ -1,0 +1,328 @@
+"""The graph projection fed real domain events, on the embedded graph store and on FalkorDB, with
+the file blob twin.
+
+A list stands in for the notification log (the projection is not registered with a runner yet).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from adapters.blobs import BlobNotFound, FileBlobStore
+from adapters.chunking import ChunkSpec, chunk_id
+from adapters.extraction import PlainTextExtractor
+from adapters.graph import GraphNode, GraphStore
+from adapters.graph_falkordb import FalkorDBGraphStore
+from adapters.graph_ladybug import LadybugGraphStore
+from bench import graph as bench_graph
+from domain.confirmation import Confirmation, HazardClass
+from domain.document import Document
+from domain.effect import Effect
+from domain.goal import Decision, Goal
+from domain.job import Job, JobFire, MisfirePolicy
+from domain.meta import Actor, ActorKind, CommandContext
+from event_store.reader import LoggedEvent
+from projections.graph import GraphProjection, entity_id
+
+CHUNKING = ChunkSpec(size=80, overlap=0)
+DIGEST = "model-digest-1"
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+DOOR_TEXT = (
+    "The front door has a smart lock made by Acme.\n\n"
+    "To open it, ask the operator for a confirmation first.\n\n"
+    "The back door is always locked at night."
+)
+
+
+class Log:
+    """The notification log, as far as a projection sees it: events with positions, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[LoggedEvent] = []
+        self.ctx = CommandContext("cmd", "corr", "cmd", Actor(ActorKind.USER, "alice"), "test")
+
+    def record(self, aggregate: Any) -> list[LoggedEvent]:
+        new = [
+            LoggedEvent(len(self.events) + i + 1, "", e.originator_id, e.originator_version, e)
+            for i, e in enumerate(aggregate.collect_events())
+        ]
+        self.events += new
+        return new
+
+
+@pytest.fixture
+def log() -> Log:
+    return Log()
+
+
+@pytest.fixture
+def blobs(tmp_path: Path) -> FileBlobStore:
+    return FileBlobStore(tmp_path / "blobs")
+
+
+@pytest.fixture(params=["ladybug", "falkordb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore]:
+    graph: GraphStore
+    if request.param == "ladybug":
+        graph = LadybugGraphStore(tmp_path / "graph")
+    else:
+        # A key prefix per test: the FalkorDB server is shared by the session.
+        url = request.getfixturevalue("falkordb_url")
+        graph = FalkorDBGraphStore(url, prefix=f"t{uuid.uuid4().hex[:6]}_")
+    yield graph
+    graph.close()
+
+
+def view(store: GraphStore, blobs: FileBlobStore, namespace: str = "graph") -> GraphProjection:
+    projection = GraphProjection(
+        store, blobs, PlainTextExtractor(), DIGEST, CHUNKING, namespace=namespace
+    )
+    projection.start()
+    return projection
+
+
+def ingest(log: Log, blobs: FileBlobStore, text: str, entities: list[dict[str, Any]]) -> Document:
+    stored = blobs.put(text.encode(), "text/plain")
+    document = Document.register(
+        uuid.uuid4(), "file:///door.txt", "text/plain", stored.sha256, stored.size, log.ctx
+    )
+    document.store_content(stored.key, log.ctx)
+    document.record_extraction(len(text), entities, "extractor-v1", log.ctx)
+    log.record(document)
+    return document
+
+
+def decide(log: Log, goal: Goal, context: list[str]) -> Decision:
+    decision = Decision(
+        decision_id=uuid.uuid4(),
+        model="rules",
+        model_digest="rules-1",
+        parameters={},
+        prompt="open the door",
+        context_ids=context,
+        raw_output="{}",
+        action={"name": "unlock_door"},
+        timings={},
+    )
+    goal.record_decision(decision, log.ctx)
+    log.record(goal)
+    return decision
+
+
+def test_provenance_runs_from_goal_through_decision_and_confirmation_to_effect(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    doc = ingest(log, blobs, DOOR_TEXT, [{"text": "Acme", "label": "ORG"}])
+    first_chunk = str(chunk_id(doc.id, 0, DIGEST))
+    goal = Goal.submit(uuid.uuid4(), "open the front door", "alice", 5, log.ctx)
+    log.record(goal)
+    decision = decide(log, goal, [first_chunk, "not-a-chunk"])
+    confirmation = Confirmation.request(
+        uuid.uuid4(),
+        goal.id,
+        decision.decision_id,
+        "unlock_door",
+        {"door": "front"},
+        HazardClass.HIGH,
+        T0,
+        T0 + timedelta(minutes=5),
+        log.ctx,
+    )
+    log.record(confirmation)
+    confirmation.grant("bob", T0 + timedelta(minutes=1), log.ctx)
+    log.record(confirmation)
+    effect = Effect.start(confirmation.id, goal.id, "unlock_door", {"door": "front"}, log.ctx)
+    effect.succeed({"ok": True}, log.ctx)
+    log.record(effect)
+    projection = view(store, blobs)
+
+    assert projection.apply(log.events) == len(log.events)
+
+    [path] = store.paths("graph", str(goal.id), str(effect.id), max_depth=4)
+    assert [n.label for n in path.nodes] == ["Goal", "Decision", "Confirmation", "Effect"]
+    assert [e.type for e in path.edges] == ["DECIDED", "REQUESTED", "AUTHORISED"]
+    granted = store.node("graph", str(confirmation.id))
+    assert granted is not None and granted.properties["status"] == "granted"
+    grant_event = log.events[-3]
+    assert (granted.event_id, granted.position) == (
+        str(grant_event.event.meta.event_id),
+        grant_event.position,
+    )
+    [evidence] = store.paths("graph", str(effect.id), entity_id("ORG", "Acme"), max_depth=6)
+    assert [n.label for n in evidence.nodes][-3:] == ["Decision", "Chunk", "Entity"]
+    assert store.get_position("graph") == log.events[-1].position
+
+
+def test_chunks_follow_each_other_and_mention_recorded_entities(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    doc = ingest(log, blobs, DOOR_TEXT, [{"text": "back door", "label": "PLACE"}, {"label": "X"}])
+
+    view(store, blobs).apply(log.events)
+
+    counts = store.counts("graph")
+    assert counts.nodes == {"Document": 1, "Chunk": 3, "Entity": 1}
+    assert counts.edges == {"HAS_CHUNK": 3, "NEXT": 2, "MENTIONS": 1}
+    chunks = [str(chunk_id(doc.id, i, DIGEST)) for i in range(3)]
+    # Two routes of two hops: along NEXT, and up to the document and down again.
+    routes = store.paths("graph", chunks[0], chunks[2], max_depth=2)
+    assert sorted(p.node_ids for p in routes) == sorted(
+        [chunks, [chunks[0], str(doc.id), chunks[2]]]
+    )
+    assert store.export("graph").edge_keys >= {
+        (chunks[2], "MENTIONS", entity_id("PLACE", "back door"))
+    }
+
+
+def test_a_replayed_batch_leaves_the_graph_as_one_application_did(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    ingest(log, blobs, DOOR_TEXT, [{"text": "Acme", "label": "ORG"}])
+    job = Job.schedule(
+        uuid.uuid4(),
+        "nightly",
+        {"kind": "interval", "seconds": 60},
+        {"name": "lock_doors"},
+        MisfirePolicy.SKIP,
+        0,
+        1,
+        log.ctx,
+    )
+    log.record(job)
+    log.record(JobFire.fire(job.id, T0, False, log.ctx))
+    once = view(store, blobs, "once")
+    once.apply(log.events)
+
+    crashed = view(store, blobs, "twice")
+    crashed.apply(log.events)
+    # A crash after the merges but before the position: the restarted view replays it all.
+    store.set_position("twice", 0)
+    restarted = view(store, blobs, "twice")
+    assert restarted.apply(log.events) == len(log.events)
+    assert restarted.apply(log.events) == 0
+
+    assert store.export("twice") == store.export("once")
+    assert store.counts("once").edges["FIRED"] == 1
+
+
+def test_a_failed_ingestion_retracts_chunks_and_orphaned_entities_only(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    kept = ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    doomed = ingest(
+        log,
+        blobs,
+        "Acme and Globex make doors.",
+        [{"text": "Acme", "label": "ORG"}, {"text": "Globex", "label": "ORG"}],
+    )
+    projection = view(store, blobs)
+    projection.apply(log.events)
+    assert store.counts("graph").nodes["Entity"] == 2
+
+    doomed.fail("index", "embedding server down", log.ctx)
+    log.record(doomed)
+    projection.apply(log.events)
+
+    exported = store.export("graph")
+    assert entity_id("ORG", "Acme") in exported.node_ids
+    assert entity_id("ORG", "Globex") not in exported.node_ids
+    assert str(chunk_id(doomed.id, 0, DIGEST)) not in exported.node_ids
+    assert str(chunk_id(kept.id, 0, DIGEST)) in exported.node_ids
+    retracted = store.node("graph", str(doomed.id))
+    assert retracted is not None and retracted.properties["status"] == "failed"
+
+
+def test_verify_finds_missing_unexpected_and_changed_nodes_and_edges(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    doc = ingest(log, blobs, DOOR_TEXT, [{"text": "Acme", "label": "ORG"}])
+    projection = view(store, blobs)
+    projection.apply(log.events)
+    assert projection.verify(log.events).clean
+    chunks = [str(chunk_id(doc.id, i, DIGEST)) for i in range(3)]
+
+    store.delete_nodes("graph", [chunks[2]])
+    store.merge_nodes("graph", [GraphNode("stray", "Entity", "ev", 1)])
+    document = store.node("graph", str(doc.id))
+    assert document is not None
+    store.merge_nodes("graph", [GraphNode(document.id, "Document", "ev", 1, {"status": "x"})])
+    drift = projection.verify(log.events)
+
+    assert drift.missing_nodes == [chunks[2]]
+    assert drift.unexpected_nodes == ["stray"]
+    assert drift.changed_nodes == [str(doc.id)]
+    assert set(drift.missing_edges) == {
+        (chunks[1], "NEXT", chunks[2]),
+        (str(doc.id), "HAS_CHUNK", chunks[2]),
+    }
+    assert drift.unexpected_edges == drift.changed_edges == []
+    assert "graph_verify" not in store.namespaces()
+
+
+def test_the_graph_benchmark_projects_and_rewrites_the_same_graph(tmp_path: Path) -> None:
+    store = LadybugGraphStore(tmp_path / "bench")
+    try:
+        result = bench_graph.measure(store, "ladybug", 2, Console(quiet=True))
+    finally:
+        store.close()
+
+    # Per document: 3 document events, 2 goal, 2 confirmation and 2 effect events.
+    assert result.events == 2 * 9
+    assert result.nodes > 2 * 8
+    assert result.edges > 2 * 7
+    assert min(result.projection_s, result.raw_s, result.rebuild_s) > 0
+
+
+def test_a_failed_batch_stops_the_view_and_leaves_no_buffered_writes_behind(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    before = len(log.events)
+    lost = Document.register(uuid.uuid4(), "file:///lost", "text/plain", "f" * 64, 1, log.ctx)
+    log.record(lost)
+    projection = view(store, blobs)
+    projection.apply(log.events[:before])
+
+    with pytest.raises(BlobNotFound):
+        projection.apply(log.events)
+    assert store.get_position("graph") == before
+
+    # The operator parks the poison event; the next batch must not carry its half-done writes.
+    later = log.record(Goal.submit(uuid.uuid4(), "lock up", "alice", 5, log.ctx))
+    assert projection.apply(later) == 1
+
+    exported = store.export("graph")
+    assert str(lost.id) not in exported.node_ids
+    assert str(later[0].originator_id) in exported.node_ids
+
+
+def test_the_graph_does_not_depend_on_how_the_log_is_batched(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    early = ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    goal = Goal.submit(uuid.uuid4(), "lock up", "alice", 5, log.ctx)
+    log.record(goal)
+    late_text = "Globex makes doors."
+    late_id = uuid.uuid4()
+    # A decision naming a chunk that is ingested only later: no edge, however the log is cut.
+    decide(log, goal, [str(chunk_id(early.id, 0, DIGEST)), str(chunk_id(late_id, 0, DIGEST))])
+    stored = blobs.put(late_text.encode(), "text/plain")
+    late = Document.register(late_id, "file:///late", "text/plain", stored.sha256, 1, log.ctx)
+    log.record(late)
+
+    whole = view(store, blobs, "whole")
+    whole.apply(log.events)
+    one_by_one = view(store, blobs, "single")
+    for logged in log.events:
+        one_by_one.apply([logged])
+
+    assert store.export("whole") == store.export("single")
+    used = {e.target for e in store.export("whole").edges if e.type == "USED_CONTEXT"}
+    assert used == {str(chunk_id(early.id, 0, DIGEST))}
