@@ -35,6 +35,7 @@ class JanusProcess:
             ("executor", self._execute),
             ("expiry", self._expire),
             ("scheduler", self._schedule),
+            *((("agent", self._agent),) if self.janus.settings.agent_enabled else ()),
         ):
             thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
             thread.start()
@@ -96,6 +97,11 @@ class JanusProcess:
                 scheduler.sync()
         finally:
             scheduler.stop()
+
+    def _agent(self) -> None:
+        from bootstrap.agent import run_agent
+
+        run_agent(self.janus, self.stop_event, self.poll)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()

@@ -1,0 +1,113 @@
+"""Where a goal stands for the agent, derived from its events and those of its actions.
+
+Nothing here is held in memory between steps: after any crash the agent reads the goal, the
+confirmation and effect each decision led to, and finds the same answer. A decision counts as
+acted on exactly when its follow-up fact exists (a confirmation with the derived id, an
+observation, a question, a completed goal), so acting twice finds the first act and adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from commands.agent_tools import ToolCatalogue, ToolKind
+from domain.base import derived_id
+from domain.confirmation import Confirmation, ConfirmationStatus
+from domain.effect import Effect, EffectStatus, effect_id_for
+from domain.goal import Decision, Goal
+from event_store.application import JanusApplication
+
+
+def confirmation_id_for(decision_id: UUID) -> UUID:
+    """The one confirmation an agent decision can lead to."""
+    return derived_id("agent-confirmation", decision_id)
+
+
+class Phase(StrEnum):
+    DONE = "done"  # the goal is finished, failed or cancelled
+    NEEDS_STEP = "needs_step"  # ask the model for the next decision
+    ACT = "act"  # the last decision is recorded but not acted on yet
+    WAITING = "waiting"  # on a person or a device
+
+
+@dataclass(frozen=True)
+class Standing:
+    phase: Phase
+    outcome: str | None = None  # what the last decision led to, for the next prompt
+
+
+def _load(app: JanusApplication, aggregate_id: UUID) -> Any:
+    return app.repository.get(aggregate_id) if aggregate_id in app.repository else None
+
+
+def device_outcome(app: JanusApplication, decision: Decision) -> Standing:
+    confirmation: Confirmation | None = _load(app, confirmation_id_for(decision.decision_id))
+    if confirmation is None:
+        return Standing(Phase.ACT)
+    if confirmation.status is ConfirmationStatus.PENDING:
+        return Standing(Phase.WAITING)
+    if confirmation.status is not ConfirmationStatus.GRANTED:
+        reason = f": {confirmation.reason}" if confirmation.reason else ""
+        return Standing(Phase.NEEDS_STEP, f"confirmation {confirmation.status.value}{reason}")
+    effect: Effect | None = _load(app, effect_id_for(confirmation.id))
+    if effect is None or effect.status is EffectStatus.STARTED:
+        return Standing(Phase.WAITING)
+    if effect.status is EffectStatus.SUCCEEDED:
+        return Standing(Phase.NEEDS_STEP, f"effect succeeded {json.dumps(effect.result)}")
+    if effect.status is EffectStatus.RECONCILED:
+        happened = "happened" if effect.happened else "did not happen"
+        return Standing(Phase.NEEDS_STEP, f"effect reconciled by an operator: it {happened}")
+    return Standing(Phase.NEEDS_STEP, f"effect {effect.status.value}: {effect.error}")
+
+
+def standing(app: JanusApplication, goal: Goal, catalogue: ToolCatalogue) -> Standing:
+    if goal.status.is_terminal:
+        return Standing(Phase.DONE)
+    decision = goal.last_decision
+    if decision is None:
+        return Standing(Phase.NEEDS_STEP)
+    tool = catalogue.tools.get(str(decision.action.get("name")))
+    if tool is None or tool.kind is ToolKind.FINISH:
+        return Standing(Phase.ACT)
+    if tool.kind is ToolKind.READ:
+        seen = goal.observations.get(decision.decision_id)
+        if seen is None:
+            return Standing(Phase.ACT)
+        return Standing(Phase.NEEDS_STEP, f"{tool.name} found {json.dumps(seen)}")
+    if tool.kind is ToolKind.ASK:
+        asked = next(
+            (q for q in goal.questions.values() if q.decision_id == decision.decision_id), None
+        )
+        if asked is None:
+            return Standing(Phase.ACT)
+        if asked.answer is None:
+            return Standing(Phase.WAITING)
+        return Standing(Phase.NEEDS_STEP, f"the operator answered: {asked.answer}")
+    return device_outcome(app, decision)
+
+
+def situation(goal: Goal, outcome: str | None, knowledge: list[str], error: str | None) -> str:
+    """The user turn of the prompt: the goal, its steps so far, what is known, any rejection."""
+    lines = [f"Goal: {goal.text}"]
+    if not goal.decisions:
+        lines.append("Steps so far: none")
+    else:
+        lines.append("Steps so far:")
+        for number, decision in enumerate(goal.decisions, 1):
+            params = json.dumps(decision.action.get("parameters", {}))
+            lines.append(f"{number}. {decision.action.get('name')} {params}")
+        lines.append(f"Last outcome: {outcome or 'unknown'}")
+    if knowledge:
+        lines.append("Known from earlier goals:")
+        lines.extend(f"- {item}" for item in knowledge)
+    if error:
+        lines.append(f"Your previous answer was rejected ({error}). Answer with one tool call.")
+    return "\n".join(lines)
+
+
+def tokens_used(goal: Goal) -> int:
+    return sum(sum(d.usage.values()) for d in goal.decisions)
