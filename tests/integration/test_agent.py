@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
 
 from adapters.effects import Ledger
-from adapters.llm import MissingModel, ModelUnavailable
+from adapters.llm import AgentRulesModel, MissingModel, ModelUnavailable
+from bootstrap.agent import run_agent
 from bootstrap.container import Janus, world_dir
+from bootstrap.settings import Settings
 from commands import models as m
 from commands.agent_commands import AgentCommands, AnswerQuestion, StartStep, decision_id_for
 from commands.agent_state import Phase, Standing, confirmation_id_for
@@ -26,7 +31,19 @@ from tests.integration.agent_harness import (
     make_agent,
     settle,
     submit,
+    wait_until,
 )
+
+
+class CountingRulesModel(AgentRulesModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts: list[str] = []
+
+    def generate(self, prompt: str, parameters: Mapping[str, Any]) -> str:
+        self.prompts.append(prompt)
+        return super().generate(prompt, parameters)
+
 
 FINISH = {"name": "finish", "parameters": {"summary": "done"}}
 SEARCH = {"name": "search_history", "parameters": {"query": "door"}}
@@ -251,3 +268,32 @@ def test_each_model_call_is_one_span_with_gen_ai_attributes_in_the_goals_trace(
         first.context.span_id, "016x"
     )
     assert json.loads(recorded.raw_output)["name"] == "lock_door"
+
+
+def test_two_agent_processes_never_work_the_same_goal(settings: Settings) -> None:
+    """Two agents on one store, each with its own Janus (own lock session or file handle)."""
+    first, second = Janus.build(settings), Janus.build(settings)
+    stop = threading.Event()
+    models = [CountingRulesModel(), CountingRulesModel()]
+    threads = [
+        threading.Thread(target=run_agent, args=(j, stop, 0.02, model), daemon=True)
+        for j, model in zip((first, second), models, strict=True)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        goal_ids = [submit(first, f"unlock the front door, round {n}") for n in range(8)]
+        wait_until(
+            lambda: all(goal(first, g).decisions for g in goal_ids), what="every goal decided"
+        )
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        for goal_id in goal_ids:
+            assert len(events_of(first, goal_id, Goal.StepStarted)) == 1
+            assert len(goal(first, goal_id).decisions) == 1
+        assert sorted(len(m.prompts) for m in models) == [0, 8]  # one leader did all the work
+    finally:
+        stop.set()
+        first.close()
+        second.close()
