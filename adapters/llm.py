@@ -170,9 +170,9 @@ def last_user_turn(prompt: str) -> str:
 
 
 class AgentRulesModel(RulesDecisionModel):
-    """The agent's deterministic twin: reads only the situation, never the few-shot examples.
+    """The agent's deterministic twin: reads only the last user turn, never the examples.
 
-    Once a step has an outcome it finishes; otherwise it picks a tool by keyword in the goal.
+    After a result it finishes; on a goal it picks a tool by keyword in the goal's text.
     """
 
     name = "janus-rules-agent"
@@ -186,11 +186,10 @@ class AgentRulesModel(RulesDecisionModel):
         return json.dumps(self.choose(last_user_turn(prompt)))
 
     def choose(self, situation: str) -> dict[str, Any]:
-        lines = situation.splitlines()
-        goal = next((ln[6:] for ln in lines if ln.startswith("Goal: ")), situation).strip()
-        outcome = next((ln[14:] for ln in lines if ln.startswith("Last outcome: ")), None)
-        if outcome is not None:
-            return _call("finish", summary=f"done: {outcome}"[:80])
+        if situation.startswith("Result: "):
+            return _call("finish", summary=f"done: {situation[8:].splitlines()[0]}"[:80])
+        first = situation.splitlines()[0] if situation else ""
+        goal = first.removeprefix("Goal: ").strip()
         text = goal.lower()
         door = next((d for d in ("back", "garage", "front") if d in text), "front")
         if "unlock" in text or "open" in text:
@@ -299,6 +298,8 @@ class LlamaCppDecisionModel(DecisionModel):
                     model_path=str(self.path),
                     n_ctx=self.context_size,
                     n_threads=self.threads,
+                    # Prompt evaluation takes every core unless told otherwise.
+                    n_threads_batch=self.threads,
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as error:

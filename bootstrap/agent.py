@@ -50,16 +50,16 @@ def decision_model(settings: Settings) -> DecisionModel:
     spec = model_spec(settings)
     with _MODELS_LOCK:
         if spec not in _MODELS:
-            _MODELS[spec] = _build_model(spec)
+            _MODELS[spec] = _build_model(spec, settings.agent_threads)
         return _MODELS[spec]
 
 
-def _build_model(spec: str) -> DecisionModel:
+def _build_model(spec: str, threads: int) -> DecisionModel:
     if spec == RULES:
         return AgentRulesModel()
     if not spec:
         return MissingModel(f"no local model is installed; {INSTALL_HINT}")
-    return LlamaCppDecisionModel(Path(spec).expanduser(), require_file=False)
+    return LlamaCppDecisionModel(Path(spec).expanduser(), threads=threads, require_file=False)
 
 
 def agent_config(settings: Settings) -> AgentConfig:

@@ -57,7 +57,7 @@ def device_outcome(app: JanusApplication, decision: Decision) -> Standing:
     if effect is None or effect.status is EffectStatus.STARTED:
         return Standing(Phase.WAITING)
     if effect.status is EffectStatus.SUCCEEDED:
-        return Standing(Phase.NEEDS_STEP, f"effect succeeded {json.dumps(effect.result)}")
+        return Standing(Phase.NEEDS_STEP, f"succeeded {json.dumps(effect.result)}")
     if effect.status is EffectStatus.RECONCILED:
         happened = "happened" if effect.happened else "did not happen"
         return Standing(Phase.NEEDS_STEP, f"effect reconciled by an operator: it {happened}")
@@ -70,6 +70,13 @@ def standing(app: JanusApplication, goal: Goal, catalogue: ToolCatalogue) -> Sta
     decision = goal.last_decision
     if decision is None:
         return Standing(Phase.NEEDS_STEP)
+    return decision_standing(app, goal, decision, catalogue)
+
+
+def decision_standing(
+    app: JanusApplication, goal: Goal, decision: Decision, catalogue: ToolCatalogue
+) -> Standing:
+    """Whether this decision was acted on, and if it has settled, what it led to."""
     tool = catalogue.tools.get(str(decision.action.get("name")))
     if tool is None or tool.kind is ToolKind.FINISH:
         return Standing(Phase.ACT)
@@ -77,7 +84,7 @@ def standing(app: JanusApplication, goal: Goal, catalogue: ToolCatalogue) -> Sta
         seen = goal.observations.get(decision.decision_id)
         if seen is None:
             return Standing(Phase.ACT)
-        return Standing(Phase.NEEDS_STEP, f"{tool.name} found {json.dumps(seen)}")
+        return Standing(Phase.NEEDS_STEP, f"found {json.dumps(seen.get('items', seen))}")
     if tool.kind is ToolKind.ASK:
         asked = next(
             (q for q in goal.questions.values() if q.decision_id == decision.decision_id), None
@@ -90,23 +97,30 @@ def standing(app: JanusApplication, goal: Goal, catalogue: ToolCatalogue) -> Sta
     return device_outcome(app, decision)
 
 
-def situation(goal: Goal, outcome: str | None, knowledge: list[str], error: str | None) -> str:
-    """The user turn of the prompt: the goal, its steps so far, what is known, any rejection."""
-    lines = [f"Goal: {goal.text}"]
-    if not goal.decisions:
-        lines.append("Steps so far: none")
-    else:
-        lines.append("Steps so far:")
-        for number, decision in enumerate(goal.decisions, 1):
-            params = json.dumps(decision.action.get("parameters", {}))
-            lines.append(f"{number}. {decision.action.get('name')} {params}")
-        lines.append(f"Last outcome: {outcome or 'unknown'}")
+Turn = tuple[str, str]  # (role, text), role one of "human", "ai"
+
+
+def conversation(
+    app: JanusApplication,
+    goal: Goal,
+    catalogue: ToolCatalogue,
+    knowledge: list[str],
+    error: str | None,
+) -> list[Turn]:
+    """The goal as a chat: the goal, then each decision and what it led to; a rejection last."""
+    opening = f"Goal: {goal.text}"
     if knowledge:
-        lines.append("Known from earlier goals:")
-        lines.extend(f"- {item}" for item in knowledge)
+        opening += "\nKnown from earlier goals:\n" + "\n".join(f"- {k}" for k in knowledge)
+    turns: list[Turn] = [("human", opening)]
+    for decision in goal.decisions:
+        turns.append(("ai", json.dumps(decision.action)))
+        outcome = decision_standing(app, goal, decision, catalogue).outcome
+        turns.append(("human", f"Result: {outcome or 'unknown'}"))
     if error:
-        lines.append(f"Your previous answer was rejected ({error}). Answer with one tool call.")
-    return "\n".join(lines)
+        role, text = turns[-1]
+        rejected = f"Your previous answer was rejected ({error}). Answer with one tool call."
+        turns[-1] = (role, f"{text}\n{rejected}")
+    return turns
 
 
 def tokens_used(goal: Goal) -> int:

@@ -34,7 +34,7 @@ from commands.agent_commands import (
     RecordStepDecision,
     StartStep,
 )
-from commands.agent_state import Phase, Standing, confirmation_id_for, situation, standing
+from commands.agent_state import Phase, Standing, confirmation_id_for, conversation, standing
 from commands.agent_state import tokens_used as used
 from commands.agent_tools import InvalidToolCall, Tool, ToolCatalogue, ToolKind
 from commands.invocation import Invocation
@@ -106,9 +106,8 @@ class GoalWorker:
         self.pending_confirmations = pending_confirmations
         self.tracer = tracer
         self.template = build_prompt()
-        self.tools_text = "\n".join(
-            f"- {t.name}: {t.description}; parameters {json.dumps(t.parameters['properties'])}"
-            for t in catalogue.tools.values()
+        self.tools_text = ", ".join(
+            f"{t.name}({', '.join(t.parameters['properties'])})" for t in catalogue.tools.values()
         )
         self.schema = catalogue.json_schema()
         self.digest = schema_digest(self.schema)
@@ -155,11 +154,9 @@ class GoalWorker:
         if self._over_limit(goal, number, failures, trace):
             return trace
         retrieved = self.retriever.retrieve(goal.text, exclude=goal.id)
-        prompt = render(
-            self.template,
-            self.tools_text,
-            situation(goal, state.outcome, [k.text for k in retrieved.items], _last(failures)),
-        )
+        knowledge = [k.text for k in retrieved.items]
+        turns = conversation(self.app, goal, self.catalogue, knowledge, _last(failures))
+        prompt = render(self.template, self.tools_text, turns)
         inv = self._inv(trace)
         self.agent_commands.start_step(StartStep(goal_id=goal.id, step=number), inv)
         attempt = goal.attempts.get(number, 0) + 1

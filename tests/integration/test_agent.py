@@ -82,7 +82,7 @@ def test_unlock_goal_waits_for_a_person_then_runs_once_and_finishes(janus: Janus
     finished = goal(janus, goal_id)
     assert finished.status is GoalStatus.COMPLETED
     assert [d.action["name"] for d in finished.decisions] == ["unlock_door", "finish"]
-    assert "effect succeeded" in finished.decisions[1].prompt
+    assert "Result: succeeded" in finished.decisions[1].prompt
     assert door_runs(janus) == 1
 
 
