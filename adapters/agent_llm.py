@@ -84,12 +84,13 @@ def build_prompt() -> ChatPromptTemplate:
 
 
 ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+ASSISTANT_START = "<|im_start|>assistant\n"
 
 
 def to_chatml(rendered: list[BaseMessage]) -> str:
     """The messages in ChatML, ending where the assistant's answer starts."""
     turns = [f"<|im_start|>{ROLES[m.type]}\n{m.content}<|im_end|>\n" for m in rendered]
-    return "".join(turns) + "<|im_start|>assistant\n"
+    return "".join(turns) + ASSISTANT_START
 
 
 def render(template: ChatPromptTemplate, tools: str, turns: Sequence[tuple[str, str]]) -> str:

@@ -272,6 +272,7 @@ class LlamaCppDecisionModel(DecisionModel):
         self._llm: Any = None
         self._digest: str | None = None
         self._lock = threading.Lock()
+        self._primed: list[int] = []
 
     def check(self) -> None:
         check_gguf(self.path)
@@ -336,12 +337,32 @@ class LlamaCppDecisionModel(DecisionModel):
             finish_reason=str(choice.get("finish_reason") or "stop"),
         )
 
+    def _prime(self, llm: Any, prompt: str, prefix_chars: int) -> None:
+        """Leave exactly the prompt's fixed prefix evaluated (or nothing), whatever came before.
+
+        The same prompt must give the same output whatever was asked before it, so the only
+        reuse allowed is of a prefix that was itself evaluated alone from an empty context: a
+        recorded ``prefix_chars`` (the system turn and the few-shot examples). Every process
+        then computes a prompt the same way: that prefix as one batch, the rest as another.
+        """
+        prefix = llm.tokenize(prompt[:prefix_chars].encode(), special=True) if prefix_chars else []
+        whole = llm.tokenize(prompt.encode(), special=True)
+        n = len(prefix)
+        if not prefix or whole[:n] != prefix or n >= len(whole):
+            llm.reset()
+            return
+        if self._primed == prefix and llm.n_tokens >= n:
+            llm._ctx.kv_cache_seq_rm(-1, n, -1)  # drop the previous prompt's own part
+            llm.n_tokens = n
+            return
+        llm.reset()
+        llm.eval(prefix)
+        self._primed = prefix
+
     def _create(self, llm: Any, prompt: str, parameters: Mapping[str, Any]) -> Any:
         seed = int(parameters.get("seed", 0) or 0)
         llm.set_seed(seed)
-        # No prefix reuse between calls: the same prompt must give the same output whatever
-        # was asked before it.
-        llm.reset()
+        self._prime(llm, prompt, int(parameters.get("prefix_chars", 0) or 0))
         return llm.create_completion(
             prompt=prompt,
             max_tokens=int(parameters.get("max_tokens", DEFAULT_MAX_TOKENS)),

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from adapters.agent_llm import ModelRunnable, build_prompt, render
+from adapters.agent_llm import ASSISTANT_START, ModelRunnable, build_prompt, render
 from adapters.faults import crash_point
 from adapters.llm import Completion, DecisionModel, llama_cpp_version
 from adapters.retrieval import Retrieved, Retriever
@@ -111,7 +111,15 @@ class GoalWorker:
         )
         self.schema = catalogue.json_schema()
         self.digest = schema_digest(self.schema)
-        self.parameters = {**config.sampling(), "json_schema": self.schema}
+        # The system turn and examples are the same in every prompt: the model may keep them
+        # evaluated between calls (recorded, so a replay computes the prompt the same way).
+        prefix = render(self.template, self.tools_text, [])
+        prefix_chars = len(prefix) - len(ASSISTANT_START)
+        self.parameters = {
+            **config.sampling(),
+            "prefix_chars": prefix_chars,
+            "json_schema": self.schema,
+        }
         self.actor = Actor(ActorKind.AGENT, "agent")
         # Model calls that outlive their timeout keep running here; they cannot be interrupted.
         self._calls = ThreadPoolExecutor(max(config.concurrency, 1), thread_name_prefix="model")
