@@ -43,17 +43,18 @@ def _call(name: str, **parameters: str) -> str:
 # A 135M model copies shapes far better than it follows rules.
 EXAMPLES: tuple[tuple[tuple[str, str], ...], ...] = (
     (
-        ("human", "Goal: unlock the back door"),
-        ("ai", _call("unlock_door", door="back")),
-        ("human", 'Result: succeeded {"door": "back", "state": "unlocked"}'),
-        ("ai", _call("finish", summary="the back door is unlocked")),
-    ),
-    (
         ("human", "Goal: lock the garage door"),
         ("ai", _call("lock_door", door="garage")),
         ("human", "Result: confirmation denied: not now"),
         ("ai", _call("finish", summary="locking the garage door was denied")),
     ),
+    (
+        ("human", "Goal: unlock the back door"),
+        ("ai", _call("unlock_door", door="back")),
+        ("human", 'Result: succeeded {"door": "back", "state": "unlocked"}'),
+        ("ai", _call("finish", summary="the back door is unlocked")),
+    ),
+    (("human", "Goal: lock the front door"), ("ai", _call("lock_door", door="front"))),
     (
         ("human", "Goal: tell the operator the heating is off"),
         ("ai", _call("notify", to="operator", message="the heating is off")),
@@ -62,7 +63,7 @@ EXAMPLES: tuple[tuple[tuple[str, str], ...], ...] = (
         ("human", "Goal: what happened with the garage last week?"),
         ("ai", _call("search_history", query="garage")),
     ),
-    (("human", "Goal: do the thing"), ("ai", _call("ask_operator", question="which thing?"))),
+    (("human", "Goal: water the plants"), ("ai", _call("ask_operator", question="how?"))),
 )
 
 MESSAGE_TYPES: dict[str, type[BaseMessage]] = {"human": HumanMessage, "ai": AIMessage}
