@@ -274,6 +274,7 @@ class LlamaCppDecisionModel(DecisionModel):
         self._digest: str | None = None
         self._lock = threading.Lock()
         self._primed: list[int] = []
+        self._grammars: dict[str, Any] = {}
 
     def check(self) -> None:
         check_gguf(self.path)
@@ -309,12 +310,18 @@ class LlamaCppDecisionModel(DecisionModel):
         return self._llm
 
     def _grammar(self, schema: Any) -> Any:
-        """A recorded ``json_schema`` parameter constrains the output exactly as it did then."""
+        """A recorded ``json_schema`` parameter constrains the output exactly as it did then.
+
+        Compiled once per schema: the agent asks with the same catalogue every step.
+        """
         if not schema:
             return None
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        text = json.dumps(schema)
+        if text not in self._grammars:
+            self._grammars[text] = LlamaGrammar.from_json_schema(text, verbose=False)
+        return self._grammars[text]
 
     def generate(self, prompt: str, parameters: Mapping[str, Any]) -> str:
         return self.complete(prompt, parameters).text
