@@ -7,6 +7,7 @@ imported only when a model is first used, so nothing needs it installed until th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -228,6 +229,7 @@ def bundled_model_path() -> Path | None:
     return found[0] if found else None
 
 
+@functools.cache
 def llama_cpp_version() -> str | None:
     """The installed llama-cpp-python's version, without importing (and loading) it."""
     from importlib.metadata import PackageNotFoundError, version

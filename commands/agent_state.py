@@ -14,6 +14,8 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
+
 from commands.agent_tools import ToolCatalogue, ToolKind
 from domain.base import derived_id
 from domain.confirmation import Confirmation, ConfirmationStatus
@@ -40,12 +42,18 @@ class Standing:
     outcome: str | None = None  # what the last decision led to, for the next prompt
 
 
-def _load(app: JanusApplication, aggregate_id: UUID) -> Any:
-    return app.repository.get(aggregate_id) if aggregate_id in app.repository else None
+def load_aggregate(app: JanusApplication, aggregate_id: UUID) -> Any:
+    """The aggregate, or None if it was never created (one read, not an exists and a get)."""
+    try:
+        return app.repository.get(aggregate_id)
+    except AggregateNotFoundError:
+        return None
 
 
 def device_outcome(app: JanusApplication, decision: Decision) -> Standing:
-    confirmation: Confirmation | None = _load(app, confirmation_id_for(decision.decision_id))
+    confirmation: Confirmation | None = load_aggregate(
+        app, confirmation_id_for(decision.decision_id)
+    )
     if confirmation is None:
         return Standing(Phase.ACT)
     if confirmation.status is ConfirmationStatus.PENDING:
@@ -53,7 +61,7 @@ def device_outcome(app: JanusApplication, decision: Decision) -> Standing:
     if confirmation.status is not ConfirmationStatus.GRANTED:
         reason = f": {confirmation.reason}" if confirmation.reason else ""
         return Standing(Phase.NEEDS_STEP, f"confirmation {confirmation.status.value}{reason}")
-    effect: Effect | None = _load(app, effect_id_for(confirmation.id))
+    effect: Effect | None = load_aggregate(app, effect_id_for(confirmation.id))
     if effect is None or effect.status is EffectStatus.STARTED:
         return Standing(Phase.WAITING)
     if effect.status is EffectStatus.SUCCEEDED:

@@ -34,7 +34,14 @@ from commands.agent_commands import (
     RecordStepDecision,
     StartStep,
 )
-from commands.agent_state import Phase, Standing, confirmation_id_for, conversation, standing
+from commands.agent_state import (
+    Phase,
+    Standing,
+    confirmation_id_for,
+    conversation,
+    load_aggregate,
+    standing,
+)
 from commands.agent_state import tokens_used as used
 from commands.agent_tools import InvalidToolCall, Tool, ToolCatalogue, ToolKind
 from commands.invocation import Invocation
@@ -134,9 +141,7 @@ class GoalWorker:
         return Invocation(self.actor, trace_context=dict(trace))
 
     def load(self, goal_id: UUID) -> Goal | None:
-        if goal_id not in self.app.repository:
-            return None
-        found: object = self.app.repository.get(goal_id)
+        found: object = load_aggregate(self.app, goal_id)
         return found if isinstance(found, Goal) else None
 
     def advance(self, goal_id: UUID, trace: dict[str, str]) -> None:
