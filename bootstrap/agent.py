@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select
@@ -124,3 +125,25 @@ def run_agent(
     finally:
         agent.close()
         lock.release()
+
+
+def agent_status(janus: Janus) -> dict[str, Any]:
+    """Whether the agent's model can run here, and how far the agent has read the log."""
+    model = decision_model(janus.settings)
+    try:
+        model.check()
+        state = "ready"
+    except ModelUnavailable as error:
+        state = f"unavailable: {error}"
+    head = janus.app.head()
+    position = janus.app.tracked_position("agent")
+    return {
+        "enabled": janus.settings.agent_enabled,
+        "model": model.name,
+        "model_spec": model_spec(janus.settings) or None,
+        "runtime": model.runtime,
+        "state": state,
+        "position": position,
+        "head": head,
+        "lag": max(head - position, 0),
+    }

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from adapters.llm import ModelUnavailable
-from bootstrap.agent import decision_model, model_spec, run_agent
+from bootstrap.agent import agent_status, decision_model, run_agent
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands.agent_commands import AgentCommands, AnswerQuestion
@@ -67,28 +67,6 @@ def agent(ctx: typer.Context) -> None:
         run_agent(janus, stop, janus.settings.poll_interval_seconds)
     finally:
         janus.close()
-
-
-def agent_status(janus: Janus) -> dict[str, Any]:
-    """Whether the agent's model can run here, and how far the agent has read the log."""
-    model = decision_model(janus.settings)
-    try:
-        model.check()
-        state = "ready"
-    except ModelUnavailable as error:
-        state = f"unavailable: {error}"
-    head = janus.app.head()
-    position = janus.app.tracked_position("agent")
-    return {
-        "enabled": janus.settings.agent_enabled,
-        "model": model.name,
-        "model_spec": model_spec(janus.settings) or None,
-        "runtime": model.runtime,
-        "state": state,
-        "position": position,
-        "head": head,
-        "lag": max(head - position, 0),
-    }
 
 
 @app.command("status")

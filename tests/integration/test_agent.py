@@ -13,7 +13,7 @@ import pytest
 
 from adapters.effects import Ledger
 from adapters.llm import AgentRulesModel, MissingModel, ModelUnavailable
-from bootstrap.agent import run_agent
+from bootstrap.agent import agent_status, run_agent
 from bootstrap.container import Janus, world_dir
 from bootstrap.settings import Settings
 from commands import models as m
@@ -297,3 +297,23 @@ def test_two_agent_processes_never_work_the_same_goal(settings: Settings) -> Non
         stop.set()
         first.close()
         second.close()
+
+
+def test_status_says_whether_the_model_can_run_and_how_to_install_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    for model, expected in (("rules", "ready"), (str(tmp_path / "gone.gguf"), "make install")):
+        janus = Janus.build(settings.model_copy(update={"agent_model": model}))
+        try:
+            found = agent_status(janus)
+        finally:
+            janus.close()
+        assert expected in found["state"], found
+        assert found["lag"] == found["head"] - found["position"]
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"not a model")
+    janus = Janus.build(settings.model_copy(update={"agent_model": str(corrupt)}))
+    try:
+        assert "not a GGUF file" in agent_status(janus)["state"]
+    finally:
+        janus.close()
