@@ -275,13 +275,16 @@ class LlamaCppDecisionModel(DecisionModel):
         self._llm: Any = None
         self._digest: str | None = None
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
         self._primed: list[int] = []
         self._grammars: dict[str, Any] = {}
 
     def check(self) -> None:
+        """Loads the model (once): a file llama.cpp cannot load is found before a step starts."""
         check_gguf(self.path)
         if llama_cpp_version() is None:
             raise ModelUnavailable(f"llama.cpp (llama-cpp-python) is not installed; {INSTALL_HINT}")
+        self._load()
 
     @property
     def digest(self) -> str:
@@ -290,6 +293,10 @@ class LlamaCppDecisionModel(DecisionModel):
         return self._digest
 
     def _load(self) -> Any:
+        with self._load_lock:  # goals run concurrently: load the model once, not per thread
+            return self._load_once()
+
+    def _load_once(self) -> Any:
         if self._llm is None:
             try:
                 from llama_cpp import Llama

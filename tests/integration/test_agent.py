@@ -12,7 +12,7 @@ from uuid import UUID
 import pytest
 
 from adapters.effects import Ledger
-from adapters.llm import AgentRulesModel, MissingModel, ModelUnavailable
+from adapters.llm import AgentRulesModel, LlamaCppDecisionModel, MissingModel, ModelUnavailable
 from bootstrap.agent import agent_status, run_agent
 from bootstrap.container import Janus, world_dir
 from bootstrap.settings import Settings
@@ -317,3 +317,19 @@ def test_status_says_whether_the_model_can_run_and_how_to_install_one(
         assert "not a GGUF file" in agent_status(janus)["state"]
     finally:
         janus.close()
+
+
+def test_a_corrupt_model_file_starts_no_step_and_the_goal_waits(
+    janus: Janus, tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "half-downloaded.gguf"
+    corrupt.write_bytes(b"GGUF" + b"\0" * 64)  # the right magic, then nothing llama.cpp can load
+    goal_id = submit(janus, "unlock the front door")
+    agent = make_agent(janus, LlamaCppDecisionModel(corrupt, require_file=False))
+    for _ in range(2):
+        with pytest.raises(ModelUnavailable, match="cannot load"):
+            agent.run_once()
+    assert agent.position == 0
+    assert events_of(janus, goal_id, Goal.StepStarted) == []
+    settle(janus, make_agent(janus))
+    assert goal(janus, goal_id).decisions
