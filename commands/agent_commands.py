@@ -155,11 +155,19 @@ class AgentCommands:
             goal = self._goal(cmd.goal_id)
             question_id = cmd.question_id
             if question_id is None:
-                open_question = goal.open_question()
-                if open_question is None:
-                    raise InvalidValue(f"goal {goal.id} has no open question")
-                question_id = open_question.question_id
+                question_id = _question_to_answer(goal, cmd.answer)
             fresh = goal.answer_question(question_id, cmd.answer, str(inv.actor), ctx(str(goal.id)))
             return Decided(question_id, "answered" if fresh else "already_answered", (goal,))
 
         return self.runner.run(cmd, inv, decide)
+
+
+def _question_to_answer(goal: Goal, answer: str) -> UUID:
+    """The open question; or, for a repeated answer (a retry), the one it already answered."""
+    open_question = goal.open_question()
+    if open_question is not None:
+        return open_question.question_id
+    last = list(goal.questions.values())[-1] if goal.questions else None
+    if last is not None and last.answer == answer:
+        return last.question_id
+    raise InvalidValue(f"goal {goal.id} has no open question")

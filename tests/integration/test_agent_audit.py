@@ -49,3 +49,23 @@ def test_audit_and_replay_show_each_decisions_prompt_output_and_cost(
     assert redecided.exit_code == 0, redecided.output
     body = json.loads(redecided.stdout)
     assert body["total"] == 2
+
+
+def test_goals_answer_records_the_operators_answer_and_refuses_when_nothing_was_asked(
+    janus: Janus, cli: typer.Typer
+) -> None:
+    from replay.cli import app
+
+    asked = submit(janus, "do the usual")
+    quiet = submit(janus, "lock the back door")
+    settle(janus, make_agent(janus))
+    runner = CliRunner()
+    answered = runner.invoke(app, ["goals", "answer", str(asked), "water the plants"])
+    assert answered.exit_code == 0, answered.output
+    assert "answered" in answered.output
+    again = runner.invoke(app, ["goals", "answer", str(asked), "water the plants"])
+    assert "already_answered" in again.output
+    head = janus.app.head()
+    refused = runner.invoke(app, ["goals", "answer", str(quiet), "yes"])
+    assert refused.exit_code == 1 and "has no open question" in refused.output
+    assert janus.app.head() == head
