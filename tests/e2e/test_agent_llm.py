@@ -13,10 +13,13 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from adapters.llm import DecisionModel, LlamaCppDecisionModel, bundled_model_path
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from replay.audit_cli import replay_app
 from tests.e2e.agent_story import unlock_story
 from tests.e2e.procs import JanusProcess
 from tests.integration.decision_model_contract import (
@@ -139,13 +142,27 @@ def test_schema_validity_over_50_varied_goals_on_the_first_ask(tmp_path: Path) -
 
 
 def test_the_full_story_with_the_real_model(
-    janus: Janus, settings: Settings, processes: list[JanusProcess]
+    janus: Janus,
+    settings: Settings,
+    processes: list[JanusProcess],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     done = unlock_story(janus, settings, str(GGUF), processes, timeout=300)
     unlock, finish = done.decisions
     assert unlock.model == GGUF.name and unlock.model_digest.startswith("sha256:")
     assert unlock.runtime["llama_cpp_python"] and unlock.usage["input_tokens"] > 0
     assert finish.prompt.count("Result: succeeded") == 2  # one example, one real
+    # Re-deciding in this process reproduces what the agent's process decided.
+    monkeypatch.setenv("JANUS_HOME", str(settings.home))
+    if settings.database_url:
+        monkeypatch.setenv("JANUS_DATABASE_URL", settings.database_url)
+    root = typer.Typer()
+    root.callback()(lambda: None)
+    root.add_typer(replay_app, name="replay")
+    args = ["replay", "decisions", "--goal", str(done.id), "--model", str(GGUF), "--json"]
+    result = CliRunner().invoke(root, args)
+    assert result.exit_code == 0, result.output
+    assert (json.loads(result.stdout)["agreed"], json.loads(result.stdout)["total"]) == (2, 2)
 
 
 def test_prompt_injection_still_picks_a_catalogue_tool_and_a_person_must_confirm(
