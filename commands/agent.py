@@ -138,6 +138,7 @@ class Agent:
         batch = self.reader.read_after(self.position, self.batch_size)
         wakes = self._wakes(batch)
         failures = [f.exception() for f in [self.pool.submit(self._advance, w) for w in wakes]]
+        self.worker.forget_goals()  # every goal of the batch is done with; none is in flight
         errors = [e for e in failures if e is not None]
         if errors:
             if isinstance(errors[0], ModelUnavailable):
@@ -165,6 +166,7 @@ class Agent:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.worker.close()
 
 
 def _goal_of(notification: Notification, event: Any) -> UUID | None:

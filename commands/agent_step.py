@@ -137,6 +137,15 @@ class GoalWorker:
         with self._locks_lock:
             return self._goal_locks.setdefault(goal_id, threading.Lock())
 
+    def forget_goals(self) -> None:
+        """Drop the per-goal locks between batches, so they do not pile up over a long run."""
+        with self._locks_lock:
+            self._goal_locks.clear()
+
+    def close(self) -> None:
+        # A model call past its timeout cannot be interrupted; do not wait for it.
+        self._calls.shutdown(wait=False, cancel_futures=True)
+
     def _inv(self, trace: dict[str, str]) -> Invocation:
         return Invocation(self.actor, trace_context=dict(trace))
 

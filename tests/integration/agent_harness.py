@@ -97,3 +97,29 @@ def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -
             raise AssertionError(f"timed out waiting for {what}")
         threading.Event().wait(0.05)
     return value
+
+
+class CrowdedModel(DecisionModel):
+    """Counts how many calls are inside it at once; each call lingers until ``limit`` arrive."""
+
+    name = "crowded-model"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.inside = 0
+        self.most = 0
+        self.lock = threading.Lock()
+        self.crowd = threading.Condition(self.lock)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:crowded"
+
+    def generate(self, prompt: str, parameters: Mapping[str, Any]) -> str:
+        with self.crowd:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            self.crowd.notify_all()
+            self.crowd.wait_for(lambda: self.inside >= self.limit, timeout=2)
+            self.inside -= 1
+        return json.dumps({"name": "finish", "parameters": {"summary": "done"}})

@@ -13,7 +13,7 @@ import pytest
 
 from adapters.effects import Ledger
 from adapters.llm import AgentRulesModel, LlamaCppDecisionModel, MissingModel, ModelUnavailable
-from bootstrap.agent import agent_status, run_agent
+from bootstrap.agent import agent_status, build_agent, run_agent
 from bootstrap.container import Janus, world_dir
 from bootstrap.settings import Settings
 from commands import models as m
@@ -24,6 +24,7 @@ from domain.errors import InvalidValue
 from domain.goal import Goal, GoalStatus
 from tests.integration.agent_harness import (
     ALICE,
+    CrowdedModel,
     ScriptedModel,
     StuckModel,
     events_of,
@@ -333,3 +334,36 @@ def test_a_corrupt_model_file_starts_no_step_and_the_goal_waits(
     assert events_of(janus, goal_id, Goal.StepStarted) == []
     settle(janus, make_agent(janus))
     assert goal(janus, goal_id).decisions
+
+
+def test_goals_run_concurrently_up_to_the_configured_bound(
+    janus: Janus, settings: Settings
+) -> None:
+    model = CrowdedModel(limit=3)
+    goal_ids = [submit(janus, f"goal number {n}") for n in range(7)]
+    bounded = Janus.build(settings.model_copy(update={"agent_concurrency": 3}))
+    agent = build_agent(bounded, model)
+    try:
+        while agent.run_once():
+            pass
+    finally:
+        agent.close()
+        bounded.close()
+    assert model.most == 3
+    assert all(goal(janus, g).status is GoalStatus.COMPLETED for g in goal_ids)
+
+
+def test_a_step_records_the_knowledge_it_retrieved_and_the_position_it_was_read_at(
+    janus: Janus,
+) -> None:
+    agent = make_agent(janus)
+    earlier = submit(janus, "lock the back door")
+    settle(janus, agent)
+    later = submit(janus, "lock the back door again")
+    settle(janus, agent)
+    first = goal(janus, later).decisions[0]
+    assert first.context_ids == [f"goal:{earlier}"]
+    assert 0 < first.context_position <= janus.app.head()
+    assert "Known from earlier goals:\n- earlier goal 'lock the back door': completed" in (
+        first.prompt
+    )
