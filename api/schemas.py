@@ -107,6 +107,13 @@ class GoalCancellation(Body):
     reason: Reason = "cancelled by operator"
 
 
+class QuestionAnswer(Body):
+    answer: str = Field(min_length=1, max_length=8_000, description="What the agent reads next.")
+    question_id: UUID | None = Field(
+        default=None, description="The question answered; default: the goal's open question."
+    )
+
+
 class Denial(Body):
     reason: Reason = Field(description="Why the action must not happen.")
 

@@ -1,4 +1,5 @@
-"""Goals: submit, list, read one (with its latest decision and pending confirmations), cancel."""
+"""Goals: submit, list, read one (with its latest decision and pending confirmations), cancel,
+answer the agent's question."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from api.actions import accepted
 from api.deps import Cursor, FreshViewer, Limit, OperatorCall
 from api.problems import responses
 from commands import models as m
+from commands.agent_commands import AgentCommands, AnswerQuestion
 from domain.goal import GoalStatus
 
 router = APIRouter(prefix="/v1/goals", tags=["goals"])
@@ -66,6 +68,21 @@ async def cancel_goal(
     cmd = m.CancelGoal(goal_id=goal_id, reason=reason)
     commands = call.api.janus.commands
     return await call.respond(lambda: accepted(commands.cancel_goal(cmd, call.invocation)))
+
+
+@router.post(
+    "/{goal_id}/answer",
+    response_model=s.CommandAccepted,
+    responses=responses(400, 401, 403, 404, 409, 413, 422, 503),
+)
+async def answer_goal_question(
+    goal_id: UUID, call: OperatorCall, body: Annotated[s.QuestionAnswer, Body()]
+) -> Response:
+    """Answer the question the agent asked about the goal (its ask_operator step); the agent
+    reads the answer at its next step. A goal with no open question is a 422."""
+    cmd = AnswerQuestion(goal_id=goal_id, answer=body.answer, question_id=body.question_id)
+    agent = AgentCommands(call.api.janus.commands.runner)
+    return await call.respond(lambda: accepted(agent.answer_question(cmd, call.invocation)))
 
 
 @router.get(

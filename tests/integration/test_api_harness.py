@@ -192,6 +192,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/goals", Role.VIEWER),
     Endpoint("GET", "/v1/goals/{goal_id}", Role.VIEWER),
     Endpoint("POST", "/v1/goals/{goal_id}/cancel", Role.OPERATOR),
+    Endpoint("POST", "/v1/goals/{goal_id}/answer", Role.OPERATOR, {"answer": "the back door"}),
     Endpoint("GET", "/v1/goals/{goal_id}/timeline", Role.VIEWER),
     Endpoint("GET", "/v1/confirmations", Role.VIEWER, query={"status": "pending"}),
     Endpoint("GET", "/v1/confirmations/{confirmation_id}", Role.VIEWER),
