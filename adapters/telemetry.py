@@ -38,9 +38,9 @@ class ModelSpan:
             }
         )
 
-    def failed(self, message: str) -> None:
+    def failed(self, error_type: str, message: str) -> None:
         self.span.set_status(StatusCode.ERROR, message)
-        self.span.set_attribute("error.type", "timeout")
+        self.span.set_attribute("error.type", error_type)
 
 
 def request_attributes(model: DecisionModel, parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from uuid import UUID
 
 from adapters.agent_llm import ASSISTANT_START, ModelRunnable, build_prompt, render
 from adapters.faults import crash_point
-from adapters.llm import Completion, DecisionModel, llama_cpp_version
+from adapters.llm import Completion, DecisionModel, ModelUnavailable, llama_cpp_version
 from adapters.retrieval import Retrieved, Retriever
 from adapters.telemetry import model_span
 from commands import models as m
@@ -228,8 +228,14 @@ class GoalWorker:
             try:
                 completion = self._call(prompt)
             except ModelTimeout as error:
-                span.failed(str(error))
+                span.failed("timeout", str(error))
                 return span.trace, None, ("timeout", str(error), "")
+            except ModelUnavailable:
+                raise  # not this step's fault: the goal waits for a model, see Agent.run_once
+            except (RuntimeError, ValueError, OSError) as error:
+                # llama.cpp failing mid-call (a decode error, say): recorded, asked again once.
+                span.failed(type(error).__name__, str(error))
+                return span.trace, None, ("model_error", f"{type(error).__name__}: {error}", "")
             span.finished(completion)
             try:
                 self.catalogue.parse(completion.text)

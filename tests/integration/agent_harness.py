@@ -123,3 +123,11 @@ class CrowdedModel(DecisionModel):
             self.crowd.wait_for(lambda: self.inside >= self.limit, timeout=2)
             self.inside -= 1
         return json.dumps({"name": "finish", "parameters": {"summary": "done"}})
+
+
+class BrokenModel(ScriptedModel):
+    """Fails inside the model call the way llama.cpp does when a decode goes wrong."""
+
+    def generate(self, prompt: str, parameters: Mapping[str, Any]) -> str:
+        self.prompts.append(prompt)
+        raise RuntimeError("llama_decode returned -3")

@@ -24,6 +24,7 @@ from domain.errors import InvalidValue
 from domain.goal import Goal, GoalStatus
 from tests.integration.agent_harness import (
     ALICE,
+    BrokenModel,
     CrowdedModel,
     ScriptedModel,
     StuckModel,
@@ -367,3 +368,13 @@ def test_a_step_records_the_knowledge_it_retrieved_and_the_position_it_was_read_
     assert "Known from earlier goals:\n- earlier goal 'lock the back door': completed" in (
         first.prompt
     )
+
+
+def test_a_model_error_is_recorded_asked_again_once_then_fails_the_goal(janus: Janus) -> None:
+    goal_id = submit(janus, "unlock the front door")
+    model = BrokenModel([])
+    settle(janus, make_agent(janus, model))
+    failures = events_of(janus, goal_id, Goal.AttemptFailed)
+    assert [(f.attempt, f.kind) for f in failures] == [(1, "model_error"), (2, "model_error")]
+    assert "llama_decode returned -3" in failures[0].error
+    assert goal(janus, goal_id).status is GoalStatus.FAILED and len(model.prompts) == 2
