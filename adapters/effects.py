@@ -142,7 +142,8 @@ class SimulatedDoorLock(EffectAdapter):
     actions = frozenset({"unlock_door", "lock_door"})
     specs = (
         ActionSpec("unlock_door", HazardClass.HIGH, "Unlock a door.", DOOR_PARAMETERS),
-        ActionSpec("lock_door", HazardClass.MEDIUM, "Lock a door.", DOOR_PARAMETERS),
+        # Locking is the fail-safe direction (it can let nobody in): low, run by policy.
+        ActionSpec("lock_door", HazardClass.LOW, "Lock a door.", DOOR_PARAMETERS),
     )
 
     def __init__(self, ledger: Ledger) -> None:

@@ -142,6 +142,13 @@ class DecisionIn(Body):
         return m.RecordDecision.model_validate({**body, "goal_id": str(goal_id)})
 
 
+class QuestionAnswer(Body):
+    answer: str = Field(min_length=1, max_length=8_000, description="What the agent reads next.")
+    question_id: UUID | None = Field(
+        default=None, description="The question answered; default: the goal's open question."
+    )
+
+
 class Denial(Body):
     reason: Reason = Field(description="Why the action must not happen.")
 

@@ -63,6 +63,7 @@ class JanusProcess:
             ("executor", self._execute),
             ("expiry", self._expire),
             ("scheduler", self._schedule),
+            *((("agent", self._agent),) if self.janus.settings.agent_enabled else ()),
         )
         for name, target in duties:
             thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
@@ -190,6 +191,11 @@ class JanusProcess:
             if stopping:
                 return
             self._roles_changed.wait(self.board.heartbeat_seconds)
+
+    def _agent(self) -> None:
+        from bootstrap.agent import run_agent
+
+        run_agent(self.janus, self.stop_event, self.poll)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()

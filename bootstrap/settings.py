@@ -65,6 +65,22 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(
         default=None, description="The local GGUF model `janus replay decisions` runs by default."
     )
+    agent_enabled: bool = Field(
+        default=True, description="Run the agent in `janus run` and the embedded process."
+    )
+    agent_model: str = Field(
+        default="auto",
+        description="auto (JANUS_MODEL_PATH, else the installed SmolLM2), rules, or a .gguf path.",
+    )
+    agent_max_steps: int = Field(default=8, ge=1, le=100)
+    agent_token_budget: int = Field(default=20_000, ge=100)
+    agent_model_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    agent_concurrency: int = Field(default=4, ge=1, le=64)
+    agent_seed: int = Field(default=42, ge=0)
+    agent_max_tokens: int = Field(default=96, ge=16, le=4096)
+    # One thread: on a small shared machine llama.cpp's spinning worker threads lose more to
+    # contention than they gain (measured: 6 s vs 41 s for a 300-token prompt under load).
+    agent_threads: int = Field(default=1, ge=1, le=256)
 
     @field_validator("database_url")
     @classmethod

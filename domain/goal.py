@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -12,6 +13,11 @@ from domain.errors import InvalidTransition, InvalidValue
 from domain.meta import CommandContext
 
 MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 5
+# Layout characters a person types; every other control character in a goal is refused, since
+# the text goes verbatim into model prompts and terminals.
+ALLOWED_CONTROLS = frozenset("\n\t\r\u200c\u200d")  # layout, and the joiners emoji need
+MAX_ERROR = 2_000
+MAX_RAW_OUTPUT = 200_000
 
 
 class GoalStatus(StrEnum):
@@ -40,6 +46,22 @@ class Decision:
     action: dict[str, Any]
     timings: dict[str, float]
     rationale: str = ""
+    # The agent's step key and what the model run cost (empty for scripted decisions).
+    step: int = 0
+    usage: dict[str, int] = field(default_factory=dict)
+    context_position: int = 0
+    runtime: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Question:
+    """What the agent asked an operator (``ask_operator``), and the answer once given."""
+
+    question_id: UUID
+    decision_id: UUID
+    question: str
+    answer: str | None = None
+    answered_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +82,7 @@ class Goal(JanusAggregate):
     def submit(
         cls, goal_id: UUID, text: str, submitted_by: str, priority: int, ctx: CommandContext
     ) -> Goal:
-        require_text("text", text)
+        require_goal_text(text)
         require_text("submitted_by", submitted_by, limit=MAX_NAME)
         if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
             raise InvalidValue(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}")
@@ -128,6 +150,10 @@ class Goal(JanusAggregate):
         self.outcome: str | None = None
         self.forked_from: UUID | None = None
         self.forked_at_position: int | None = None
+        self.attempts: dict[int, int] = {}
+        self.failed_attempts: dict[int, list[str]] = {}
+        self.observations: dict[UUID, dict[str, Any]] = {}
+        self.questions: dict[UUID, Question] = {}
 
     def _require_open(self) -> None:
         if self.status.is_terminal:
@@ -155,6 +181,11 @@ class Goal(JanusAggregate):
             raise InvalidValue("a decision's parsed action needs a name")
         if any(d.decision_id == decision.decision_id for d in self.decisions):
             raise InvalidTransition(f"decision {decision.decision_id} is already recorded")
+        if decision.step and decision.step != self.next_step:
+            raise InvalidTransition(
+                f"goal {self.id} is at step {self.next_step}, not {decision.step}: "
+                "a step has at most one decision"
+            )
         self._record(
             self.DecisionRecorded,
             ctx,
@@ -168,10 +199,16 @@ class Goal(JanusAggregate):
             action=decision.action,
             timings=decision.timings,
             rationale=decision.rationale,
+            step=decision.step,
+            usage=decision.usage,
+            context_position=decision.context_position,
+            runtime=decision.runtime,
         )
 
     class DecisionRecorded(JanusAggregate.Event):
-        """Version 2 added ``rationale`` (the agent's own explanation, optional)."""
+        """Version 2 added ``rationale`` (the agent's own explanation, optional), the agent's
+        step key, token usage, the log position its retrieved context was read at, and the
+        runtime (library version, schema digest)."""
 
         class_version = 2
         decision_id: UUID
@@ -184,10 +221,14 @@ class Goal(JanusAggregate):
         action: dict[str, Any]
         timings: dict[str, float]
         rationale: str
+        step: int
+        usage: dict[str, int]
+        context_position: int
+        runtime: dict[str, str]
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["rationale"] = ""
+            state.update(rationale="", step=0, usage={}, context_position=0, runtime={})
 
         def apply(self, aggregate: Any) -> None:
             aggregate.decisions.append(
@@ -202,6 +243,10 @@ class Goal(JanusAggregate):
                     action=self.action,
                     timings=self.timings,
                     rationale=self.rationale,
+                    step=self.step,
+                    usage=self.usage,
+                    context_position=self.context_position,
+                    runtime=self.runtime,
                 )
             )
 
@@ -286,3 +331,159 @@ class Goal(JanusAggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.status = GoalStatus.CANCELLED
             aggregate.outcome = self.reason
+
+    # -- the agent's steps -----------------------------------------------------------------------
+
+    @property
+    def next_step(self) -> int:
+        """The step the agent asks about next: one decision per step, numbered from 1."""
+        return len(self.decisions) + 1
+
+    @property
+    def last_decision(self) -> Decision | None:
+        return self.decisions[-1] if self.decisions else None
+
+    def start_step(self, step: int, ctx: CommandContext) -> int:
+        """Recorded before the model is asked, so an attempt abandoned by a crash stays visible.
+
+        Returns the attempt number (1 for the first ask of this step).
+        """
+        self._require_open()
+        if step != self.next_step:
+            raise InvalidTransition(f"goal {self.id} is at step {self.next_step}, not {step}")
+        attempt = self.attempts.get(step, 0) + 1
+        self._record(self.StepStarted, ctx, step=step, attempt=attempt)
+        return attempt
+
+    class StepStarted(JanusAggregate.Event):
+        step: int
+        attempt: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.attempts[self.step] = self.attempt
+
+    def fail_attempt(
+        self, step: int, attempt: int, kind: str, error: str, raw_output: str, ctx: CommandContext
+    ) -> None:
+        """An ask that produced no usable decision: bad output, a timeout, a model error."""
+        self._require_open()
+        if self.attempts.get(step) != attempt:
+            raise InvalidTransition(f"step {step} attempt {attempt} is not the current attempt")
+        self._record(
+            self.AttemptFailed,
+            ctx,
+            step=step,
+            attempt=attempt,
+            kind=require_text("kind", kind, limit=MAX_NAME),
+            error=require_text("error", error[:MAX_ERROR]),
+            raw_output=raw_output[:MAX_RAW_OUTPUT],
+        )
+
+    class AttemptFailed(JanusAggregate.Event):
+        step: int
+        attempt: int
+        kind: str
+        error: str
+        raw_output: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.failed_attempts.setdefault(self.step, []).append(self.error)
+
+    def record_observation(
+        self, decision_id: UUID, tool: str, result: dict[str, Any], ctx: CommandContext
+    ) -> bool:
+        """What a read-only tool returned for a decision; recorded once, so replay needs no tool."""
+        if decision_id in self.observations:
+            return False
+        self._require_open()
+        if not self.has_decision(decision_id):
+            raise InvalidValue(f"goal {self.id} has no decision {decision_id}")
+        self._record(
+            self.ObservationRecorded,
+            ctx,
+            decision_id=decision_id,
+            tool=require_text("tool", tool, limit=MAX_NAME),
+            result=result,
+        )
+        return True
+
+    class ObservationRecorded(JanusAggregate.Event):
+        decision_id: UUID
+        tool: str
+        result: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.observations[self.decision_id] = dict(self.result)
+
+    def ask_operator(
+        self, question_id: UUID, decision_id: UUID, question: str, ctx: CommandContext
+    ) -> bool:
+        if question_id in self.questions:
+            return False
+        self._require_open()
+        if not self.has_decision(decision_id):
+            raise InvalidValue(f"goal {self.id} has no decision {decision_id}")
+        self._record(
+            self.QuestionAsked,
+            ctx,
+            question_id=question_id,
+            decision_id=decision_id,
+            question=require_text("question", question),
+        )
+        return True
+
+    class QuestionAsked(JanusAggregate.Event):
+        question_id: UUID
+        decision_id: UUID
+        question: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.questions[self.question_id] = Question(
+                self.question_id, self.decision_id, self.question
+            )
+
+    def answer_question(
+        self, question_id: UUID, answer: str, answered_by: str, ctx: CommandContext
+    ) -> bool:
+        """The operator's answer; a repeat of the same answer records nothing."""
+        asked = self.questions.get(question_id)
+        if asked is None:
+            raise InvalidValue(f"goal {self.id} has no question {question_id}")
+        if asked.answer is not None:
+            if asked.answer == answer:
+                return False
+            raise InvalidTransition(f"question {question_id} is already answered")
+        self._require_open()
+        self._record(
+            self.QuestionAnswered,
+            ctx,
+            question_id=question_id,
+            answer=require_text("answer", answer),
+            answered_by=require_text("answered_by", answered_by, limit=MAX_NAME),
+        )
+        return True
+
+    class QuestionAnswered(JanusAggregate.Event):
+        question_id: UUID
+        answer: str
+        answered_by: str
+
+        def apply(self, aggregate: Any) -> None:
+            asked = aggregate.questions[self.question_id]
+            aggregate.questions[self.question_id] = Question(
+                asked.question_id, asked.decision_id, asked.question, self.answer, self.answered_by
+            )
+
+    def open_question(self) -> Question | None:
+        return next((q for q in self.questions.values() if q.answer is None), None)
+
+
+def require_goal_text(text: str) -> str:
+    """A goal's text: not blank, bounded, and free of control characters other than layout."""
+    require_text("text", text)
+    for index, char in enumerate(text):
+        if char not in ALLOWED_CONTROLS and unicodedata.category(char) in ("Cc", "Cf", "Cs"):
+            raise InvalidValue(
+                f"text contains a control character (U+{ord(char):04X}) at index {index}"
+            )
+    return text

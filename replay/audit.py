@@ -925,6 +925,15 @@ def _decision_node(logged: LoggedEvent, full: bool) -> Node:
         "action": plain(event.action),
         "timings": plain(event.timings),
     }
+    if event.step:  # an agent step: its key, cost, and what the model saw and said
+        facts.update(
+            step=event.step,
+            usage=plain(event.usage),
+            context_position=event.context_position,
+            runtime=plain(event.runtime),
+            prompt_tail=event.prompt[-2_000:],
+            raw_output_summary=one_line(event.raw_output, 200),
+        )
     if full:
         facts["prompt"] = event.prompt
         facts["raw_output"] = event.raw_output

@@ -62,6 +62,7 @@ from replay.audit import (
     topics_for,
     tree_json,
 )
+from replay.decision_view import cost_line, decision_rows, prompt_excerpt
 from replay.exchange import ExchangeError
 from replay.redecide import load_model, record_comparisons, redecide
 from replay.time_travel import (
@@ -356,7 +357,10 @@ def _action_text(action: Any) -> str:
 
 def _decision_label(ident: str, facts: dict[str, Any], full: bool) -> str:
     digest = str(facts.get("model_digest") or "")[:19]
-    params = json.dumps(facts.get("parameters") or {}, sort_keys=True)
+    shown = dict(facts.get("parameters") or {})
+    if "json_schema" in shown and not full:  # the whole tool catalogue: see --full
+        shown["json_schema"] = (facts.get("runtime") or {}).get("schema_digest", "…")
+    params = json.dumps(shown, sort_keys=True)
     lines = [
         f"[bold cyan]decision {ident}[/] → {escape(_action_text(facts.get('action')))}",
         f"  model {escape(str(facts.get('model')))} {escape(digest)} {escape(params)}",
@@ -366,6 +370,11 @@ def _decision_label(ident: str, facts: dict[str, Any], full: bool) -> str:
     timings = facts.get("timings") or {}
     if timings:
         lines.append("  timings " + ", ".join(f"{k}={v}" for k, v in timings.items()))
+    if facts.get("step"):
+        cost = cost_line(timings, facts.get("usage") or {})
+        lines.append(f"  step {facts['step']} · {escape(cost)}")
+        lines.append(f"  asked: {escape(prompt_excerpt(str(facts.get('prompt_tail', ''))))}")
+        lines.append(f"  answered: {escape(str(facts.get('raw_output_summary', '')))}")
     if full:
         lines.append("  prompt:\n" + escape(str(facts.get("prompt", ""))))
         lines.append("  raw output:\n" + escape(str(facts.get("raw_output", ""))))
@@ -795,6 +804,9 @@ def step_view(step: Step) -> Table:
         if key in step.changes:
             table.add_row(f"[bold]{key}[/]", f"[green]{_brief(value)}[/]",
                           f"[red]{_brief(step.changes[key][0])}[/]")  # fmt: skip
+    if isinstance(logged.event, Goal.DecisionRecorded):
+        for key, value in decision_rows(logged.event):
+            table.add_row(key, escape(value), "")
     unchanged = [k for k in state["state"] if k not in step.changes]
     if unchanged:
         table.caption = "unchanged: " + ", ".join(unchanged)

@@ -632,6 +632,8 @@ def _register_operational_commands() -> None:
     """Commands that live in their own modules; imported here so ``replay.cli`` stays the root."""
     from api.serve import serve_command
     from replay import projections_cli
+    from replay.agent_cli import app as agent_app
+    from replay.agent_cli import goals_answer
     from replay.audit_cli import audit_app, replay_app
     from replay.events_cli import events_app
     from replay.keys_cli import app as keys_app
@@ -646,6 +648,8 @@ def _register_operational_commands() -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(events_app, name="events")
     app.add_typer(replay_app, name="replay")
+    app.add_typer(agent_app, name="agent")
+    goals_app.command("answer")(goals_answer)
 
 
 _register_operational_commands()

@@ -1,8 +1,9 @@
 """``janus demo``: the main guarantees, told as a story on the embedded default.
 
-A real Janus process runs as a child (``python -m bootstrap``) and is SIGKILLed twice; this
-process plays the agent and the operator through the same command services the CLI uses. The
-door lock's own ledger, not Janus's word, proves the hazardous action happened exactly once.
+A real Janus process runs as a child (``python -m bootstrap``) and is SIGKILLed twice. The agent
+inside it decides with the local model (SmolLM2 through llama.cpp); this process plays the
+operator through the same command services the CLI uses. The door lock's own ledger, not
+Janus's word, proves the hazardous action happened exactly once.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ from rich.panel import Panel
 from sqlalchemy.engine import RowMapping
 
 from adapters.effects import Ledger
+from adapters.llm import ModelUnavailable
+from bootstrap.agent import decision_model
 from bootstrap.container import Janus, world_dir
 from bootstrap.settings import Settings
 from commands import models as m
+from commands.agent_commands import decision_id_for
+from commands.agent_state import confirmation_id_for
 from commands.invocation import CommandResult, Invocation
-from domain.confirmation import HazardClass
+from domain.goal import Decision, Goal, GoalStatus
 from domain.meta import Actor, ActorKind
 from replay import render
 
@@ -40,6 +45,8 @@ DEFAULT_HOME = Path(".janus/demo")
 MARKER = ".janus-demo"
 READY_TIMEOUT = 30.0
 WAIT_TIMEOUT = 20.0
+# A model step on a busy 2-core machine; SmolLM2-135M usually answers in a few seconds.
+DECISION_TIMEOUT = 300.0
 HEARTBEAT_SECONDS = 2.0
 # Variables that would point the child elsewhere than the demo's own embedded home.
 FOREIGN_ENV = ("JANUS_DATABASE_URL", "JANUS_NATS_URL", "JANUS_CRASH_AT")
@@ -74,7 +81,12 @@ class JanusChild:
 
     def __init__(self, home: Path, poll: float) -> None:
         self.env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
-        self.env.update(JANUS_HOME=str(home), JANUS_POLL_INTERVAL_SECONDS=str(poll))
+        self.env.update(
+            JANUS_HOME=str(home),
+            JANUS_POLL_INTERVAL_SECONDS=str(poll),
+            JANUS_AGENT_ENABLED="true",
+            JANUS_AGENT_MODEL=os.environ.get("JANUS_AGENT_MODEL", "auto"),
+        )
         self.log_path = home / "janus.log"
         self.proc: subprocess.Popen[str] | None = None
 
@@ -159,7 +171,6 @@ class Demo:
         self.child = JanusChild(home, pace.poll)
         self.janus: Janus | None = None
         self.step = "setup"
-        self.agent = Invocation(Actor(ActorKind.AGENT, "scripted-agent"))
         self.operator = Invocation(Actor(ActorKind.USER, os.environ.get("USER") or "operator"))
         world = world_dir(Settings(home=home))
         self.door_lock = Ledger(world / "door_lock.sqlite")
@@ -187,12 +198,13 @@ class Demo:
         self.say(Panel(_INTRO, title="janus demo", subtitle=str(self.home), expand=False))
         self.start_child("a fresh embedded store")
         self.janus = Janus.build(Settings(home=self.home, database_url=None, nats_url=None))
+        self.check_model()
         goal = self.submit_goal()
-        decision = self.record_decision(goal)
-        confirmation = self.request_confirmation(goal, decision)
+        confirmation = self.agent_decides(goal)
         self.crash_while_pending(confirmation)
         self.grant(confirmation)
         self.grant_again(confirmation)
+        self.agent_finishes(goal)
         job_id, killed_at, restarted_at = self.heartbeat()
         fires = self.show_fires(job_id, killed_at, restarted_at)
         self.finish(confirmation, fires)
@@ -208,40 +220,68 @@ class Demo:
         self.say(f"Goal [bold]{result.aggregate_id}[/] is event #{result.position} in the log.")
         return result.aggregate_id
 
-    def record_decision(self, goal_id: UUID) -> UUID:
-        self.chapter(2, "The agent decides")
-        action = m.Action(name="unlock_door", parameters={"door": "front"})
-        result = self.j.commands.record_decision(
-            m.RecordDecision(
-                goal_id=goal_id,
-                model="scripted",
-                prompt="Goal: unlock the front door. Tools: unlock_door(door), notify(to).",
-                raw_output='{"action": "unlock_door", "parameters": {"door": "front"}}',
-                action=action,
-            ),
-            self.agent,
-        )
-        self.say(
-            "The (scripted) agent chose [bold]unlock_door(door=front)[/]. Its prompt and raw "
-            "output are recorded with the decision, so the choice can be audited later."
-        )
-        return result.aggregate_id
+    def check_model(self) -> None:
+        model = decision_model(Settings(home=self.home))
+        try:
+            model.check()
+        except ModelUnavailable as error:
+            raise DemoFailed(f"the agent has no model: {error}") from None
+        self.say(f"The agent decides with [bold]{escape(model.name)}[/] ({escape(model.runtime)}).")
 
-    def request_confirmation(self, goal_id: UUID, decision_id: UUID) -> UUID:
+    def agent_decides(self, goal_id: UUID) -> UUID:
+        self.chapter(2, "The agent decides, with the local model")
+        self.say("The agent asks the model for the next step, constrained to its tool catalogue…")
+        confirmation_id = confirmation_id_for(decision_id_for(goal_id, 1))
+        wait(lambda: confirmation_id in self.j.app.repository, DECISION_TIMEOUT, "the decision")
+        self.show_decision(self.decision(goal_id, 1))
         self.chapter(3, "A hazardous action waits for a human")
-        result = self.j.commands.request_confirmation(
-            m.RequestConfirmation(
-                goal_id=goal_id,
-                decision_id=decision_id,
-                action=m.Action(name="unlock_door", parameters={"door": "front"}),
-                hazard=HazardClass.HIGH,
-            ),
-            self.agent,
-        )
-        self.caught_up(result.position)
+        self.caught_up()
         self.say("Unlocking a door is HIGH hazard: nothing happens until someone says yes.")
-        self.show_confirmation(result.aggregate_id, "pending")
-        return result.aggregate_id
+        self.show_confirmation(confirmation_id, "pending")
+        return confirmation_id
+
+    def goal(self, goal_id: UUID) -> Goal:
+        found: object = self.j.app.repository.get(goal_id)
+        assert isinstance(found, Goal)
+        return found
+
+    def decision(self, goal_id: UUID, step: int) -> Decision:
+        goal = self.goal(goal_id)
+        if len(goal.decisions) < step:
+            raise DemoFailed(f"the goal has no decision for step {step}")
+        return goal.decisions[step - 1]
+
+    def show_decision(self, decision: Decision) -> None:
+        excerpt = decision.prompt.rsplit("<|im_start|>user\n", 1)[-1].split("<|im_end|>")[0]
+        timings = decision.timings
+        lines = [
+            f"model      {decision.model} ({decision.model_digest[:19]}…)",
+            f"runtime    {decision.runtime.get('library', '')}",
+            f"sampling   seed {decision.parameters.get('seed')}, temperature "
+            f"{decision.parameters.get('temperature')}, max_tokens "
+            f"{decision.parameters.get('max_tokens')}",
+            f"prompt     …{excerpt!r} ({len(decision.prompt)} chars, "
+            f"{decision.usage.get('input_tokens', 0)} tokens)",
+            f"output     {decision.raw_output}",
+            f"timings    prompt {timings.get('prompt_ms', 0):.0f} ms, generation "
+            f"{timings.get('generation_ms', 0):.0f} ms, {timings.get('tokens_per_s', 0):.1f} "
+            "tokens/s",
+        ]
+        title = f"decision, step {decision.step}"
+        self.say(Panel(escape("\n".join(lines)), title=title, expand=False))
+
+    def agent_finishes(self, goal_id: UUID) -> None:
+        self.chapter(7, "The agent sees the outcome and finishes")
+        wait(
+            lambda: self.goal(goal_id).status.is_terminal,
+            DECISION_TIMEOUT,
+            "the agent's next decision",
+        )
+        goal = self.goal(goal_id)
+        self.show_decision(self.decision(goal_id, len(goal.decisions)))
+        if goal.status is not GoalStatus.COMPLETED:
+            raise DemoFailed(f"the goal ended {goal.status.value}: {goal.outcome}")
+        self.say(f"Goal [bold green]completed[/]: {escape(str(goal.outcome))}")
 
     def show_confirmation(self, confirmation_id: UUID, expected: str) -> None:
         rows = [r for r in self.j.views.confirmations() if r["id"] == str(confirmation_id)]
@@ -301,7 +341,7 @@ class Demo:
         self.say_ledger(confirmation_id)
 
     def heartbeat(self) -> tuple[UUID, datetime, datetime]:
-        self.chapter(7, "A heartbeat job lives through an outage")
+        self.chapter(8, "A heartbeat job lives through an outage")
         result = self.schedule_heartbeat()
         self.say(
             f"Job [bold]heartbeat[/] notifies every {HEARTBEAT_SECONDS:g}s; misfire policy "
@@ -363,7 +403,7 @@ class Demo:
         return fires
 
     def finish(self, confirmation_id: UUID, fires: list[Any]) -> None:
-        self.chapter(8, "Shutting down")
+        self.chapter(9, "Shutting down")
         pid = self.child.pid
         code = self.child.stop()
         self.say(f"SIGTERM sent to Janus (pid {pid}); it stopped with exit code {code}.")
@@ -395,9 +435,11 @@ def _phase(scheduled_for: datetime, killed_at: datetime, restarted_at: datetime)
 
 
 _INTRO = (
-    "A person asks an agent to unlock the front door. Unlocking is hazardous, so Janus asks a "
+    "A person asks an agent to unlock the front door. The agent's local model picks a tool; "
+    "the decision is recorded before anything happens. Unlocking is hazardous, so Janus asks a "
     "human first, and the question must survive crashes. When the answer is yes, the door must "
-    "unlock exactly once: not zero times, not twice, whatever dies along the way."
+    "unlock exactly once: not zero times, not twice, whatever dies along the way. Then the model "
+    "sees the outcome and finishes the goal."
 )
 
 

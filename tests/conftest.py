@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +21,10 @@ from tests.servers import (
     database_url,
     drop_databases,
 )
+
+# Tests that script decisions by hand run without the agent deciding beside them; the agent's
+# own tests turn it on (Settings(agent_enabled=True), or the variable for child processes).
+os.environ.setdefault("JANUS_AGENT_ENABLED", "false")
 
 
 @pytest.fixture(scope="session")

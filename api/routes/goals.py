@@ -1,5 +1,5 @@
 """Goals: submit, list, read one (with its latest decision and pending confirmations), record an
-agent's decision, and finish one: complete, fail or cancel."""
+agent's decision, answer the agent's question, and finish one: complete, fail or cancel."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from api.deps import Call, Cursor, FreshViewer, Limit, OperatorCall, Produced
 from api.problems import responses
 from commands import goal_flow
 from commands import models as m
+from commands.agent_commands import AgentCommands, AnswerQuestion
 from domain.goal import GoalStatus
 
 router = APIRouter(prefix="/v1/goals", tags=["goals"])
@@ -129,6 +130,21 @@ def _cancelled(call: Call, cmd: m.CancelGoal) -> Produced:
         withdrawn_confirmations=done.withdrawn_ids,
     )
     return Produced(model, done.goal.replayed)
+
+
+@router.post(
+    "/{goal_id}/answer",
+    response_model=s.CommandAccepted,
+    responses=responses(400, 401, 403, 404, 409, 413, 422, 503),
+)
+async def answer_goal_question(
+    goal_id: UUID, call: OperatorCall, body: Annotated[s.QuestionAnswer, Body()]
+) -> Response:
+    """Answer the question the agent asked about the goal (its ask_operator step); the agent
+    reads the answer at its next step. A goal with no open question is a 422."""
+    cmd = AnswerQuestion(goal_id=goal_id, answer=body.answer, question_id=body.question_id)
+    agent = AgentCommands(call.api.janus.commands.runner)
+    return await call.respond(lambda: accepted(agent.answer_question(cmd, call.invocation)))
 
 
 @router.get(

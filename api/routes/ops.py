@@ -67,6 +67,8 @@ def readiness(api: ApiContext) -> list[s.Check]:
     checks.extend(_roles(api))
     if janus.settings.nats_url:
         checks.append(_relay(api, bound))
+    if api.runtime is not None and janus.settings.agent_enabled:
+        checks.append(_agent(api))
     return checks
 
 
@@ -77,6 +79,15 @@ def _roles(api: ApiContext) -> list[s.Check]:
     except SQLAlchemyError as error:
         return [s.Check(name="roles", ok=False, detail=f"unreadable: {type(error).__name__}")]
     return [s.Check(name=f"role:{r.role}", ok=r.ok, detail=r.text) for r in summaries]
+
+
+def _agent(api: ApiContext) -> s.Check:
+    """The in-process agent: its model can run (else how to install one), and its lag."""
+    from bootstrap.agent import agent_status
+
+    found = agent_status(api.janus)
+    detail = f"{found['model']}: {found['state']}, position {found['position']}, lag {found['lag']}"
+    return s.Check(name="agent", ok=found["state"] == "ready", detail=detail)
 
 
 def _relay(api: ApiContext, bound: int) -> s.Check:

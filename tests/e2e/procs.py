@@ -19,6 +19,8 @@ def janus_env(settings: Settings, crash_at: str | None = None) -> dict[str, str]
     env["JANUS_HOME"] = str(settings.home)
     env["JANUS_POLL_INTERVAL_SECONDS"] = "0.05"
     env["JANUS_NODE_ID"] = settings.node_id
+    # Stories that script decisions by hand run without the agent; agent tests turn it on.
+    env["JANUS_AGENT_ENABLED"] = os.environ.get("JANUS_AGENT_ENABLED", "false")
     if settings.database_url:
         env["JANUS_DATABASE_URL"] = settings.database_url
     if crash_at:

@@ -466,6 +466,7 @@ def test_demo_runs_the_whole_story_and_the_door_unlocks_exactly_once(tmp_path: P
     assert "door lock executions (grant):   1 " in result.stdout
     assert "missed" in result.stdout
     assert "demo finished" in result.stdout
+    assert "decision, step 1" in result.stdout and "Goal completed" in result.stdout
 
 
 def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path: Path) -> None:

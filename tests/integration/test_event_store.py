@@ -91,3 +91,28 @@ def test_a_decision_recorded_before_rationale_existed_reads_with_none_given(janu
 
     loaded: Goal = janus.app.repository.get(goal_id)
     assert [(d.decision_id, d.rationale) for d in loaded.decisions] == [(decision.decision_id, "")]
+
+
+def test_a_decision_recorded_before_agent_steps_existed_reads_with_defaults(
+    janus: Janus,
+) -> None:
+    """A v1 Goal.DecisionRecorded (no step, usage, context position or runtime)."""
+    from domain.goal import Decision
+
+    goal = Goal.submit(uuid4(), "old goal", "alice", 5, _ctx())
+    decision = Decision(uuid4(), "scripted", "", {}, "p", [], "{}", {"name": "notify"}, {})
+    goal.record_decision(decision, _ctx())
+    submitted, recorded = goal.collect_events()
+    janus.app.recorder.insert_events([janus.app.mapper.to_stored_event(submitted)])
+    stored = janus.app.mapper.to_stored_event(recorded)
+    transcoder = janus.app.mapper.transcoder
+    state = transcoder.decode(stored.state)
+    for field in ("step", "usage", "context_position", "runtime", "class_version"):
+        del state[field]
+    del state["rationale"]
+    old = StoredEvent(goal.id, 2, get_topic(Goal.DecisionRecorded), transcoder.encode(state))
+    janus.app.recorder.insert_events([old])
+
+    (read,) = janus.app.repository.get(goal.id).decisions
+    assert (read.step, read.usage, read.context_position, read.runtime) == (0, {}, 0, {})
+    assert read.action == {"name": "notify"}

@@ -1,0 +1,86 @@
+"""The retrieval port: knowledge the agent reads before a step, with ids and a log position.
+
+``RelationalHistoryRetriever`` reads earlier goals and their outcomes from the relational views;
+the knowledge issues add vector and graph retrieval behind the same port. Every item has a stable
+id and the result says which log position the store had reached, so a recorded decision names
+exactly what its prompt was built from.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy import or_, select
+from sqlalchemy.engine import Engine
+
+from projections.relational import goals
+
+WORD = re.compile(r"[a-z0-9]{3,}")
+STOP_WORDS = frozenset({"the", "and", "for", "all", "with", "please", "this", "that"})
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    items: tuple[Knowledge, ...]
+    position: int  # the log position the store had reached when it was read
+
+    @property
+    def ids(self) -> list[str]:
+        return [item.id for item in self.items]
+
+
+class Retriever(ABC):
+    @abstractmethod
+    def retrieve(self, query: str, exclude: UUID | None = None, limit: int = 3) -> Retrieved:
+        """Up to ``limit`` items relevant to ``query`` (never about the goal ``exclude``)."""
+
+
+class NoRetriever(Retriever):
+    def retrieve(self, query: str, exclude: UUID | None = None, limit: int = 3) -> Retrieved:
+        return Retrieved((), 0)
+
+
+def keywords(text: str, limit: int = 4) -> list[str]:
+    found = [w for w in WORD.findall(text.lower()) if w not in STOP_WORDS]
+    return list(dict.fromkeys(found))[:limit]
+
+
+class RelationalHistoryRetriever(Retriever):
+    """Finished goals whose text shares a word with the query, newest first, with outcomes."""
+
+    def __init__(self, engine: Engine, position: Callable[[], int]) -> None:
+        self.engine = engine
+        self.position = position
+
+    def retrieve(self, query: str, exclude: UUID | None = None, limit: int = 3) -> Retrieved:
+        # The position is read first: the rows read after it are at least that fresh.
+        position = self.position()
+        words = keywords(query)
+        if not words:
+            return Retrieved((), position)
+        table = goals
+        statement = (
+            select(table.c.id, table.c.text, table.c.status, table.c.outcome)
+            .where(table.c.status.in_(("completed", "failed", "cancelled")))
+            .where(or_(*(table.c.text.ilike(f"%{w}%", escape="\\") for w in words)))
+            .order_by(table.c.updated_at.desc())
+            .limit(limit + 1)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(statement).all()
+        items = tuple(
+            Knowledge(f"goal:{row.id}", f"earlier goal {row.text!r}: {row.status}, {row.outcome}")
+            for row in rows
+            if exclude is None or row.id != str(exclude)
+        )
+        return Retrieved(items[:limit], position)

@@ -1,0 +1,149 @@
+"""Wiring for the agent: which model, which retriever, the agent loop under its leader lock.
+
+The model is built once per process (``decision_model``) and shared by every goal, since a GGUF
+model costs its full size in memory and seconds to load.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+
+from adapters.llm import (
+    INSTALL_HINT,
+    AgentRulesModel,
+    DecisionModel,
+    LlamaCppDecisionModel,
+    MissingModel,
+    ModelUnavailable,
+    bundled_model_path,
+)
+from adapters.retrieval import RelationalHistoryRetriever
+from bootstrap.container import Janus
+from bootstrap.settings import Settings
+from commands.agent import Agent
+from commands.agent_step import AgentConfig
+from projections.relational import confirmations
+
+log = logging.getLogger(__name__)
+
+RULES = "rules"
+_MODELS: dict[str, DecisionModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def model_spec(settings: Settings) -> str:
+    """What ``agent_model`` resolves to: ``rules``, a path, or ``""`` when nothing is installed."""
+    if settings.agent_model != "auto":
+        return settings.agent_model
+    if settings.model_path is not None:
+        return str(settings.model_path)
+    bundled = bundled_model_path()
+    return str(bundled) if bundled else ""
+
+
+def decision_model(settings: Settings) -> DecisionModel:
+    spec = model_spec(settings)
+    with _MODELS_LOCK:
+        if spec not in _MODELS:
+            _MODELS[spec] = _build_model(spec, settings.agent_threads)
+        return _MODELS[spec]
+
+
+def _build_model(spec: str, threads: int) -> DecisionModel:
+    if spec == RULES:
+        return AgentRulesModel()
+    if not spec:
+        return MissingModel(f"no local model is installed; {INSTALL_HINT}")
+    return LlamaCppDecisionModel(Path(spec).expanduser(), threads=threads, require_file=False)
+
+
+def agent_config(settings: Settings) -> AgentConfig:
+    return AgentConfig(
+        max_steps=settings.agent_max_steps,
+        token_budget=settings.agent_token_budget,
+        model_timeout_seconds=settings.agent_model_timeout_seconds,
+        concurrency=settings.agent_concurrency,
+        seed=settings.agent_seed,
+        max_tokens=settings.agent_max_tokens,
+    )
+
+
+def build_agent(janus: Janus, model: DecisionModel | None = None) -> Agent:
+    settings = janus.settings
+
+    def pending(goal_id: UUID) -> list[UUID]:
+        query = select(confirmations.c.id).where(
+            confirmations.c.goal_id == str(goal_id), confirmations.c.status == "pending"
+        )
+        with janus.views_engine.connect() as conn:
+            return [UUID(str(row)) for row in conn.execute(query).scalars()]
+
+    retriever = RelationalHistoryRetriever(janus.views_engine, lambda: janus.relational.position)
+    return Agent(
+        janus.app,
+        janus.commands,
+        model or decision_model(settings),
+        retriever,
+        settings.node_id,
+        agent_config(settings),
+        pending_confirmations=pending,
+    )
+
+
+def run_agent(
+    janus: Janus, stop: threading.Event, poll: float, model: DecisionModel | None = None
+) -> None:
+    """Work goals while holding the ``agent`` leader lock; a second process waits as standby."""
+    lock = janus.leader_lock("agent")
+    if not lock.acquire(timeout=float("inf"), stop=stop):
+        return
+    agent = build_agent(janus, model)
+    reported: str | None = None
+    try:
+        while not stop.is_set():
+            if not lock.held:
+                log.warning("agent lost its leader lock; re-acquiring")
+                lock.release()
+                return
+            try:
+                read = agent.run_once()
+            except ModelUnavailable as error:
+                if str(error) != reported:
+                    log.error("agent waiting, goals are kept: %s", error)
+                    reported = str(error)
+                stop.wait(max(poll * 10, 5.0))
+                continue
+            reported = None
+            if read == 0:
+                stop.wait(poll)
+    finally:
+        agent.close()
+        lock.release()
+
+
+def agent_status(janus: Janus) -> dict[str, Any]:
+    """Whether the agent's model can run here, and how far the agent has read the log."""
+    model = decision_model(janus.settings)
+    try:
+        model.check()
+        state = "ready"
+    except ModelUnavailable as error:
+        state = f"unavailable: {error}"
+    head = janus.app.head()
+    position = janus.app.tracked_position("agent")
+    return {
+        "enabled": janus.settings.agent_enabled,
+        "model": model.name,
+        "model_spec": model_spec(janus.settings) or None,
+        "runtime": model.runtime,
+        "state": state,
+        "position": position,
+        "head": head,
+        "lag": max(head - position, 0),
+    }
