@@ -19,6 +19,7 @@ from bootstrap.settings import Settings
 from commands import models as m
 from commands.agent_commands import AgentCommands, AnswerQuestion, StartStep, decision_id_for
 from commands.agent_state import Phase, Standing, confirmation_id_for
+from domain.actions import POLICY_GRANTOR
 from domain.confirmation import Confirmation, ConfirmationStatus
 from domain.errors import InvalidValue
 from domain.goal import Goal, GoalStatus
@@ -93,7 +94,7 @@ def test_low_hazard_action_runs_through_the_executor_without_a_person(janus: Jan
     goal_id = submit(janus, "lock the back door")
     settle(janus, agent)
     assert confirmation(janus, goal_id).status is ConfirmationStatus.GRANTED
-    assert confirmation(janus, goal_id).decided_by == "system:agent-low-hazard"
+    assert confirmation(janus, goal_id).decided_by == POLICY_GRANTOR  # the gate, not the agent
     assert goal(janus, goal_id).status is GoalStatus.COMPLETED
     assert door_runs(janus) == 1
 
