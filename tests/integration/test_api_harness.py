@@ -125,8 +125,10 @@ def serve_api(janus: Janus, settings: ApiSettings | None = None) -> Iterator[Api
         yield Api(janus, app, server.url, client, keys, tokens, names, spans, reader)
 
 
-# The catalogue decides the hazard (a caller may only raise it): pick an action of that class.
-ACTION_OF_HAZARD = {"high": "unlock_door", "medium": "lock_door", "low": "notify"}
+# The catalogue decides the hazard (a caller may only raise it): pick an action whose class is
+# at most the one asked for (lock_door is low; asked as medium it is raised to medium). Both door
+# actions land in the door lock's own ledger, which the tests count.
+ACTION_OF_HAZARD = {"high": "unlock_door", "medium": "lock_door", "low": "lock_door"}
 
 
 def request_confirmation(
