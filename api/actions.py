@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
+from adapters.timer import fire_time
 from api import schemas as s
 from api.auth import forbidden
 from api.deps import Call, Produced
@@ -11,7 +12,6 @@ from commands import models as m
 from commands.errors import ConcurrencyConflict
 from commands.invocation import CommandResult
 from commands.keys import RevokeApiKey
-from commands.scheduler import fire_time
 from domain.api_key import Role
 from domain.confirmation import Confirmation, HazardClass
 from domain.errors import InvalidTransition

@@ -41,15 +41,14 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 from adapters.clock import Clock, SystemClock
 from adapters.effects import EffectRegistry, Known, Lookup
 from adapters.faults import crash_point
+from adapters.timer import TICK, fire_time
 from commands.gate import ActionGate, Requester
 from commands.schedule_times import (
-    TICK,
     FireExecutor,
     Lane,
     Stopping,
     build_trigger,
     due_fire_times,
-    fire_time,
     split_by_policy,
 )
 from domain.base import JanusAggregate
@@ -61,7 +60,7 @@ from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
 from projections.queries import JobRow, Views
 
-__all__ = ["Scheduler", "build_trigger", "due_fire_times", "fire_time", "split_by_policy"]
+__all__ = ["Scheduler", "build_trigger", "due_fire_times", "split_by_policy"]
 
 log = logging.getLogger(__name__)
 

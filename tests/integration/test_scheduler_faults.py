@@ -23,10 +23,11 @@ from psycopg import sql
 
 from adapters.clock import SystemClock
 from adapters.effects import EffectAdapter, EffectRegistry, Known, Ledger, Lookup
+from adapters.timer import fire_time
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
-from commands.scheduler import build_trigger, fire_time
+from commands.scheduler import build_trigger
 from domain.actions import ActionSpec, HazardClass
 from domain.job import JobFire
 from tests.integration.test_commands import as_alice

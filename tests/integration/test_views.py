@@ -15,9 +15,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, inspect, select, text
 from sqlalchemy.engine import Engine
 
+from adapters.timer import fire_time
 from bootstrap.container import Janus
 from commands import models as m
-from commands.scheduler import fire_time
 from domain.document import Document
 from domain.job import JobFire
 from domain.meta import Actor, ActorKind, CommandContext
