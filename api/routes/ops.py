@@ -12,6 +12,7 @@ from api import schemas as s
 from api.context import ApiContext
 from api.deps import Api, Viewer
 from api.problems import error_id, responses
+from bootstrap.relay import relay_status
 from domain.api_key import Role
 from event_store.faults import cause_of
 
@@ -81,9 +82,7 @@ def _roles(api: ApiContext) -> list[s.Check]:
 
 def _relay(api: ApiContext, bound: int) -> s.Check:
     """Where a relay feeds NATS: it reports running and connected, and keeps up with the log."""
-    from event_store.relay import read_relay_status  # only the full stack has a relay
-
-    status = read_relay_status(api.janus)
+    status = relay_status(api.janus)
     ok = status.state == "running" and status.connected and status.lag <= bound
     detail = (
         f"{status.state}, {'connected' if status.connected else 'not connected'}, "

@@ -282,7 +282,9 @@ def deliver(janus: Janus, relay: Relay) -> None:
 def projecting(
     janus: Janus, runners: list[ProjectionRunner] | None = None, config: FeedConfig = FAST
 ) -> Iterator[ProjectorProcess]:
-    process = ProjectorProcess(janus, runners or [janus.relational], config)
+    process = ProjectorProcess(
+        janus.projections, runners or [janus.relational], janus.feed_source(), config
+    )
     ready = threading.Event()
     failures: list[BaseException] = []
 
@@ -552,7 +554,7 @@ def test_a_stream_holding_events_this_log_lacks_is_refused(js_janus: Janus, tmp_
     )
     other = Janus.build(other_settings)
     try:
-        process = ProjectorProcess(other, [other.relational], FAST)
+        process = ProjectorProcess(other.projections, [other.relational], other.feed_source(), FAST)
         with pytest.raises(StreamMismatch, match="is the stream shared with another store"):
             process.run()
         assert other.relational.position == 0

@@ -24,11 +24,12 @@ from adapters.effects import Ledger
 from adapters.role_status import read_roles
 from bootstrap.container import Janus
 from bootstrap.process import JanusProcess
+from bootstrap.relay import build_relay
 from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
-from event_store.relay import RelayThread, build_relay
+from event_store.relay import RelayThread
 from tests.integration.test_commands import pending_confirmation
 from tests.integration.test_relay import (  # noqa: F401 - pg_janus and janus_on are fixtures
     TEST_OPTIONS,

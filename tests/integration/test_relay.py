@@ -25,6 +25,8 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from bootstrap.container import Janus
+from bootstrap.relay import build_relay
+from bootstrap.relay import relay_status as read_relay_status
 from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
@@ -35,8 +37,6 @@ from event_store.relay import (
     H_EXPECTED_LAST_SEQUENCE,
     RelayStatus,
     RelayThread,
-    build_relay,
-    read_relay_status,
 )
 from tests.servers import NatsServer, unique_name, wait_until
 
