@@ -55,6 +55,11 @@ class JanusProcess:
         self._roles_changed = threading.Event()
         self._roles_mutex = threading.Lock()
 
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """The scheduler this process runs while it holds the scheduler's lock, else None."""
+        return self._scheduler
+
     def start(self) -> None:
         self.janus.relational.catch_up(timeout=600)
         self.janus.expiry().sweep()
