@@ -144,7 +144,8 @@ class LlamaCppDecisionModel(DecisionModel):
     def _load(self) -> Any:
         if self._llm is None:
             try:
-                from llama_cpp import Llama
+                # Optional and heavy: loaded with the first model, absent where no model runs.
+                from llama_cpp import Llama  # noqa: PLC0415
             except ImportError:
                 raise ModelUnavailable(
                     "llama.cpp is not installed here (pip install llama-cpp-python)"
@@ -161,7 +162,8 @@ class LlamaCppDecisionModel(DecisionModel):
         """A recorded ``json_schema`` parameter constrains the output exactly as it did then."""
         if not schema:
             return None
-        from llama_cpp.llama_grammar import LlamaGrammar
+        # Same optional package as ``_load`` (already imported by the time a grammar is asked).
+        from llama_cpp.llama_grammar import LlamaGrammar  # noqa: PLC0415
 
         return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
 

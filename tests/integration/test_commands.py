@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 from pydantic import ValidationError
 
@@ -19,6 +20,7 @@ from commands.invocation import CommandResult, Invocation
 from domain.confirmation import Confirmation, ConfirmationStatus
 from domain.errors import ConfirmationExpired, InvalidTransition, Overfill
 from domain.meta import Actor, ActorKind
+from tests.servers import free_port
 
 ALICE = Actor(ActorKind.USER, "alice")
 AGENT = Invocation(Actor(ActorKind.AGENT, "planner"))
@@ -215,8 +217,6 @@ def test_domain_refusals_write_nothing(janus: Janus) -> None:
 
 
 def test_a_database_that_is_down_gives_a_clear_error_quickly(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.servers import free_port
-
     settings = Settings(
         home=tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none"
     )
@@ -229,8 +229,6 @@ def test_a_database_that_is_down_gives_a_clear_error_quickly(tmp_path) -> None: 
 
 
 def test_a_lock_held_too_long_gives_a_clear_error_not_a_hang(pg_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import psycopg
-
     janus = Janus.build(Settings(home=tmp_path, database_url=pg_url, lock_timeout_seconds=1))
     try:
         with psycopg.connect(pg_url) as blocker:

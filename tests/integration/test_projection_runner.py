@@ -11,7 +11,13 @@ from sqlalchemy.engine import Connection
 from bootstrap.container import Janus
 from commands import models as m
 from event_store.reader import LoggedEvent
-from projections.runner import Applied, ProjectionRunner, ProjectionStalled, SqlProjection
+from projections.runner import (
+    Applied,
+    ProjectionRunner,
+    ProjectionStalled,
+    SqlProjection,
+    projection_positions,
+)
 from tests.integration.test_commands import as_alice
 from tests.servers import unique_name
 
@@ -104,8 +110,6 @@ def test_an_operator_can_skip_the_poison_event_and_it_is_recorded(janus: Janus) 
     runner.catch_up()
     assert texts(runner, projection) == ["after"]
     with runner.engine.connect() as conn:
-        from projections.runner import projection_positions
-
         row = conn.execute(
             select(projection_positions).where(projection_positions.c.name == runner.name)
         ).one()

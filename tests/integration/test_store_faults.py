@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -90,8 +91,6 @@ def test_a_stuck_writer_fails_every_store_call_within_the_lock_timeout(
 def test_writers_queued_behind_a_stuck_lock_all_fail_within_the_bound(
     pg_janus: Janus, stuck_writer: None
 ) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     def submit(i: int) -> tuple[float, BaseException | None]:
         return _elapsed(
             lambda: pg_janus.commands.submit_goal(m.SubmitGoal(text=f"queued {i}"), ALICE)

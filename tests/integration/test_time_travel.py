@@ -19,6 +19,7 @@ from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import Notification
+from sqlalchemy import create_engine, select
 
 from adapters.clock import ManualClock
 from adapters.llm import RulesDecisionModel, parse_action
@@ -31,8 +32,11 @@ from domain.effect import Effect, effect_id_for
 from domain.goal import Goal
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
+from event_store.reader import NotificationReader
+from projections import relational
 from replay.audit import (
     BadInput,
+    EventTable,
     Store,
     aggregate_json,
     causation_tree,
@@ -341,10 +345,6 @@ def test_diff_names_what_was_created_and_what_changed(janus: Janus) -> None:
 
 
 def test_a_view_rebuilt_at_the_head_equals_the_live_view(janus: Janus, tmp_path: Any) -> None:
-    from sqlalchemy import create_engine, select
-
-    from projections import relational
-
     tell_story(janus)
     janus.relational.catch_up()
     engine = create_engine(f"sqlite:///{tmp_path / 'scratch.sqlite'}")
@@ -425,9 +425,6 @@ def test_state_at_a_position_reads_only_the_aggregate_and_uses_its_snapshot(
 
 
 def _reading(app: JanusApplication) -> tuple[Any, Any]:
-    from event_store.reader import NotificationReader
-    from replay.audit import EventTable
-
     return NotificationReader(app), EventTable(app)
 
 
