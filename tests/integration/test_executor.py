@@ -9,12 +9,9 @@ import pytest
 from eventsourcing.persistence import StoredEvent, Tracking
 
 from adapters.effects import (
-    EffectAdapter,
-    EffectError,
     EffectRegistry,
     Known,
     Ledger,
-    Lookup,
     SimulatedDoorLock,
     SimulatedNotifier,
 )
@@ -28,28 +25,9 @@ from domain.effect import Effect, EffectStatus, effect_id_for
 from domain.meta import Actor, ActorKind, CommandContext
 from tests.integration.test_commands import as_alice, pending_confirmation
 from tests.servers import wait_until
+from tests.support.effects import FlakyGate
 
 OPERATOR = Invocation(Actor(ActorKind.USER, "dana", role="approver"))
-
-
-class FlakyGate(EffectAdapter):
-    """Fails with a retryable error a set number of times, then opens."""
-
-    actions = frozenset({"open_gate"})
-
-    def __init__(self, failures: int, retryable: bool = True) -> None:
-        self.failures = failures
-        self.retryable = retryable
-        self.calls: list[str] = []
-
-    def execute(self, key: str, action: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(key)
-        if len(self.calls) <= self.failures:
-            raise EffectError("gate controller timed out", retryable=self.retryable)
-        return {"gate": "open"}
-
-    def lookup(self, key: str) -> Lookup:
-        return Lookup(Known.EXECUTED if key in self.calls else Known.NOT_EXECUTED)
 
 
 def grant(janus: Janus, action: str = "unlock_door") -> UUID:
