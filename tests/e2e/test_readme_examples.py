@@ -37,10 +37,10 @@ from domain.confirmation import HazardClass
 from domain.meta import Actor, ActorKind
 from projections.runner import ProjectionStalled
 from replay.cli import app
-from tests.integration.test_rebuild import poison
-from tests.integration.test_relay import delete_streams
-from tests.integration.test_time_travel import _effect_of_unknown_outcome
 from tests.servers import unique_name, wait_until
+from tests.support.rebuild import poison
+from tests.support.relay import delete_streams
+from tests.support.time_travel import effect_of_unknown_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -242,7 +242,7 @@ def _unknown_effect(janus: Janus) -> UUID:
     janus.commands.grant_confirmation(
         m.GrantConfirmation(confirmation_id=requested.aggregate_id), OPERATOR
     )
-    return _effect_of_unknown_outcome(janus, requested.aggregate_id)
+    return effect_of_unknown_outcome(janus, requested.aggregate_id)
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from domain.confirmation import Confirmation, ConfirmationStatus, HazardClass
 from domain.effect import Effect, effect_id_for
 from domain.errors import InvalidValue
 from replay.cli import app
-from tests.integration.test_api_harness import Api, is_problem, serve_api
-from tests.integration.test_commands import as_alice
-from tests.integration.test_scheduler import executor_running
 from tests.servers import wait_until
+from tests.support.api import Api, is_problem, serve_api
+from tests.support.commands import as_alice
+from tests.support.scheduler import executor_running
 
 UNLOCK_JOB = {
     "name": "open up every morning",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import psycopg
 import pytest
@@ -21,38 +21,11 @@ from domain.confirmation import Confirmation, ConfirmationStatus
 from domain.errors import ConfirmationExpired, InvalidTransition, Overfill
 from domain.meta import Actor, ActorKind
 from tests.servers import free_port
-
-ALICE = Actor(ActorKind.USER, "alice")
-AGENT = Invocation(Actor(ActorKind.AGENT, "planner"))
-
-
-def as_alice(key: str | None = None) -> Invocation:
-    return Invocation(ALICE, idempotency_key=key)
-
-
-def pending_confirmation(janus: Janus, ttl: int = 60) -> UUID:
-    goal = janus.commands.submit_goal(m.SubmitGoal(text="unlock the front door"), as_alice())
-    decision = janus.commands.record_decision(
-        m.RecordDecision(
-            goal_id=goal.aggregate_id,
-            model="scripted",
-            prompt="unlock?",
-            raw_output='{"action": "unlock_door"}',
-            action=m.Action(name="unlock_door", parameters={"door": "front"}),
-        ),
-        AGENT,
-    )
-    requested = janus.commands.request_confirmation(
-        m.RequestConfirmation(
-            goal_id=goal.aggregate_id,
-            decision_id=decision.aggregate_id,
-            action=m.Action(name="unlock_door", parameters={"door": "front"}),
-            hazard="high",
-            ttl_seconds=ttl,
-        ),
-        AGENT,
-    )
-    return requested.aggregate_id
+from tests.support.commands import (
+    AGENT,
+    as_alice,
+    pending_confirmation,
+)
 
 
 def test_same_key_same_payload_returns_the_first_result_and_writes_nothing(janus: Janus) -> None:

@@ -41,8 +41,8 @@ from projections.jetstream import (
 from projections.relational import RelationalProjection
 from projections.runner import ProjectionRunner, SqlProjection
 from projections.supervisor import ProjectorProcess
-from tests.integration.test_commands import AGENT, as_alice
 from tests.servers import NatsServer, unique_name, wait_until
+from tests.support.commands import AGENT, as_alice
 
 # Short timeouts so outages and stalls are noticed in test time, not production time.
 FAST = FeedConfig(

@@ -18,8 +18,8 @@ from projections.runner import (
     SqlProjection,
     projection_positions,
 )
-from tests.integration.test_commands import as_alice
 from tests.servers import unique_name
+from tests.support.commands import as_alice
 
 
 class GoalTexts(SqlProjection):

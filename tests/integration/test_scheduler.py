@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -23,8 +20,11 @@ from domain.errors import InvalidTransition
 from domain.job import JobFire
 from domain.meta import Actor, ActorKind, CommandContext
 from projections.relational import jobs
-from tests.integration.test_commands import as_alice
 from tests.servers import wait_until
+from tests.support.commands import as_alice
+from tests.support.scheduler import (
+    executor_running,
+)
 
 
 def schedule(janus: Janus, policy: str, seconds: float = 10, catch_up: int = 2) -> UUID:
@@ -47,26 +47,6 @@ def notifier(janus: Janus) -> Ledger:
 def statuses(janus: Janus, job_id: UUID) -> list[str]:
     janus.relational.catch_up()
     return [row["status"] for row in janus.views.fires(job_id)]
-
-
-@contextmanager
-def executor_running(janus: Janus) -> Iterator[None]:
-    """The executor of a running Janus, in a thread: it runs every granted action."""
-    stop = threading.Event()
-    executor = janus.executor()
-
-    def loop() -> None:
-        while not stop.is_set():
-            if executor.run_once() == 0:
-                stop.wait(0.05)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(10)
 
 
 def run_effects(janus: Janus, scheduler: Scheduler) -> None:

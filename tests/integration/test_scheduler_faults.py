@@ -27,8 +27,6 @@ from bootstrap.settings import Settings
 from commands import models as m
 from commands.scheduler import build_trigger
 from domain.job import JobFire
-from tests.integration.test_commands import as_alice
-from tests.integration.test_scheduler import executor_running
 from tests.servers import (
     EmbeddedPostgres,
     _admin_connect,
@@ -36,7 +34,9 @@ from tests.servers import (
     database_url,
     wait_until,
 )
+from tests.support.commands import as_alice
 from tests.support.effects import SlowGate
+from tests.support.scheduler import executor_running
 
 OPENINGS = (JobFire.Fired, JobFire.Missed, JobFire.SkippedOverlap, JobFire.Queued)
 

@@ -29,8 +29,8 @@ from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
 from event_store.faults import StoreFault
 from replay.cli import app as cli_app
-from tests.integration.test_api_harness import is_problem, serve_api
 from tests.servers import EmbeddedPostgres, free_port, wait_until
+from tests.support.api import is_problem, serve_api
 
 LOCK_TIMEOUT = 1
 BOUND = 3 * LOCK_TIMEOUT

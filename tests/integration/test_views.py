@@ -26,7 +26,7 @@ from projections import relational
 from projections.migrations import VERSION_TABLE, current, downgrade, head, migrate
 from projections.relational import apply_fill, relational_tables
 from projections.runner import runtime_metadata
-from tests.integration.test_commands import as_alice
+from tests.support.commands import as_alice
 
 SHA = "ab" * 32
 CTX = CommandContext("test", "test", "test", Actor(ActorKind.SYSTEM, "test"), "local")
