@@ -70,7 +70,11 @@ def test_events_are_applied_in_order_once_and_ignored_ones_advance(janus: Janus)
     runner, projection = a_runner(janus)
     submit(janus, "a", "b", "c", "d", "e")
     janus.commands.schedule_job(
-        m.ScheduleJob(name="j", trigger={"kind": "interval", "seconds": 60}, action={"name": "n"}),
+        m.ScheduleJob(
+            name="j",
+            trigger={"kind": "interval", "seconds": 60},
+            action={"name": "notify", "parameters": {"to": "ops"}},  # one the gate knows
+        ),
         as_alice(),
     )
     assert runner.catch_up() == janus.app.head()

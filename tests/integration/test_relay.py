@@ -62,7 +62,12 @@ def varied_events(janus: Janus) -> None:
         m.RecordPlan(goal_id=goal.aggregate_id, steps=["fill the can", "pour"]), OPERATOR
     )
     job = m.ScheduleJob.model_validate(
-        {"name": "nightly", "trigger": {"kind": "interval", "seconds": 60}, "action": {"name": "r"}}
+        {
+            "name": "nightly",
+            "trigger": {"kind": "interval", "seconds": 60},
+            # The gate checks the action when the job is scheduled: one the catalogue knows.
+            "action": {"name": "notify", "parameters": {"to": "ops"}},
+        }
     )
     janus.commands.schedule_job(job, Invocation(Actor(ActorKind.SCHEDULER, "cron")))
     submit_goals(janus, 5)

@@ -1,4 +1,4 @@
-"""Helpers shared by test modules (moved from tests/integration/test_commands.py)."""
+"""Who calls (Alice, an agent) and a confirmation waiting for a grant: the commonest setup."""
 
 from __future__ import annotations
 

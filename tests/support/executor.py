@@ -1,4 +1,4 @@
-"""Helpers shared by test modules (moved from tests/integration/test_executor.py)."""
+"""Granting actions and driving the executor by hand; reading what the world recorded."""
 
 from __future__ import annotations
 

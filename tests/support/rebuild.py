@@ -1,4 +1,4 @@
-"""Helpers shared by test modules (moved from tests/integration/test_rebuild.py)."""
+"""Workloads for rebuild/verify tests: goals with confirmations, and a poison event."""
 
 from __future__ import annotations
 

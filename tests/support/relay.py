@@ -1,4 +1,4 @@
-"""Helpers shared by test modules (moved from tests/integration/test_relay.py)."""
+"""Relay test settings, a running relay, and checks that the stream is exactly the log."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers shared by test modules (moved from tests/integration/test_scheduler.py)."""
+"""Running the executor beside a scheduler under test."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers shared by test modules (moved from tests/integration/test_time_travel.py)."""
+"""A told story (goal, decisions, confirmation, effect) to replay, search and travel through."""
 
 from __future__ import annotations
 
