@@ -112,8 +112,8 @@ class SentenceTransformerEmbedder(Embedder):
         # The hub library reads this at import: set it first so nothing ever tries the network.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         # Imported here, not at the top: torch takes seconds to import and only this embedder
-        # needs it (not a cycle; if PLC0415 is enabled this line needs its noqa).
-        from sentence_transformers import SentenceTransformer
+        # needs it (not a cycle).
+        from sentence_transformers import SentenceTransformer  # noqa: PLC0415
 
         return SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
 

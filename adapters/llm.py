@@ -17,6 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +233,6 @@ def bundled_model_path() -> Path | None:
 @functools.cache
 def llama_cpp_version() -> str | None:
     """The installed llama-cpp-python's version, without importing (and loading) it."""
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("llama-cpp-python")
@@ -299,7 +299,8 @@ class LlamaCppDecisionModel(DecisionModel):
     def _load_once(self) -> Any:
         if self._llm is None:
             try:
-                from llama_cpp import Llama
+                # Optional and heavy: loaded with the first model, absent where no model runs.
+                from llama_cpp import Llama  # noqa: PLC0415
             except ImportError:
                 raise ModelUnavailable(
                     "llama.cpp is not installed here (pip install llama-cpp-python)"
@@ -325,7 +326,8 @@ class LlamaCppDecisionModel(DecisionModel):
         """
         if not schema:
             return None
-        from llama_cpp.llama_grammar import LlamaGrammar
+        # Same optional package as ``_load`` (already imported by the time a grammar is asked).
+        from llama_cpp.llama_grammar import LlamaGrammar  # noqa: PLC0415
 
         text = json.dumps(schema)
         if text not in self._grammars:
@@ -414,14 +416,14 @@ class MissingModel(DecisionModel):
 
 
 def _perf_reset(llm: Any) -> None:
-    import llama_cpp
+    import llama_cpp  # noqa: PLC0415 (optional and heavy: loaded with the first model)
 
     llama_cpp.llama_perf_context_reset(llm.ctx)
 
 
 def _perf_split(llm: Any, wall_ms: float) -> tuple[float, float]:
     """llama.cpp's own prompt-evaluation and generation times for the call just made."""
-    import llama_cpp
+    import llama_cpp  # noqa: PLC0415 (optional and heavy: loaded with the first model)
 
     perf = llama_cpp.llama_perf_context(llm.ctx)
     prompt_ms = float(perf.t_p_eval_ms)

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from api import schemas as s
 from api.auth import forbidden
 from api.deps import Call, Produced
 from commands import models as m
-from commands.errors import ConcurrencyConflict
 from commands.invocation import CommandResult
 from commands.keys import RevokeApiKey
-from commands.scheduler import fire_time
 from domain.api_key import Role
 from domain.confirmation import Confirmation, HazardClass
-from domain.errors import InvalidTransition
-from domain.meta import CommandContext
 
 
 def accepted(result: CommandResult) -> Produced:
@@ -38,35 +34,12 @@ def grant(call: Call, confirmation_id: UUID) -> Produced:
 
 
 def run_now(call: Call, job_id: UUID) -> Produced:
-    """Fire a job now, recorded as a manual fire through the scheduler's own fire path.
-
-    The fire's events name the caller (key and role), not the scheduler.
-    """
+    """Fire a job now through the scheduler's public command (see ``Scheduler.run_now``)."""
     api = call.api
-    job = api.reads.job_row(job_id)
-    if job.status == "removed":
-        raise InvalidTransition(f"job {job_id} was removed")
-    scheduler = api.scheduler()
-    scheduled_for = fire_time(api.janus.clock.now())
-    inv = call.invocation
-    command_id = inv.idempotency_key or f"manual:{uuid4()}"
-    ctx = CommandContext(
-        command_id=command_id,
-        correlation_id=str(job.id),
-        causation_id=inv.causation_id or command_id,
-        actor=inv.actor,
-        node_id=scheduler.node_id,
-        trace_context=dict(inv.trace_context),
-    )
-    # The fire asks the action gate like any other: a hazardous action waits for its grant.
-    fire = scheduler.fire(job, scheduled_for, manual=True, ctx=ctx)
-    if fire is None:
-        raise ConcurrencyConflict(
-            f"job {job_id} already has a fire at {scheduled_for.isoformat()}; try again"
-        )
+    fire = api.scheduler().run_now(job_id, call.invocation)
     fired = s.ManualFire(
         fire_id=fire.id,
-        job_id=job.id,
+        job_id=fire.job_id,
         scheduled_for=fire.scheduled_for,
         manual=True,
         status=fire.status,

@@ -146,7 +146,7 @@ def create_app(
         responses=responses,
         denials=auth_denials(metrics.get_meter("janus.api")),
         runtime=runtime,
-        projections=[janus.relational],
+        projections=list(janus.projections.runners.values()),
     )
 
     @asynccontextmanager

@@ -57,7 +57,7 @@ class ApiContext:
         A standalone scheduler records and runs a manual fire like the real one, but a retry it
         schedules waits for the leading scheduler's next start (which recovers open fires).
         """
-        running = self.runtime._scheduler if self.runtime is not None else None
+        running = self.runtime.scheduler if self.runtime is not None else None
         if running is not None:
             return running
         if self._standalone_scheduler is None:

@@ -21,7 +21,6 @@ from adapters.clock import Clock
 from api import schemas as s
 from api.problems import invalid_field
 from commands.errors import NotFound
-from projections.queries import JobRow
 from projections.relational import audit, confirmations, decisions, effects, goals, job_fires, jobs
 
 M = TypeVar("M")
@@ -200,22 +199,6 @@ class ReadModel:
         return s.JobDetail(
             **_job(row).model_dump(),
             recent_fires=[s.FireOut.model_validate(_plain(f)) for f in fires],
-        )
-
-    def job_row(self, job_id: UUID) -> JobRow:
-        """The job as the scheduler sees it."""
-        row = _plain(self._one(select(jobs).where(jobs.c.id == str(job_id)), "job", job_id))
-        return JobRow(
-            id=UUID(row["id"]),
-            name=row["name"],
-            trigger=row["trigger"],
-            action=row["action"],
-            misfire_policy=row["misfire_policy"],
-            max_catch_up=row["max_catch_up"],
-            max_attempts=row["max_attempts"],
-            status=row["status"],
-            scheduled_at=row["scheduled_at"],
-            last_scheduled_for=row["last_scheduled_for"],
         )
 
 

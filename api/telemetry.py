@@ -28,7 +28,8 @@ class ExporterMissing(RuntimeError):
 
 def _otlp_exporter() -> SpanExporter:
     try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        # Optional package, needed only when JANUS_API_TRACE_EXPORTER=otlp asks for it.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
             OTLPSpanExporter,
         )
     except ImportError:

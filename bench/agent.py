@@ -89,8 +89,9 @@ def raw_call(llm: Any, grammar: Any, prompt: str, parameters: dict[str, Any]) ->
 
 
 def overhead(rounds: int, console: Console) -> dict[str, Any]:
-    from llama_cpp import Llama
-    from llama_cpp.llama_grammar import LlamaGrammar
+    # Heavy and only needed for this figure: loaded here, not when the module is imported.
+    from llama_cpp import Llama  # noqa: PLC0415
+    from llama_cpp.llama_grammar import LlamaGrammar  # noqa: PLC0415
 
     path = bundled_model_path()
     if path is None:

@@ -8,8 +8,8 @@ straight through the recorder in large batches. Then, in the same run, it times:
 
 - raw: ``select_notifications`` + ``mapper.to_domain_event`` over the whole log, the floor any
   projection pays;
-- rebuild: ``projections.rebuild.rebuild(janus, "relational")``, the whole blue/green rebuild
-  (build, switch, drop).
+- rebuild: ``projections.rebuild.rebuild(janus.projections, "relational")``, the whole
+  blue/green rebuild (build, switch, drop).
 
 The ratio rebuild/raw is the figure judged (target >= 0.3). Postgres runs in a throwaway
 database on the server named by JANUS_DATABASE_URL (default: the local one); SQLite in a
@@ -225,7 +225,7 @@ def measure(backend: str, janus: Janus, events: int, console: Console) -> list[R
     raw = Result(backend, "read + decode", decoded, time.perf_counter() - began)
     console.log(f"{backend}: rebuilding the relational views")
     with rich_progress(console, f"{backend} rebuild") as progress:
-        rebuilt = rebuild(janus, "relational", progress=progress)
+        rebuilt = rebuild(janus.projections, "relational", progress=progress)
     assert rebuilt.position == stored, (rebuilt.position, stored)
     return [raw, Result(backend, "rebuild", rebuilt.events, rebuilt.seconds)]
 

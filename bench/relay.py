@@ -34,6 +34,7 @@ from rich.table import Table
 
 from bench.append import ENV_DATABASE_URL, LOCAL_SERVER_URL, stored_goal_event, throwaway_database
 from bootstrap.container import Janus
+from bootstrap.relay import relay_config
 from bootstrap.settings import Settings
 from event_store.messages import H_MSG_ID, headers_for, subject_for
 from event_store.relay import H_EXPECTED_LAST_MSG_ID, Relay
@@ -158,7 +159,13 @@ async def raw_publish(
 
 
 async def relay_run(janus: Janus, settings: Settings, head: int) -> float:
-    relay = Relay(janus.app, janus.reader, janus.leader_lock("relay"), settings, janus.views_engine)
+    relay = Relay(
+        janus.app,
+        janus.reader,
+        janus.leader_lock("relay"),
+        relay_config(settings),
+        janus.views_engine,
+    )
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(relay.run(stop, on_ready=ready.set))
     try:

@@ -25,6 +25,7 @@ from event_store.application import JanusApplication
 from event_store.faults import describe
 from event_store.reader import NotificationReader
 from projections.queries import Views
+from projections.registry import FeedSource, Projections
 from projections.relational import RelationalProjection
 from projections.runner import ProjectionRunner
 
@@ -152,6 +153,16 @@ class Janus:
     def for_cli(cls, settings: Settings | None = None) -> Janus:
         """A Janus for one command line call: small pools (see CLI_POOL_SIZE)."""
         return cls.build(settings, small_pools=True)
+
+    @property
+    def projections(self) -> Projections:
+        """Every projection this node can run, by name: the one registry."""
+        return Projections({self.relational.name: self.relational}, self.leader_lock)
+
+    def feed_source(self) -> FeedSource:
+        """Where this node's projectors read events from (JetStream when NATS is configured)."""
+        settings = self.settings
+        return FeedSource(settings.nats_url, settings.stream_spec(), settings.poll_interval_seconds)
 
     def leader_lock(self, role: str) -> LeaderLock:
         if self.settings.database_url is None:

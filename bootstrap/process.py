@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.locks import LeaderLock, LeadershipLost
 from adapters.role_status import RoleBoard, RoleState
+from bootstrap.agent import run_agent
 from bootstrap.container import Janus
 from commands.scheduler import Scheduler
 from projections.runner import ProjectionStalled
@@ -54,6 +55,11 @@ class JanusProcess:
         self.roles: dict[str, RoleState] = {}
         self._roles_changed = threading.Event()
         self._roles_mutex = threading.Lock()
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """The scheduler this process runs while it holds the scheduler's lock, else None."""
+        return self._scheduler
 
     def start(self) -> None:
         self.janus.relational.catch_up(timeout=600)
@@ -193,8 +199,6 @@ class JanusProcess:
             self._roles_changed.wait(self.board.heartbeat_seconds)
 
     def _agent(self) -> None:
-        from bootstrap.agent import run_agent
-
         run_agent(self.janus, self.stop_event, self.poll)
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -1,7 +1,8 @@
 """Scheduled times: how triggers produce them, the misfire split, and one job's ordered lane.
 
-Pure helpers the scheduler, the views and the API share, plus the two small classes the scheduler
-uses to record one job's times strictly in order (see commands/scheduler.py).
+The trigger maths itself lives with the timer engine (adapters/timer.py); these wrappers take a
+jobs-view row. Plus the two small classes the scheduler uses to record one job's times
+strictly in order (see commands/scheduler.py).
 """
 
 from __future__ import annotations
@@ -9,58 +10,26 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
+from adapters import timer
 from domain.job import MisfirePolicy, OverlapPolicy
 from projections.queries import JobRow
 
 log = logging.getLogger("commands.scheduler")
 
-TICK = timedelta(milliseconds=1)
-
-
-def fire_time(value: datetime) -> datetime:
-    """Fire keys must not depend on float rounding inside the trigger: keep milliseconds, UTC."""
-    return datetime.fromtimestamp(round(value.timestamp(), 3), UTC)
-
 
 def build_trigger(job: JobRow) -> Any:
-    spec = job.trigger
-    if spec["kind"] == "cron":
-        return CronTrigger.from_crontab(spec["expression"], timezone=spec.get("timezone", "UTC"))
-    if spec["kind"] == "interval":
-        seconds = float(spec["seconds"])
-        start = spec.get("start_at")
-        start_at = datetime.fromisoformat(start) if start else job.scheduled_at
-        return IntervalTrigger(
-            seconds=seconds, start_date=start_at + timedelta(seconds=seconds), timezone=UTC
-        )
-    return DateTrigger(run_date=datetime.fromisoformat(spec["run_at"]), timezone=UTC)
+    return timer.build_trigger(job.trigger, job.scheduled_at)
 
 
 def due_fire_times(job: JobRow, now: datetime, limit: int) -> list[datetime]:
     """Scheduled times after the last recorded one and not after ``now``, oldest first."""
-    trigger = build_trigger(job)
-    previous = job.last_scheduled_for
-    if previous is None:
-        # Strictly after scheduling: a job created at 12:00:00 does not owe a 12:00 fire.
-        candidate = trigger.get_next_fire_time(None, job.scheduled_at + TICK)
-    else:
-        candidate = trigger.get_next_fire_time(previous, now)
-    due: list[datetime] = []
-    while candidate is not None and candidate <= now and len(due) < limit:
-        if previous is None or fire_time(candidate) > fire_time(previous):
-            due.append(fire_time(candidate))
-        previous = candidate
-        candidate = trigger.get_next_fire_time(previous, now)
-    return due
+    return timer.due_fire_times(job.trigger, job.scheduled_at, job.last_scheduled_for, now, limit)
 
 
 def split_by_policy(job: JobRow, due: list[datetime]) -> tuple[list[datetime], list[datetime]]:

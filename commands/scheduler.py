@@ -24,7 +24,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor as Pool
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
@@ -41,27 +41,28 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 from adapters.clock import Clock, SystemClock
 from adapters.effects import EffectRegistry, Known, Lookup
 from adapters.faults import crash_point
+from adapters.timer import TICK, fire_time
+from commands.errors import ConcurrencyConflict, NotFound
 from commands.gate import ActionGate, Requester
+from commands.invocation import Invocation
 from commands.schedule_times import (
-    TICK,
     FireExecutor,
     Lane,
     Stopping,
     build_trigger,
     due_fire_times,
-    fire_time,
     split_by_policy,
 )
 from domain.base import JanusAggregate
 from domain.confirmation import Confirmation, ConfirmationStatus
 from domain.effect import Effect, EffectStatus, effect_id_for
-from domain.errors import DomainError
+from domain.errors import DomainError, InvalidTransition
 from domain.job import FireStatus, Job, JobFire, OverlapPolicy, fire_confirmation_id
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
 from projections.queries import JobRow, Views
 
-__all__ = ["Scheduler", "build_trigger", "due_fire_times", "fire_time", "split_by_policy"]
+__all__ = ["Scheduler", "build_trigger", "due_fire_times", "split_by_policy"]
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +331,35 @@ class Scheduler:
         lane = self._lanes.get(str(job.id))
         if lane is not None and confirmation:
             lane.running = fire.id
+        return fire
+
+    def run_now(self, job_id: UUID, invocation: Invocation) -> JobFire:
+        """Fire a job now (a person's "run now"): a manual fire through the same fire path.
+
+        The fire's events name the caller, not the scheduler; a hazardous action waits for its
+        grant like any other. Raises NotFound, InvalidTransition (the job was removed) or
+        ConcurrencyConflict (a fire at this very millisecond is recorded already).
+        """
+        job = self.views.job(job_id)
+        if job is None:
+            raise NotFound("job", job_id)
+        if job.status == "removed":
+            raise InvalidTransition(f"job {job_id} was removed")
+        scheduled_for = fire_time(self.clock.now())
+        command_id = invocation.idempotency_key or f"manual:{uuid4()}"
+        ctx = CommandContext(
+            command_id=command_id,
+            correlation_id=str(job.id),
+            causation_id=invocation.causation_id or command_id,
+            actor=invocation.actor,
+            node_id=self.node_id,
+            trace_context=dict(invocation.trace_context),
+        )
+        fire = self.fire(job, scheduled_for, manual=True, ctx=ctx)
+        if fire is None:
+            raise ConcurrencyConflict(
+                f"job {job_id} already has a fire at {scheduled_for.isoformat()}; try again"
+            )
         return fire
 
     def _ask_gate(self, fire: JobFire, job: JobRow, ctx: CommandContext) -> list[Confirmation]:

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats
 import nats.errors
@@ -67,10 +67,6 @@ from adapters.locks import LeaderLock
 from event_store.application import JanusApplication
 from event_store.messages import H_MSG_ID, H_POSITION, StreamSpec, headers_for, subject_for
 from event_store.reader import NotificationReader
-
-if TYPE_CHECKING:
-    from bootstrap.container import Janus
-    from bootstrap.settings import Settings
 
 log = logging.getLogger("janus.relay")
 
@@ -164,20 +160,39 @@ class RelayStatus:
         return max(0, self.head - self.position)
 
 
+@dataclass(frozen=True)
+class RelayConfig:
+    """The settings the relay uses (bootstrap/ fills it from Settings)."""
+
+    nats_url: str | None
+    stream: StreamSpec
+    node_id: str
+    app_name: str
+    # libpq conninfo for LISTEN/NOTIFY wake-ups; None (SQLite) polls only.
+    listen_conninfo: str | None
+    connect_timeout_seconds: int
+    poll_interval_seconds: float
+    max_in_flight: int
+
+
 def read_relay_status(
-    janus: Janus, stream_name: str | None = None, heartbeat_seconds: float = 5.0
+    app: JanusApplication,
+    reader: NotificationReader,
+    status_engine: Engine,
+    stream_name: str,
+    heartbeat_seconds: float = 5.0,
 ) -> RelayStatus:
     """The relay's status from the store, as any process (``janus projections status``) sees it.
 
     ``state`` and ``connected`` are as the relay last reported them; a report older than a few
     heartbeats means no relay is running (it was killed), so the status says ``stopped``.
     """
-    name = tracking_name(stream_name or janus.settings.stream_name)
-    position = janus.app.tracked_position(name)
-    head = janus.reader.head()
+    name = tracking_name(stream_name)
+    position = app.tracked_position(name)
+    head = reader.head()
     row = None
-    if inspect(janus.views_engine).has_table(relay_status_table.name):
-        with janus.views_engine.connect() as conn:
+    if inspect(status_engine).has_table(relay_status_table.name):
+        with status_engine.connect() as conn:
             query = select(relay_status_table).where(relay_status_table.c.name == name)
             row = conn.execute(query).first()
     if row is None:
@@ -275,7 +290,7 @@ class Relay:
         app: JanusApplication,
         reader: NotificationReader,
         lock: LeaderLock,
-        settings: Settings,
+        settings: RelayConfig,
         status_engine: Engine,
         *,
         batch_size: int = 1_000,
@@ -291,7 +306,7 @@ class Relay:
         self._reader = reader
         self._lock = lock
         self._settings = settings
-        self._spec: StreamSpec = settings.stream_spec()
+        self._spec: StreamSpec = settings.stream
         self._status_engine = status_engine
         self._batch_size = batch_size
         self._ack_timeout = ack_timeout
@@ -299,7 +314,7 @@ class Relay:
         self._heartbeat_interval = heartbeat_interval
         self._lock_check_interval = lock_check_interval
         self._max_backoff = max_backoff
-        self._max_in_flight = settings.relay_max_in_flight
+        self._max_in_flight = settings.max_in_flight
         self.name = tracking_name(self._spec.name)
         self._msg_id_prefix = f"{settings.node_id}:{settings.app_name}:"
         self._subjects: dict[str, str] = {}
@@ -412,8 +427,8 @@ class Relay:
     def _start_background(self) -> list[asyncio.Task[None]]:
         tasks = [asyncio.create_task(self._report_status(), name="relay-status")]
         channel = self._notify_channel()
-        if channel is not None and self._settings.database_url:
-            conninfo = self._settings.database_url.replace("postgresql+psycopg", "postgresql")
+        conninfo = self._settings.listen_conninfo
+        if channel is not None and conninfo:
             listener = self._listen(conninfo, channel)
             tasks.append(asyncio.create_task(listener, name="relay-listen"))
         return tasks
@@ -897,18 +912,6 @@ class Relay:
             updated = conn.execute(update(table).where(table.c.name == self.name).values(values))
             if updated.rowcount == 0:
                 conn.execute(insert(table).values(name=self.name, **values))
-
-
-def build_relay(janus: Janus, **options: Any) -> Relay:
-    """The relay for ``janus``'s log and settings; ``options`` tune the pipeline (tests, bench)."""
-    return Relay(
-        janus.app,
-        janus.reader,
-        janus.leader_lock(LOCK_ROLE),
-        janus.settings,
-        janus.views_engine,
-        **options,
-    )
 
 
 class RelayThread:

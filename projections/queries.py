@@ -99,6 +99,11 @@ class Views:
             query = query.where(jobs.c.status != "removed")
         return self._all(query)
 
+    def job(self, job_id: UUID) -> JobRow | None:
+        """One job in any status, as the scheduler sees it."""
+        rows = self._all(select(jobs).where(jobs.c.id == str(job_id)).limit(1))
+        return job_row(rows[0]) if rows else None
+
     def active_jobs(self) -> list[JobRow]:
         return [job_row(r) for r in self._all(select(jobs).where(jobs.c.status == "active"))]
 

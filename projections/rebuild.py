@@ -1,6 +1,6 @@
 """Blue/green rebuilds of SQL projections from the event store's log, and verification.
 
-``rebuild(janus, name)`` builds generation N+1 of a projection's tables (``goals__g4``, ...)
+``rebuild(projections, name)`` builds generation N+1 of a projection's tables (``goals__g4``, ...)
 beside the live ones, reading the notification log (never JetStream) in large batches. Once it
 has caught up it switches, in one transaction that:
 
@@ -25,7 +25,7 @@ resolves names outside its snapshot, so it could read generation N+1 as of an ol
 
 New generations are loaded with their keys only and indexed once, before the switch.
 
-``verify(janus, name)`` builds a scratch generation the same way, brings it to the live view's
+``verify(projections, name)`` builds a scratch generation the same way, brings it to the live view's
 position under the same lock, compares the two row by row, and drops it.
 
 Rebuilds and verifies of one projection exclude each other through a leader lock; what a crashed
@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -61,6 +61,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateTable
 
 from projections.collector import collector_paused
+from projections.registry import Projections
 from projections.runner import (
     RUNNING,
     STALLED,
@@ -77,9 +78,6 @@ from projections.runner import (
     projection_positions,
     skipped_positions,
 )
-
-if TYPE_CHECKING:
-    from bootstrap.container import Janus
 
 BUILD_BATCH = 10_000
 SWITCH_TIMEOUT_SECONDS = 30.0
@@ -107,34 +105,30 @@ class RebuildFailed(RuntimeError):
 # -- which projections there are -------------------------------------------------------------------
 
 
-def projection_runners(janus: Janus) -> dict[str, ProjectionRunner]:
-    return {janus.relational.name: janus.relational}
-
-
-def runner_for(janus: Janus, name: str) -> ProjectionRunner:
-    runners = projection_runners(janus)
+def runner_for(projections: Projections, name: str) -> ProjectionRunner:
+    runners = projections.runners
     if name not in runners:
         known = ", ".join(sorted(runners))
         raise UnknownProjection(f"unknown projection {name!r} (known: {known})")
     return runners[name]
 
 
-def projection_statuses(janus: Janus) -> list[ProjectionStatus]:
+def projection_statuses(projections: Projections) -> list[ProjectionStatus]:
     """Each projection's status, with a build nobody is running any more called abandoned."""
-    return [build_status(janus, runner) for runner in projection_runners(janus).values()]
+    return [build_status(projections, runner) for runner in projections.runners.values()]
 
 
-def build_status(janus: Janus, runner: ProjectionRunner) -> ProjectionStatus:
+def build_status(projections: Projections, runner: ProjectionRunner) -> ProjectionStatus:
     status = runner.status()
-    if status.building is None or _build_running(janus, runner):
+    if status.building is None or _build_running(projections, runner):
         return status
     purpose = status.building_purpose or "build"
     return replace(status, building_purpose=f"{ABANDONED}{purpose}")
 
 
-def _build_running(janus: Janus, runner: ProjectionRunner) -> bool:
+def _build_running(projections: Projections, runner: ProjectionRunner) -> bool:
     """Whether a rebuild or verify holds the build lock right now (a probe: taken, let go)."""
-    lock = janus.leader_lock(_build_lock_name(runner))
+    lock = projections.leader_lock(_build_lock_name(runner))
     if not lock.try_acquire():
         return True
     lock.release()
@@ -162,15 +156,15 @@ class RebuildResult:
 
 
 def rebuild(
-    janus: Janus,
+    projections: Projections,
     name: str,
     progress: ProgressCallback | None = None,
     batch_size: int = BUILD_BATCH,
 ) -> RebuildResult:
     """Build the next generation of ``name`` from the log, switch to it, drop the old one."""
-    runner = runner_for(janus, name)
+    runner = runner_for(projections, name)
     started = time.perf_counter()
-    with _exclusive(janus, runner) as live_generation:
+    with _exclusive(projections, runner) as live_generation:
         build = _Build(runner, live_generation + 1, "rebuild", batch_size)
         try:
             build.create()
@@ -436,9 +430,9 @@ class _Build:
 
 
 @contextmanager
-def _exclusive(janus: Janus, runner: ProjectionRunner) -> Iterator[int]:
+def _exclusive(projections: Projections, runner: ProjectionRunner) -> Iterator[int]:
     """One rebuild or verify per projection at a time; yields the live generation."""
-    lock = janus.leader_lock(_build_lock_name(runner))
+    lock = projections.leader_lock(_build_lock_name(runner))
     if not lock.try_acquire():
         raise ProjectionBusy(f"a rebuild or verify of {runner.name} is already running")
     try:
@@ -529,7 +523,7 @@ class VerifyReport:
 
 
 def verify(
-    janus: Janus,
+    projections: Projections,
     name: str,
     progress: ProgressCallback | None = None,
     batch_size: int = BUILD_BATCH,
@@ -539,8 +533,8 @@ def verify(
     The comparison runs under the live projection's position lock, so the live runner pauses
     while the tables are read; the scratch generation is dropped whatever happens.
     """
-    runner = runner_for(janus, name)
-    with _exclusive(janus, runner) as live_generation:
+    runner = runner_for(projections, name)
+    with _exclusive(projections, runner) as live_generation:
         build = _Build(runner, live_generation + 1, "verify", batch_size)
         try:
             build.create()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from operator import itemgetter
@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from adapters.timer import build_trigger, next_fire_after
 from domain.base import JanusAggregate
 from domain.command_record import CommandRecord
 from domain.confirmation import Confirmation
@@ -63,7 +64,6 @@ BIG = POSITION
 # Quantities have at most 12 integer and 8 decimal digits (commands/models.py); averages keep 12.
 DECIMAL_PLACES = 12
 _QUANTUM = Decimal(1).scaleb(-DECIMAL_PLACES)
-_TICK = timedelta(milliseconds=1)
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -896,24 +896,15 @@ class RelationalProjection(RebuildableProjection):
     def _next_fire(self, job: dict[str, Any], after: datetime) -> datetime | None:
         """The first scheduled time after ``after``, computed as the scheduler computes it."""
         trigger = self._trigger(job)
-        if trigger is None:
-            return None
-        # The scheduler owns trigger semantics; imported here because it reads these views.
-        from commands.scheduler import fire_time
-
-        candidate = trigger.get_next_fire_time(None, after + _TICK)
-        if candidate is None or candidate <= after:
-            return None
-        return fire_time(candidate)
+        return None if trigger is None else next_fire_after(trigger, after)
 
     def _trigger(self, job: dict[str, Any]) -> Any:
         """Triggers are immutable facts of a job, so one per job is built once and kept."""
         if job["id"] not in self._triggers:
-            from commands.scheduler import build_trigger
-            from projections.queries import job_row
-
             try:
-                self._triggers[job["id"]] = build_trigger(job_row(job))
+                self._triggers[job["id"]] = build_trigger(
+                    job["trigger"], _aware(job["scheduled_at"])
+                )
             except (ValueError, LookupError) as error:
                 # The timer engine rejects this trigger too and says so; the view keeps the job.
                 log.warning("job %s: no next fire time: %s", job["id"], error)

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 import psycopg
 
 from adapters.locks import LeaderLock
-from bootstrap.container import Janus
 from projections.jetstream import STORE_ERRORS, FeedConfig, JetStreamFeed, pause
+from projections.registry import FeedSource, Projections
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,8 @@ class UnknownProjection(ValueError):
     pass
 
 
-def projection_runners(janus: Janus) -> dict[str, ProjectionRunner]:
-    """Every projection this node can run, by name."""
-    return {janus.relational.name: janus.relational}
-
-
-def select_runners(janus: Janus, name: str) -> list[ProjectionRunner]:
-    runners = projection_runners(janus)
+def select_runners(projections: Projections, name: str) -> list[ProjectionRunner]:
+    runners = projections.runners
     if name == ALL:
         return list(runners.values())
     if name not in runners:
@@ -68,11 +63,13 @@ class _ReadyWhenAll:
 class ProjectorProcess:
     def __init__(
         self,
-        janus: Janus,
+        projections: Projections,
         runners: Sequence[ProjectionRunner],
+        source: FeedSource,
         config: FeedConfig | None = None,
     ) -> None:
-        self.janus = janus
+        self.projections = projections
+        self.source = source
         self.runners = list(runners)
         self.config = config or FeedConfig()
         self.feeds: dict[str, JetStreamFeed] = {}
@@ -81,12 +78,18 @@ class ProjectorProcess:
         self._feed_stops: set[asyncio.Event] = set()
 
     @classmethod
-    def named(cls, janus: Janus, name: str, config: FeedConfig | None = None) -> ProjectorProcess:
-        return cls(janus, select_runners(janus, name), config)
+    def named(
+        cls,
+        projections: Projections,
+        source: FeedSource,
+        name: str,
+        config: FeedConfig | None = None,
+    ) -> ProjectorProcess:
+        return cls(projections, select_runners(projections, name), source, config)
 
     @property
     def uses_jetstream(self) -> bool:
-        return self.janus.settings.nats_url is not None
+        return self.source.nats_url is not None
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Feed every projection until ``stop()``; ``on_ready`` once all are being fed.
@@ -117,11 +120,11 @@ class ProjectorProcess:
         await asyncio.gather(*(self._lead(runner, ready) for runner in self.runners))
 
     async def _lead(self, runner: ProjectionRunner, ready: _ReadyWhenAll) -> None:
-        nats_url = self.janus.settings.nats_url
+        nats_url = self.source.nats_url
         assert nats_url is not None
-        feed = JetStreamFeed(runner, nats_url, self.janus.settings.stream_spec(), self.config)
+        feed = JetStreamFeed(runner, nats_url, self.source.stream, self.config)
         self.feeds[runner.name] = feed
-        lock = self.janus.leader_lock(f"projector-{feed.consumer}")
+        lock = self.projections.leader_lock(f"projector-{feed.consumer}")
         while not self._stop.is_set():
             if not await self._acquire(lock, feed.consumer):
                 continue
@@ -178,7 +181,7 @@ class ProjectorProcess:
             thread.join()
 
     def _follow_log(self, runner: ProjectionRunner) -> None:
-        poll = self.janus.settings.poll_interval_seconds
+        poll = self.source.poll_interval_seconds
         failures = 0
         while not self._stop.is_set():
             try:

@@ -101,8 +101,10 @@ def goals_answer(
     answer: Annotated[str, typer.Argument(help="The answer the agent reads at its next step.")],
 ) -> None:
     """Answer the question the agent asked (ask_operator) about a goal."""
-    from projections import relational
-    from replay.cli import _errors, _invocation, _janus, _outcome, _resolve
+    # replay.cli mounts this module: importing it at the top would be a cycle (the CLI move
+    # into cli/ gives these helpers a module of their own).
+    from projections import relational  # noqa: PLC0415
+    from replay.cli import _errors, _invocation, _janus, _outcome, _resolve  # noqa: PLC0415
 
     with _errors(), _janus() as janus:
         ident = _resolve(janus, relational.goals, goal_id)

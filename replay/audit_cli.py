@@ -33,6 +33,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.llm import ModelUnavailable
+from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands.errors import CommandError
 from commands.models import actor_name as checked_actor
@@ -40,6 +41,8 @@ from domain.errors import DomainError
 from domain.goal import Goal
 from domain.meta import Actor, ActorKind
 from event_store.reader import LoggedEvent
+from projections import relational
+from projections.runner import ProjectionStalled
 from replay import render
 from replay.audit import (
     BadInput,
@@ -168,8 +171,6 @@ def cli_errors(ctx: typer.Context | None = None) -> Iterator[None]:
         raise typer.Exit(1) from None
     except Exception as error:
         # Stalled projections and the like: still one line, the traceback under --debug.
-        from projections.runner import ProjectionStalled
-
         if not isinstance(error, ProjectionStalled):
             raise
         if debug_requested(ctx):
@@ -698,8 +699,6 @@ def _brief(value: Any) -> str:
 
 
 def _state_view(store: Store, position: int, scratch: Path | None, as_json: bool) -> None:
-    from projections import relational
-
     if scratch is not None and scratch.exists():
         raise BadInput(f"--scratch {scratch} already exists: give a new path")
     with tempfile.TemporaryDirectory(prefix="janus-view-") as tmp:
@@ -861,8 +860,6 @@ def replay_decisions(
     "parameters", "action"}, "replayed": {"action", "seconds"}, "agree"}]} (--full adds prompt
     and raw outputs).
     """
-    from bootstrap.container import Janus
-
     recorded_at: int | None = None
     with cli_errors(ctx), open_store() as store:
         ident = store.resolve_aggregate(goal, Goal)
@@ -936,8 +933,6 @@ def replay_fork(
     acted on the world once already). --json prints {"fork_id", "forked_from",
     "forked_at_position", "decisions_copied", "plan_copied", "position"}.
     """
-    from bootstrap.container import Janus
-
     with cli_errors(ctx), open_store() as store:
         ident = store.resolve_aggregate(goal_id, Goal)
         position = store.position_of(parse_point(from_position, "--from"), "--from")

@@ -55,7 +55,7 @@ def project(
 
 def _run(janus: Janus, name: str, config: FeedConfig) -> None:
     try:
-        process = ProjectorProcess.named(janus, name, config)
+        process = ProjectorProcess.named(janus.projections, janus.feed_source(), name, config)
     except UnknownProjection as error:
         _fail(str(error))
 

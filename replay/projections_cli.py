@@ -211,7 +211,7 @@ def status(as_json: JsonFlag = False) -> None:
     """Each view's version, generation, position, lag (events and seconds) and state: stopped
     since when if no process is applying it."""
     with _errors(), _janus() as janus:
-        statuses = projection_statuses(janus)
+        statuses = projection_statuses(janus.projections)
         alive = {s.name: projector_liveness(janus, s) for s in statuses}
         relay = relay_lag(janus)
         roles = read_roles(janus.views_engine)
@@ -299,9 +299,9 @@ def rebuild_command(name: ProjectionName) -> None:
     Readers keep the old view until the switch and see the complete new one after it.
     """
     with _errors(), _janus() as janus:
-        runner_for(janus, name)
+        runner_for(janus.projections, name)
         with _progress(f"rebuilding {name}") as progress:
-            result = rebuild(janus, name, progress=progress)
+            result = rebuild(janus.projections, name, progress=progress)
     _out().print(
         f"{name}: generation {result.generation} is live at position {result.position} "
         f"({result.events} events in {result.seconds:.1f}s, "
@@ -316,9 +316,9 @@ def verify_command(name: ProjectionName, as_json: JsonFlag = False) -> None:
     Exits 1 when they differ.
     """
     with _errors(), _janus() as janus:
-        runner_for(janus, name)
+        runner_for(janus.projections, name)
         with _progress(f"verifying {name}") as progress:
-            report = verify(janus, name, progress=progress)
+            report = verify(janus.projections, name, progress=progress)
     if as_json:
         _print_json(_report_json(report))
     elif not report.ok:
@@ -366,7 +366,7 @@ def _differences_table(report: VerifyReport) -> Table:
 def retry_command(name: ProjectionName) -> None:
     """Clear a stalled view's error and apply its events again now."""
     with _errors(), _janus() as janus:
-        runner = runner_for(janus, name)
+        runner = runner_for(janus.projections, name)
         runner.retry()
         position = runner.catch_up()
     _out().print(f"{name}: running, at position {position}")
@@ -395,7 +395,7 @@ def skip_command(
     """Step a stalled view over the event at --position; the skip is recorded (rebuilds honour
     it too)."""
     with _errors(), _janus() as janus:
-        runner = runner_for(janus, name)
+        runner = runner_for(janus.projections, name)
         _require_stalled_at(runner.status(), position)
         try:
             runner.skip(position)

@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from bootstrap.container import Janus
+from bootstrap.relay import build_relay
 from bootstrap.settings import Settings
 from commands.errors import StoreUnavailable
-from event_store.relay import Relay, build_relay
+from event_store.relay import Relay
 
 
 def relay(

@@ -25,6 +25,8 @@ from domain.goal import Goal
 from domain.meta import Actor
 from event_store.messages import aggregate_type
 from event_store.reader import LoggedEvent
+from projections.relational import RelationalProjection
+from projections.runner import ProjectionRunner, ProjectionStalled
 from replay.audit import (
     BadInput,
     ProgressFn,
@@ -271,9 +273,6 @@ def rebuild_view(
     store: Store, position: int, engine: Engine, progress: ProgressFn = _no_progress
 ) -> None:
     """The relational view exactly as the projection would have built it from events 1..P."""
-    from projections.relational import RelationalProjection
-    from projections.runner import ProjectionRunner, ProjectionStalled
-
     runner = ProjectionRunner(RelationalProjection(), store.reader, engine)
     runner.setup()
     for batch in store.pages(0, position, progress=progress):

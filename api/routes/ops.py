@@ -12,6 +12,8 @@ from api import schemas as s
 from api.context import ApiContext
 from api.deps import Api, Viewer
 from api.problems import error_id, responses
+from bootstrap.agent import agent_status
+from bootstrap.relay import relay_status
 from domain.api_key import Role
 from event_store.faults import cause_of
 
@@ -83,8 +85,6 @@ def _roles(api: ApiContext) -> list[s.Check]:
 
 def _agent(api: ApiContext) -> s.Check:
     """The in-process agent: its model can run (else how to install one), and its lag."""
-    from bootstrap.agent import agent_status
-
     found = agent_status(api.janus)
     detail = f"{found['model']}: {found['state']}, position {found['position']}, lag {found['lag']}"
     return s.Check(name="agent", ok=found["state"] == "ready", detail=detail)
@@ -92,9 +92,7 @@ def _agent(api: ApiContext) -> s.Check:
 
 def _relay(api: ApiContext, bound: int) -> s.Check:
     """Where a relay feeds NATS: it reports running and connected, and keeps up with the log."""
-    from event_store.relay import read_relay_status  # only the full stack has a relay
-
-    status = read_relay_status(api.janus)
+    status = relay_status(api.janus)
     ok = status.state == "running" and status.connected and status.lag <= bound
     detail = (
         f"{status.state}, {'connected' if status.connected else 'not connected'}, "

@@ -37,3 +37,13 @@ def processes() -> Iterator[list[JanusProcess]]:
         for proc in started:
             if proc.proc is not None:
                 proc.kill()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A JANUS_HOME of its own for CLI calls in this process, with no servers configured."""
+    for name in ("JANUS_DATABASE_URL", "JANUS_NATS_URL", "JANUS_CRASH_AT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JANUS_HOME", str(tmp_path / "janus"))
+    monkeypatch.setenv("COLUMNS", "200")
+    return tmp_path / "janus"

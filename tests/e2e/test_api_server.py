@@ -23,9 +23,9 @@ from commands.models import SubmitGoal
 from domain.api_key import Role
 from domain.effect import Effect, EffectStatus, effect_id_for
 from domain.meta import Actor, ActorKind
-from tests.e2e.test_api_harness import ApiServer, ServerExited
-from tests.integration.test_api_harness import request_confirmation
 from tests.servers import free_port, unique_name, wait_until
+from tests.support.api import request_confirmation
+from tests.support.api_server import ApiServer, ServerExited
 
 ROOT = Invocation(Actor(ActorKind.USER, "root", role="admin"))
 

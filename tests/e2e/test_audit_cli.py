@@ -34,8 +34,15 @@ from commands.invocation import Invocation
 from replay import events_cli
 from replay.audit_cli import audit_app, cli_errors, replay_app
 from replay.events_cli import events_app
-from tests.integration.test_time_travel import ALICE, Told, decide, request, tell_story
 from tests.servers import wait_until
+from tests.support.time_travel import (
+    ALICE,
+    Told,
+    decide,
+    effect_of_unknown_outcome,
+    request,
+    tell_story,
+)
 
 root = typer.Typer(no_args_is_help=True)
 
@@ -234,9 +241,7 @@ def test_search_finds_effects_of_unknown_outcome_with_one_flag(janus: Janus, tol
     janus.commands.grant_confirmation(
         m.GrantConfirmation(confirmation_id=confirmation), Invocation(ALICE)
     )
-    from tests.integration.test_time_travel import _effect_of_unknown_outcome
-
-    effect = _effect_of_unknown_outcome(janus, confirmation)
+    effect = effect_of_unknown_outcome(janus, confirmation)
     found = as_json("audit", "search", "--outcome-unknown")["results"]
     assert [r["id"] for r in found] == [str(effect)]
     janus.relational.catch_up()

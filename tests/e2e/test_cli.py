@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from adapters.effects import Ledger
 from bootstrap.container import Janus
@@ -23,66 +20,22 @@ from commands.models import SubmitGoal
 from domain.confirmation import Confirmation
 from domain.effect import Effect, effect_id_for
 from domain.meta import Actor, ActorKind, CommandContext
-from replay.cli import app
 from tests.servers import wait_until
+from tests.support.cli import (
+    as_json,
+    assert_clean_failure,
+    cli,
+    ok,
+    pending_confirmation,
+    schedule_every,
+    submit_goal,
+)
 
 DEMO_TIMEOUT = 120
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("JANUS_DATABASE_URL", "JANUS_NATS_URL", "JANUS_CRASH_AT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("JANUS_HOME", str(tmp_path / "janus"))
-    monkeypatch.setenv("COLUMNS", "200")
-    return tmp_path / "janus"
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
-
-
-def ok(*args: str) -> Result:
-    result = cli(*args)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def as_json(*args: str) -> Any:
-    return json.loads(ok(*args, "--json").stdout)
-
-
-def assert_clean_failure(result: Result, *fragments: str) -> None:
-    """Exit 1, one short line on stderr naming the problem, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:")
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
 def invocation() -> Invocation:
     return Invocation(Actor(ActorKind.USER, "test"))
-
-
-def submit_goal(text: str = "unlock the front door") -> str:
-    return str(as_json("goals", "submit", text)["goal_id"])
-
-
-def pending_confirmation(action: str = "unlock_door", param: str = "door=front") -> str:
-    goal_id = submit_goal()
-    decided = as_json(
-        "goals", "decide", goal_id, "--action", action, "--param", param, "--hazard", "high"
-    )
-    return str(decided["confirmation_id"])
-
-
-def schedule_every(seconds: str = "60", *extra: str) -> str:
-    return str(
-        as_json("jobs", "schedule", f"job-{uuid4().hex[:6]}", "--every", seconds, *extra)["job_id"]
-    )
 
 
 # -- goals ---------------------------------------------------------------------------------------

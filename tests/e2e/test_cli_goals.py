@@ -10,18 +10,15 @@ from pathlib import Path
 from adapters.role_status import RoleBoard, RoleState
 from bootstrap.container import build_views_engine
 from bootstrap.settings import Settings
-from tests.e2e.test_cli import (
+from tests.support.cli import (
     as_json,
     assert_clean_failure,
     cli,
-    home,
     ok,
     pending_confirmation,
     schedule_every,
     submit_goal,
 )
-
-__all__ = ["home"]  # the fixture, shared with test_cli
 
 
 @contextmanager

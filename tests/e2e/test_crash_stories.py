@@ -22,8 +22,8 @@ from domain.confirmation import Confirmation, ConfirmationStatus
 from domain.effect import Effect, EffectStatus, effect_id_for
 from domain.meta import Actor, ActorKind
 from tests.e2e.procs import JanusProcess, grant_elsewhere
-from tests.integration.test_commands import pending_confirmation
 from tests.servers import wait_until
+from tests.support.commands import pending_confirmation
 
 KILLED = -signal.SIGKILL
 DANA = Invocation(Actor(ActorKind.USER, "dana", role="approver"))

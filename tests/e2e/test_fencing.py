@@ -26,8 +26,8 @@ from commands.invocation import Invocation
 from domain.effect import EffectStatus, effect_id_for
 from domain.meta import Actor, ActorKind
 from tests.e2e.procs import JanusProcess
-from tests.integration.test_commands import pending_confirmation
 from tests.servers import wait_until
+from tests.support.commands import pending_confirmation
 
 ROUNDS = 10
 GRANTS_PER_ROUND = 100

@@ -19,8 +19,8 @@ from commands import models as m
 from projections import relational
 from projections.runner import projection_positions
 from replay.projections_cli import app
-from tests.integration.test_commands import as_alice
-from tests.integration.test_rebuild import goal_with_confirmation, poison
+from tests.support.commands import as_alice
+from tests.support.rebuild import goal_with_confirmation, poison
 
 
 @pytest.fixture

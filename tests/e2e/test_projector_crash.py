@@ -28,7 +28,8 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from projections.jetstream import consumer_name
 from tests.e2e.procs import janus_env
-from tests.integration.test_jetstream_projection import (
+from tests.servers import wait_until
+from tests.support.jetstream import (
     Relay,
     delete_stream,
     jetstream_settings,
@@ -36,7 +37,6 @@ from tests.integration.test_jetstream_projection import (
     view_rows,
     workload,
 )
-from tests.servers import wait_until
 
 KILLS = 20
 EVENTS = 2_000

@@ -37,14 +37,29 @@ from domain.confirmation import HazardClass
 from domain.meta import Actor, ActorKind
 from projections.runner import ProjectionStalled
 from replay.cli import app
-from tests.integration.test_rebuild import poison
-from tests.integration.test_relay import delete_streams
-from tests.integration.test_time_travel import _effect_of_unknown_outcome
 from tests.servers import unique_name, wait_until
+from tests.support.rebuild import poison
+from tests.support.relay import delete_streams
+from tests.support.time_travel import effect_of_unknown_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 LONG_RUNNING = ("janus relay", "janus project", "janus run", "janus serve")
+
+
+def long_running(line: str) -> bool:
+    """A process that runs until stopped (``janus agent`` runs; ``janus agent status`` answers)."""
+    command = line.split("#", maxsplit=1)[0].strip()
+    return command.startswith(LONG_RUNNING) or command == "janus agent"
+
+
+def server_line(line: str) -> bool:
+    command = line.split("#", maxsplit=1)[0].strip()
+    return command.startswith(("janus relay", "janus project", "janus run")) or (
+        command == "janus agent"
+    )
+
+
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 OPERATOR = Invocation(Actor(ActorKind.USER, "readme"))
 
@@ -242,7 +257,7 @@ def _unknown_effect(janus: Janus) -> UUID:
     janus.commands.grant_confirmation(
         m.GrantConfirmation(confirmation_id=requested.aggregate_id), OPERATOR
     )
-    return _effect_of_unknown_outcome(janus, requested.aggregate_id)
+    return effect_of_unknown_outcome(janus, requested.aggregate_id)
 
 
 @pytest.fixture
@@ -363,7 +378,7 @@ def test_the_cli_examples_run_on_the_readme_scenario(
         line
         for block in blocks
         for line in block
-        if line.startswith("janus ") and not line.startswith(LONG_RUNNING)
+        if line.startswith("janus ") and not long_running(line)
     ]
     assert 'janus goals submit "unlock the front door"' in lines
     ran = []
@@ -539,7 +554,7 @@ def test_the_full_stack_commands_start_on_postgres_and_nats(
             name, _, _ = line.removeprefix("export ").partition("=")
             env[name] = {"JANUS_DATABASE_URL": pg_url, "JANUS_NATS_URL": nats_url}[name]
             continue
-        if line.startswith(("janus relay", "janus project", "janus run")):
+        if server_line(line):
             servers.append(started(line, env, story.home))
             continue
         if line.startswith("janus serve"):

@@ -25,10 +25,10 @@ import nats.js.errors
 import pytest
 
 from bootstrap.container import Janus
+from bootstrap.relay import relay_status as read_relay_status
 from bootstrap.settings import Settings
-from event_store.relay import read_relay_status
 from tests.e2e.procs import janus_env
-from tests.integration.test_relay import (
+from tests.support.relay import (
     Writer,
     assert_stream_is_the_log,
     delete_streams,

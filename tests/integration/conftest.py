@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from adapters.clock import ManualClock
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from tests.support.relay import JanusFactory, delete_streams, relay_settings
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -32,3 +34,23 @@ def janus(settings: Settings, clock: ManualClock) -> Iterator[Janus]:
         yield built
     finally:
         built.close()
+
+
+@pytest.fixture
+def janus_on() -> Iterator[JanusFactory]:
+    """Builds a Janus per settings and closes them all at the end of the test."""
+    built: list[Janus] = []
+
+    def build(settings: Settings) -> Janus:
+        built.append(Janus.build(settings))
+        return built[-1]
+
+    yield build
+    for janus in built:
+        janus.close()
+    asyncio.run(delete_streams({(j.settings.nats_url, j.settings.stream_name) for j in built}))
+
+
+@pytest.fixture
+def pg_janus(tmp_path: Path, pg_url: str, nats_url: str, janus_on: JanusFactory) -> Janus:
+    return janus_on(relay_settings(tmp_path / "janus", nats_url, pg_url))

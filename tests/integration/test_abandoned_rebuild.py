@@ -28,7 +28,7 @@ KILLED_MID_BUILD = textwrap.dedent(
         if done > 0:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    rebuild(janus, "relational", progress=killed, batch_size=2)
+    rebuild(janus.projections, "relational", progress=killed, batch_size=2)
     """
 )
 
@@ -49,11 +49,11 @@ def test_a_sigkilled_rebuild_is_reported_abandoned_and_the_next_one_finishes(
     assert killed.returncode == -9, killed.stderr
 
     assert janus.relational.status().building is not None  # what the dead rebuild registered
-    (status,) = projection_statuses(janus)
+    (status,) = projection_statuses(janus.projections)
     assert status.phase == "abandoned rebuild"
 
-    rebuild(janus, "relational")
-    status = build_status(janus, janus.relational)
+    rebuild(janus.projections, "relational")
+    status = build_status(janus.projections, janus.relational)
     assert (status.phase, status.building) == ("running", None)
 
 
@@ -62,7 +62,7 @@ def test_a_running_rebuild_is_not_called_abandoned(janus: Janus) -> None:
     seen: list[str] = []
 
     def look(_done: int, _total: int) -> None:
-        seen.append(build_status(janus, janus.relational).phase)
+        seen.append(build_status(janus.projections, janus.relational).phase)
 
-    rebuild(janus, "relational", progress=look, batch_size=1)
+    rebuild(janus.projections, "relational", progress=look, batch_size=1)
     assert seen and set(seen) == {"rebuilding"}

@@ -24,10 +24,11 @@ from domain.api_key import Role
 from domain.confirmation import Confirmation, ConfirmationStatus, HazardClass
 from domain.effect import Effect, effect_id_for
 from domain.errors import InvalidValue
-from tests.integration.test_api_harness import Api, is_problem, serve_api
-from tests.integration.test_commands import as_alice
-from tests.integration.test_scheduler import executor_running
+from replay.cli import app
 from tests.servers import wait_until
+from tests.support.api import Api, is_problem, serve_api
+from tests.support.commands import as_alice
+from tests.support.scheduler import executor_running
 
 UNLOCK_JOB = {
     "name": "open up every morning",
@@ -142,8 +143,6 @@ def test_an_unknown_action_or_bad_parameters_are_refused_when_the_job_is_schedul
 def test_the_cli_refuses_an_unknown_action_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from replay.cli import app
-
     for name in ("JANUS_DATABASE_URL", "JANUS_NATS_URL", "JANUS_CRASH_AT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JANUS_HOME", str(tmp_path / "janus"))
@@ -159,8 +158,6 @@ def test_the_cli_refuses_an_unknown_action_in_one_line(
 def test_the_cli_refuses_an_unknown_action_before_recording_the_decision(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from replay.cli import app
-
     for name in ("JANUS_DATABASE_URL", "JANUS_NATS_URL", "JANUS_CRASH_AT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JANUS_HOME", str(tmp_path / "janus"))

@@ -10,6 +10,9 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters.effects import Ledger
 from adapters.llm import AgentRulesModel, LlamaCppDecisionModel, MissingModel, ModelUnavailable
@@ -23,7 +26,7 @@ from domain.actions import POLICY_GRANTOR
 from domain.confirmation import Confirmation, ConfirmationStatus
 from domain.errors import InvalidValue
 from domain.goal import Goal, GoalStatus
-from tests.integration.agent_harness import (
+from tests.support.agent import (
     ALICE,
     BrokenModel,
     CrowdedModel,
@@ -243,10 +246,6 @@ def test_bad_goal_text_is_refused_and_records_nothing(janus: Janus, text: str) -
 def test_each_model_call_is_one_span_with_gen_ai_attributes_in_the_goals_trace(
     janus: Janus, tmp_path: Path
 ) -> None:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -8,8 +8,8 @@ import pytest
 
 from bootstrap.container import Janus
 from domain.goal import Goal, GoalStatus
-from tests.integration.agent_harness import goal, make_agent, settle, submit
-from tests.integration.test_api_harness import Api, is_problem, serve_api
+from tests.support.agent import goal, make_agent, settle, submit
+from tests.support.api import Api, is_problem, serve_api
 
 
 @pytest.fixture

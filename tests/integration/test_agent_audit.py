@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from bootstrap.container import Janus
 from replay.audit_cli import audit_app, replay_app
-from tests.integration.agent_harness import make_agent, settle, submit
+from replay.cli import app
+from tests.support.agent import make_agent, settle, submit
 
 
 @pytest.fixture
@@ -54,8 +55,6 @@ def test_audit_and_replay_show_each_decisions_prompt_output_and_cost(
 def test_goals_answer_records_the_operators_answer_and_refuses_when_nothing_was_asked(
     janus: Janus, cli: typer.Typer
 ) -> None:
-    from replay.cli import app
-
     asked = submit(janus, "do the usual")
     quiet = submit(janus, "lock the back door")
     settle(janus, make_agent(janus))

@@ -18,7 +18,7 @@ from commands.executor import Executor
 from domain.api_key import Role
 from domain.effect import Effect
 from domain.meta import Actor, ActorKind, CommandContext
-from tests.integration.test_api_harness import Api, is_problem, request_confirmation, serve_api
+from tests.support.api import Api, is_problem, request_confirmation, serve_api
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from bootstrap.container import Janus
 from commands.keys import RevokeApiKey
 from domain.api_key import Role
-from tests.integration.test_api_harness import (
+from tests.support.api import (
     ADMIN_CLI,
     ENDPOINTS,
     Api,

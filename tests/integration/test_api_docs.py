@@ -11,7 +11,7 @@ import pytest
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
-from tests.integration.test_api_harness import Api, serve_api
+from tests.support.api import Api, serve_api
 
 
 @pytest.fixture

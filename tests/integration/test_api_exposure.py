@@ -18,8 +18,8 @@ from bootstrap.container import Janus
 from commands.keys import RevokeApiKey
 from domain.api_key import Role
 from projections.runner import projection_positions
-from tests.integration.test_api_harness import ADMIN_CLI, Api, is_problem, serve_api
 from tests.servers import wait_until
+from tests.support.api import ADMIN_CLI, Api, is_problem, serve_api
 
 STREAM_SETTINGS = ApiSettings(
     read_wait_seconds=10, key_cache_seconds=0.2, sse_poll_seconds=0.05, sse_max_streams_per_key=2

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from bootstrap.container import Janus
 from domain.api_key import Role
-from tests.integration.test_api_harness import (
+from tests.support.api import (
     ENDPOINTS,
     Api,
     Endpoint,

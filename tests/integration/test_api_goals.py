@@ -19,7 +19,7 @@ from domain.api_key import Role
 from domain.confirmation import HazardClass
 from domain.errors import InvalidTransition
 from domain.goal import Goal
-from tests.integration.test_api_harness import (
+from tests.support.api import (
     AGENT,
     DECISION_BODY,
     Api,

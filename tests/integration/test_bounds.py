@@ -27,7 +27,7 @@ from commands.invocation import Invocation
 from domain.errors import DomainError
 from domain.meta import Actor, ActorKind
 from replay.cli import app
-from tests.integration.test_api_harness import Api, is_problem, serve_api
+from tests.support.api import Api, is_problem, serve_api
 
 INT4_MAX = 2**31 - 1
 AGENT = Invocation(Actor(ActorKind.AGENT, "planner"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
-from uuid import UUID, uuid4
+from uuid import uuid4
 
+import psycopg
 import pytest
 from pydantic import ValidationError
 
@@ -19,38 +20,12 @@ from commands.invocation import CommandResult, Invocation
 from domain.confirmation import Confirmation, ConfirmationStatus
 from domain.errors import ConfirmationExpired, InvalidTransition, Overfill
 from domain.meta import Actor, ActorKind
-
-ALICE = Actor(ActorKind.USER, "alice")
-AGENT = Invocation(Actor(ActorKind.AGENT, "planner"))
-
-
-def as_alice(key: str | None = None) -> Invocation:
-    return Invocation(ALICE, idempotency_key=key)
-
-
-def pending_confirmation(janus: Janus, ttl: int = 60) -> UUID:
-    goal = janus.commands.submit_goal(m.SubmitGoal(text="unlock the front door"), as_alice())
-    decision = janus.commands.record_decision(
-        m.RecordDecision(
-            goal_id=goal.aggregate_id,
-            model="scripted",
-            prompt="unlock?",
-            raw_output='{"action": "unlock_door"}',
-            action=m.Action(name="unlock_door", parameters={"door": "front"}),
-        ),
-        AGENT,
-    )
-    requested = janus.commands.request_confirmation(
-        m.RequestConfirmation(
-            goal_id=goal.aggregate_id,
-            decision_id=decision.aggregate_id,
-            action=m.Action(name="unlock_door", parameters={"door": "front"}),
-            hazard="high",
-            ttl_seconds=ttl,
-        ),
-        AGENT,
-    )
-    return requested.aggregate_id
+from tests.servers import free_port
+from tests.support.commands import (
+    AGENT,
+    as_alice,
+    pending_confirmation,
+)
 
 
 def test_same_key_same_payload_returns_the_first_result_and_writes_nothing(janus: Janus) -> None:
@@ -215,8 +190,6 @@ def test_domain_refusals_write_nothing(janus: Janus) -> None:
 
 
 def test_a_database_that_is_down_gives_a_clear_error_quickly(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.servers import free_port
-
     settings = Settings(
         home=tmp_path, database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none"
     )
@@ -229,8 +202,6 @@ def test_a_database_that_is_down_gives_a_clear_error_quickly(tmp_path) -> None: 
 
 
 def test_a_lock_held_too_long_gives_a_clear_error_not_a_hang(pg_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import psycopg
-
     janus = Janus.build(Settings(home=tmp_path, database_url=pg_url, lock_timeout_seconds=1))
     try:
         with psycopg.connect(pg_url) as blocker:

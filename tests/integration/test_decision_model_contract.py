@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.llm import AgentRulesModel, DecisionModel
-from tests.integration.decision_model_contract import DecisionModelContract
+from tests.support.decision_model_contract import DecisionModelContract
 
 
 class TestAgentRulesModel(DecisionModelContract):

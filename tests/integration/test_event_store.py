@@ -11,7 +11,7 @@ from bootstrap.container import Janus
 from commands import models as m
 from commands.invocation import Invocation
 from domain.goal import DEFAULT_PRIORITY, Decision, Goal
-from domain.meta import Actor, ActorKind
+from domain.meta import Actor, ActorKind, CommandContext
 
 ALICE = Invocation(Actor(ActorKind.USER, "alice"), trace_context={"traceparent": "00-abc-def-01"})
 
@@ -64,8 +64,6 @@ def test_goal_submitted_before_priority_existed_reads_with_the_default(janus: Ja
 
 
 def _ctx():  # type: ignore[no-untyped-def]
-    from domain.meta import CommandContext
-
     return CommandContext("c", "g", "c", Actor(ActorKind.USER, "alice"), "old-node")
 
 
@@ -97,7 +95,6 @@ def test_a_decision_recorded_before_agent_steps_existed_reads_with_defaults(
     janus: Janus,
 ) -> None:
     """A v1 Goal.DecisionRecorded (no step, usage, context position or runtime)."""
-    from domain.goal import Decision
 
     goal = Goal.submit(uuid4(), "old goal", "alice", 5, _ctx())
     decision = Decision(uuid4(), "scripted", "", {}, "p", [], "{}", {"name": "notify"}, {})

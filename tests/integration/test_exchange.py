@@ -29,16 +29,16 @@ from replay.audit import Store
 from replay.events_cli import events_app
 from replay.exchange import ExchangeError, ImportRefused, export_events, import_events
 from replay.exchange_file import checksum
-from tests.integration.test_commands import pending_confirmation
-from tests.integration.test_executor import (
-    _started_but_not_finished,
+from tests.servers import create_database, database_url
+from tests.support.commands import pending_confirmation
+from tests.support.executor import (
     door_ledger,
     drain,
     effect_of,
     grant,
+    started_but_not_finished,
 )
-from tests.integration.test_time_travel import ALICE, log_of, tell_story
-from tests.servers import create_database, database_url
+from tests.support.time_travel import ALICE, log_of, tell_story
 
 KEY = "a test key of at least sixteen bytes"
 Damage = Callable[[list[bytes]], list[bytes]]
@@ -420,7 +420,7 @@ def test_a_restore_into_an_empty_store_runs_no_effect_again(
     drain(janus.executor())  # executed at the source
     waiting = grant(janus)  # granted, but the source's executor never got to it
     in_flight = grant(janus)  # started at the source, which died before the outcome
-    _started_but_not_finished(janus, in_flight)
+    started_but_not_finished(janus, in_flight)
     with Store.open(janus.settings, use_views=False) as source:
         export_events(source, tmp_path / "backup.jsonl.gz")
     with Store.open(target_settings, use_views=False) as target:

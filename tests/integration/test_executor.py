@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import StoredEvent, Tracking
 
 from adapters.effects import (
-    EffectAdapter,
-    EffectError,
     EffectRegistry,
     Known,
     Ledger,
-    Lookup,
     SimulatedDoorLock,
     SimulatedNotifier,
 )
@@ -23,83 +19,19 @@ from bootstrap.container import Janus
 from commands import models as m
 from commands.executor import Executor
 from commands.invocation import Invocation
-from domain.actions import ActionSpec, HazardClass
 from domain.effect import Effect, EffectStatus, effect_id_for
 from domain.meta import Actor, ActorKind, CommandContext
-from tests.integration.test_commands import as_alice, pending_confirmation
 from tests.servers import wait_until
-
-OPERATOR = Invocation(Actor(ActorKind.USER, "dana", role="approver"))
-
-
-class FlakyGate(EffectAdapter):
-    """Fails with a retryable error a set number of times, then opens."""
-
-    actions = frozenset({"open_gate"})
-
-    def __init__(self, failures: int, retryable: bool = True) -> None:
-        self.failures = failures
-        self.retryable = retryable
-        self.calls: list[str] = []
-
-    def execute(self, key: str, action: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(key)
-        if len(self.calls) <= self.failures:
-            raise EffectError("gate controller timed out", retryable=self.retryable)
-        return {"gate": "open"}
-
-    def lookup(self, key: str) -> Lookup:
-        return Lookup(Known.EXECUTED if key in self.calls else Known.NOT_EXECUTED)
-
-
-def grant(janus: Janus, action: str = "unlock_door") -> UUID:
-    confirmation_id = pending_confirmation(janus)
-    if action != "unlock_door":
-        confirmation_id = _request(janus, action)
-    janus.commands.grant_confirmation(
-        m.GrantConfirmation(confirmation_id=confirmation_id), OPERATOR
-    )
-    return confirmation_id
-
-
-def _request(janus: Janus, action: str) -> UUID:
-    # The gate only asks about actions its catalogue knows; these tests bring their own adapters.
-    if action not in janus.commands.gate.catalogue:
-        janus.commands.gate.catalogue.register(ActionSpec(action, HazardClass.MEDIUM))
-    goal = janus.commands.submit_goal(m.SubmitGoal(text=f"please {action}"), as_alice())
-    decision = janus.commands.record_decision(
-        m.RecordDecision(
-            goal_id=goal.aggregate_id,
-            model="scripted",
-            prompt="",
-            raw_output="",
-            action=m.Action(name=action),
-        ),
-        as_alice(),
-    )
-    return janus.commands.request_confirmation(
-        m.RequestConfirmation(
-            goal_id=goal.aggregate_id,
-            decision_id=decision.aggregate_id,
-            action=m.Action(name=action),
-            hazard="medium",
-        ),
-        as_alice(),
-    ).aggregate_id
-
-
-def door_ledger(janus: Janus) -> Ledger:
-    return Ledger(janus.settings.home / "world" / "door_lock.sqlite")
-
-
-def effect_of(janus: Janus, confirmation_id: UUID) -> Effect:
-    effect: Effect = janus.app.repository.get(effect_id_for(confirmation_id))
-    return effect
-
-
-def drain(executor: Executor) -> None:
-    while executor.run_once():
-        pass
+from tests.support.commands import pending_confirmation
+from tests.support.effects import FlakyGate
+from tests.support.executor import (
+    OPERATOR,
+    door_ledger,
+    drain,
+    effect_of,
+    grant,
+    started_but_not_finished,
+)
 
 
 def test_a_grant_executes_once_even_when_the_log_is_read_again(janus: Janus) -> None:
@@ -113,16 +45,9 @@ def test_a_grant_executes_once_even_when_the_log_is_read_again(janus: Janus) -> 
     assert janus.executor().position == janus.app.head()
 
 
-def _started_but_not_finished(janus: Janus, confirmation_id: UUID) -> None:
-    """What the store holds when the executor died between Started and the outcome."""
-    ctx = CommandContext("crash", "g", "crash", Actor(ActorKind.SYSTEM, "executor"), "test")
-    effect = Effect.start(confirmation_id, confirmation_id, "unlock_door", {"door": "front"}, ctx)
-    janus.app.save(effect)
-
-
 def test_recovery_runs_an_effect_the_adapter_says_never_happened(janus: Janus) -> None:
     confirmation_id = grant(janus)
-    _started_but_not_finished(janus, confirmation_id)
+    started_but_not_finished(janus, confirmation_id)
     drain(janus.executor())
     assert len(door_ledger(janus).executions(str(confirmation_id))) == 1
     effect = effect_of(janus, confirmation_id)
@@ -131,7 +56,7 @@ def test_recovery_runs_an_effect_the_adapter_says_never_happened(janus: Janus) -
 
 def test_recovery_does_not_repeat_an_effect_the_adapter_saw(janus: Janus) -> None:
     confirmation_id = grant(janus)
-    _started_but_not_finished(janus, confirmation_id)
+    started_but_not_finished(janus, confirmation_id)
     door_ledger(janus).append(str(confirmation_id), "unlock_door", {}, {"state": "unlocked"})
     drain(janus.executor())
     assert len(door_ledger(janus).executions(str(confirmation_id))) == 1

@@ -24,23 +24,22 @@ from adapters.effects import Ledger
 from adapters.role_status import read_roles
 from bootstrap.container import Janus
 from bootstrap.process import JanusProcess
+from bootstrap.relay import build_relay
 from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
-from event_store.relay import RelayThread, build_relay
-from tests.integration.test_commands import pending_confirmation
-from tests.integration.test_relay import (  # noqa: F401 - pg_janus and janus_on are fixtures
+from event_store.relay import RelayThread
+from tests.servers import EmbeddedPostgres, create_database, database_url, wait_until
+from tests.support.commands import pending_confirmation
+from tests.support.relay import (
     TEST_OPTIONS,
     JanusFactory,
     assert_stream_is_the_log,
-    janus_on,
-    pg_janus,
     running_relay,
     submit_goals,
     wait_caught_up,
 )
-from tests.servers import EmbeddedPostgres, create_database, database_url, wait_until
 
 DANA = Invocation(Actor(ActorKind.USER, "dana", role="approver"))
 ADMIN_OPTIONS = "-c default_transaction_read_only=off"
@@ -228,8 +227,8 @@ def test_a_postgres_outage_stops_the_duties_and_they_come_back(tmp_path: Path) -
 
 def test_the_relay_rides_out_a_read_only_database_and_its_lock_stays_takeable(
     pg_url: str,
-    pg_janus: Janus,  # noqa: F811 - the fixture imported above
-    janus_on: JanusFactory,  # noqa: F811
+    pg_janus: Janus,
+    janus_on: JanusFactory,
 ) -> None:
     dbname = pg_url.rsplit("/", 1)[1]
     submit_goals(pg_janus, 30, "before")

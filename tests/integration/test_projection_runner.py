@@ -11,9 +11,15 @@ from sqlalchemy.engine import Connection
 from bootstrap.container import Janus
 from commands import models as m
 from event_store.reader import LoggedEvent
-from projections.runner import Applied, ProjectionRunner, ProjectionStalled, SqlProjection
-from tests.integration.test_commands import as_alice
+from projections.runner import (
+    Applied,
+    ProjectionRunner,
+    ProjectionStalled,
+    SqlProjection,
+    projection_positions,
+)
 from tests.servers import unique_name
+from tests.support.commands import as_alice
 
 
 class GoalTexts(SqlProjection):
@@ -65,7 +71,9 @@ def test_events_are_applied_in_order_once_and_ignored_ones_advance(janus: Janus)
     submit(janus, "a", "b", "c", "d", "e")
     janus.commands.schedule_job(
         m.ScheduleJob(
-            name="j", trigger={"kind": "interval", "seconds": 60}, action={"name": "notify"}
+            name="j",
+            trigger={"kind": "interval", "seconds": 60},
+            action={"name": "notify", "parameters": {"to": "ops"}},  # one the gate knows
         ),
         as_alice(),
     )
@@ -106,8 +114,6 @@ def test_an_operator_can_skip_the_poison_event_and_it_is_recorded(janus: Janus) 
     runner.catch_up()
     assert texts(runner, projection) == ["after"]
     with runner.engine.connect() as conn:
-        from projections.runner import projection_positions
-
         row = conn.execute(
             select(projection_positions).where(projection_positions.c.name == runner.name)
         ).one()

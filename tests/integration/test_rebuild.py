@@ -13,9 +13,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from bootstrap.container import Janus
-from commands import models as m
-from domain.job import JobFire
-from domain.meta import Actor, ActorKind, CommandContext
 from projections import relational
 from projections.rebuild import (
     ProjectionBusy,
@@ -25,47 +22,13 @@ from projections.rebuild import (
     verify,
 )
 from projections.runner import ProjectionStalled, projection_generations
-from tests.integration.test_commands import AGENT, as_alice
 from tests.servers import wait_until
+from tests.support.rebuild import (
+    goal_with_confirmation,
+    poison,
+)
 
 LIVE_TABLES = {t.name for t in relational.LIVE.all}
-
-
-def goal_with_confirmation(janus: Janus, text_: str = "unlock the front door") -> int:
-    """A goal, a decision on it and a confirmation for it: three views, one story."""
-    goal = janus.commands.submit_goal(m.SubmitGoal(text=text_), as_alice())
-    action = m.Action(name="unlock_door", parameters={"door": "front"})
-    decision = janus.commands.record_decision(
-        m.RecordDecision(
-            goal_id=goal.aggregate_id,
-            model="scripted",
-            prompt="unlock?",
-            raw_output='{"action": "unlock_door"}',
-            action=action,
-        ),
-        AGENT,
-    )
-    requested = janus.commands.request_confirmation(
-        m.RequestConfirmation(
-            goal_id=goal.aggregate_id,
-            decision_id=decision.aggregate_id,
-            action=action,
-            hazard="high",
-            ttl_seconds=600,
-        ),
-        AGENT,
-    )
-    return requested.position
-
-
-def poison(janus: Janus) -> int:
-    """A fire's outcome whose fire was never recorded: the jobs view cannot place it."""
-    ctx = CommandContext("test", "test", "test", Actor(ActorKind.SYSTEM, "test"), "local")
-    fire = JobFire.fire(uuid4(), janus.clock.now(), False, ctx)
-    fire.collect_events()  # the Fired event is never saved
-    fire.succeed({}, ctx)
-    recordings = janus.app.save(fire)
-    return recordings[-1].notification.id
 
 
 def table_names(janus: Janus) -> set[str]:
@@ -166,7 +129,9 @@ def test_readers_never_see_a_partial_view_while_a_rebuild_switches_under_load(
             interleaved.append(writer.writes)
 
     try:
-        result = rebuild(janus, "relational", progress=commands_keep_arriving, batch_size=40)
+        result = rebuild(
+            janus.projections, "relational", progress=commands_keep_arriving, batch_size=40
+        )
         after_switch = reader.reads
         wait_until(lambda: reader.reads >= after_switch + 20, message="reads after the switch")
     finally:
@@ -179,7 +144,7 @@ def test_readers_never_see_a_partial_view_while_a_rebuild_switches_under_load(
     assert result.generation == 2
     assert len(interleaved) == INTERLEAVED_BATCHES, "commands kept arriving during the rebuild"
     janus.relational.catch_up()
-    report = verify(janus, "relational")
+    report = verify(janus.projections, "relational")
     assert report.ok, report.summary()
     assert janus.relational.status().generation == 2
     assert table_names(janus) >= LIVE_TABLES
@@ -197,19 +162,19 @@ def test_the_switch_applies_what_the_live_view_has_and_the_new_one_lacks(janus: 
             late.extend(goal_with_confirmation(janus, f"late {i}") for i in range(3))
             janus.relational.catch_up()
 
-    result = rebuild(janus, "relational", progress=write_behind_the_build)
+    result = rebuild(janus.projections, "relational", progress=write_behind_the_build)
 
     assert result.position == late[-1] == janus.relational.position
     texts = {row["text"] for row in janus.views.goals(limit=100)}
     assert {"late 0", "late 1", "late 2", "early 0"} <= texts
-    assert verify(janus, "relational").ok
+    assert verify(janus.projections, "relational").ok
 
 
 def test_verify_reports_missing_extra_and_changed_rows(janus: Janus) -> None:
     for i in range(4):
         goal_with_confirmation(janus, f"goal {i}")
     janus.relational.catch_up()
-    assert verify(janus, "relational").ok
+    assert verify(janus.projections, "relational").ok
     with janus.views_engine.begin() as conn:
         conn.execute(
             update(relational.goals)
@@ -225,7 +190,7 @@ def test_verify_reports_missing_extra_and_changed_rows(janus: Janus) -> None:
             relational.audit.insert().values({**row, "position": 10_000, "event_id": str(uuid4())})
         )
 
-    report = verify(janus, "relational")
+    report = verify(janus.projections, "relational")
 
     assert not report.ok
     by_table = {d.table: d for d in report.differences()}
@@ -244,11 +209,11 @@ def test_a_rebuild_repairs_a_tampered_view(janus: Janus) -> None:
     janus.relational.catch_up()
     with janus.views_engine.begin() as conn:
         conn.execute(update(relational.goals).values(status="cancelled"))
-    assert not verify(janus, "relational").ok
+    assert not verify(janus.projections, "relational").ok
 
-    rebuild(janus, "relational")
+    rebuild(janus.projections, "relational")
 
-    assert verify(janus, "relational").ok
+    assert verify(janus.projections, "relational").ok
     assert [g["status"] for g in janus.views.goals()] == ["submitted"]
 
 
@@ -256,7 +221,7 @@ def test_each_rebuild_is_a_new_generation_and_the_old_tables_are_dropped(janus: 
     goal_with_confirmation(janus)
     janus.relational.catch_up()
     for generation in (2, 3, 4):
-        assert rebuild(janus, "relational").generation == generation
+        assert rebuild(janus.projections, "relational").generation == generation
         names = table_names(janus)
         assert names >= LIVE_TABLES
         assert not any("__g" in name for name in names)
@@ -274,7 +239,7 @@ def test_status_says_rebuilding_while_a_build_runs(janus: Janus) -> None:
         status = janus.relational.status()
         seen.append((status.phase, status.building))
 
-    rebuild(janus, "relational", progress=look, batch_size=2)
+    rebuild(janus.projections, "relational", progress=look, batch_size=2)
 
     assert seen and all(phase_and_gen == ("rebuilding", 2) for phase_and_gen in seen)
     assert janus.relational.status().phase == "running"
@@ -307,7 +272,7 @@ def test_a_rebuild_stops_at_a_poison_event_and_leaves_the_live_view(janus: Janus
         janus.relational.catch_up()
 
     with pytest.raises(RebuildFailed, match=f"position {bad} cannot be projected"):
-        rebuild(janus, "relational", batch_size=2)
+        rebuild(janus.projections, "relational", batch_size=2)
 
     status = janus.relational.status()
     assert (status.generation, status.phase, status.error_position) == (1, "stalled", bad)
@@ -325,12 +290,12 @@ def test_a_recorded_skip_is_honoured_by_the_rebuild(janus: Janus) -> None:
     janus.relational.skip(bad)
     janus.relational.catch_up()
 
-    result = rebuild(janus, "relational")
+    result = rebuild(janus.projections, "relational")
 
     assert result.position == janus.app.head()
     assert janus.relational.status().skipped == (bad,)
     assert {g["text"] for g in janus.views.goals()} == {"before", "after"}
-    assert verify(janus, "relational").ok
+    assert verify(janus.projections, "relational").ok
 
 
 def test_a_rebuild_of_a_lagging_view_leaves_it_caught_up(janus: Janus) -> None:
@@ -338,7 +303,7 @@ def test_a_rebuild_of_a_lagging_view_leaves_it_caught_up(janus: Janus) -> None:
         goal_with_confirmation(janus, f"goal {i}")
     assert janus.relational.position == 0
 
-    result = rebuild(janus, "relational")
+    result = rebuild(janus.projections, "relational")
 
     assert result.position == janus.app.head() == janus.relational.position
     assert len(janus.views.goals()) == 3
@@ -350,12 +315,12 @@ def test_only_one_rebuild_or_verify_at_a_time(janus: Janus) -> None:
     assert held.try_acquire()
     try:
         with pytest.raises(ProjectionBusy, match="already running"):
-            rebuild(janus, "relational")
+            rebuild(janus.projections, "relational")
         with pytest.raises(ProjectionBusy):
-            verify(janus, "relational")
+            verify(janus.projections, "relational")
     finally:
         held.release()
-    assert verify(janus, "relational").ok
+    assert verify(janus.projections, "relational").ok
 
 
 def test_what_a_crashed_build_left_behind_is_cleared_by_the_next(janus: Janus) -> None:
@@ -371,7 +336,7 @@ def test_what_a_crashed_build_left_behind_is_cleared_by_the_next(janus: Janus) -
         )
     assert janus.relational.status().phase == "rebuilding"
 
-    rebuild(janus, "relational")
+    rebuild(janus.projections, "relational")
 
     assert not any("__g" in name for name in table_names(janus))
     status = janus.relational.status()
@@ -380,9 +345,9 @@ def test_what_a_crashed_build_left_behind_is_cleared_by_the_next(janus: Janus) -
 
 def test_unknown_projections_are_named_in_the_error(janus: Janus) -> None:
     with pytest.raises(UnknownProjection, match=r"'nope' \(known: relational\)"):
-        rebuild(janus, "nope")
+        rebuild(janus.projections, "nope")
     with pytest.raises(UnknownProjection):
-        verify(janus, "nope")
+        verify(janus.projections, "nope")
 
 
 def test_on_postgres_a_read_that_waits_for_the_switch_reads_what_it_committed(

@@ -17,7 +17,7 @@ from commands import models as m
 from commands.errors import IdConflict
 from commands.invocation import CommandResult, Invocation
 from domain.meta import Actor, ActorKind
-from tests.integration.test_api_harness import JOB_BODY, Api, is_problem, serve_api
+from tests.support.api import JOB_BODY, Api, is_problem, serve_api
 
 ALICE = Invocation(Actor(ActorKind.USER, "alice"))
 BOB = Invocation(Actor(ActorKind.USER, "bob"))

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from adapters.role_status import RoleBoard, RoleState
 from bootstrap.container import Janus
 from replay.cli import app as cli
-from tests.integration.test_api_harness import serve_api
 from tests.servers import wait_until
+from tests.support.api import serve_api
 
 
 def test_readyz_fails_while_a_role_is_failing_and_names_the_reason(janus: Janus) -> None:

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import update
 
 from adapters.clock import ManualClock, SystemClock
 from adapters.effects import Ledger
+from adapters.timer import fire_time
 from bootstrap.container import Janus
 from commands import models as m
+from commands.errors import ConcurrencyConflict, NotFound
 from commands.scheduler import Scheduler
+from domain.errors import InvalidTransition
 from domain.job import JobFire
 from domain.meta import Actor, ActorKind, CommandContext
 from projections.relational import jobs
-from tests.integration.test_commands import as_alice
 from tests.servers import wait_until
+from tests.support.commands import as_alice
+from tests.support.scheduler import (
+    executor_running,
+)
 
 
 def schedule(janus: Janus, policy: str, seconds: float = 10, catch_up: int = 2) -> UUID:
@@ -44,26 +47,6 @@ def notifier(janus: Janus) -> Ledger:
 def statuses(janus: Janus, job_id: UUID) -> list[str]:
     janus.relational.catch_up()
     return [row["status"] for row in janus.views.fires(job_id)]
-
-
-@contextmanager
-def executor_running(janus: Janus) -> Iterator[None]:
-    """The executor of a running Janus, in a thread: it runs every granted action."""
-    stop = threading.Event()
-    executor = janus.executor()
-
-    def loop() -> None:
-        while not stop.is_set():
-            if executor.run_once() == 0:
-                stop.wait(0.05)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(10)
 
 
 def run_effects(janus: Janus, scheduler: Scheduler) -> None:
@@ -160,3 +143,28 @@ def test_times_inside_a_pause_are_neither_run_nor_missed(janus: Janus) -> None:
     clock = ManualClock(resumed_at + timedelta(seconds=4))
     Scheduler(janus.app, janus.views, janus.effects, "test", clock).sync()
     assert statuses(janus, job_id) == []
+
+
+def test_run_now_is_the_schedulers_public_command_and_names_the_caller(janus: Janus) -> None:
+    """API and CLI fire a job through ``Scheduler.run_now``, never its private fire path."""
+    clock = ManualClock(SystemClock().now())
+    scheduler = Scheduler(janus.app, janus.views, janus.effects, "node-a", clock)
+    job_id = schedule(janus, "skip", seconds=3600)
+    janus.commands.pause_job(m.PauseJob(job_id=job_id), as_alice())
+    janus.relational.catch_up()
+
+    fire = scheduler.run_now(job_id, as_alice("run-1"))  # a paused job can still be run by hand
+
+    assert (fire.job_id, fire.manual) == (job_id, True)
+    assert fire.scheduled_for == fire_time(clock.now())
+    (first, *_) = janus.app.repository.event_store.get(fire.id)
+    assert (first.meta.actor, first.meta.command_id) == (as_alice().actor, "run-1")
+    with pytest.raises(ConcurrencyConflict):  # the same instant is the same fire
+        scheduler.run_now(job_id, as_alice())
+    with pytest.raises(NotFound):
+        scheduler.run_now(uuid4(), as_alice())
+    janus.commands.remove_job(m.RemoveJob(job_id=job_id), as_alice())
+    janus.relational.catch_up()
+    clock.advance(timedelta(seconds=1))
+    with pytest.raises(InvalidTransition):
+        scheduler.run_now(job_id, as_alice())

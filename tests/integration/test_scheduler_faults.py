@@ -10,27 +10,23 @@ from __future__ import annotations
 
 import logging
 import shlex
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import pytest
 from psycopg import sql
 
 from adapters.clock import SystemClock
-from adapters.effects import EffectAdapter, EffectRegistry, Known, Ledger, Lookup
+from adapters.effects import EffectRegistry, Ledger
+from adapters.timer import fire_time
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
-from commands.scheduler import build_trigger, fire_time
-from domain.actions import ActionSpec, HazardClass
+from commands.scheduler import build_trigger
 from domain.job import JobFire
-from tests.integration.test_commands import as_alice
-from tests.integration.test_scheduler import executor_running
 from tests.servers import (
     EmbeddedPostgres,
     _admin_connect,
@@ -38,6 +34,9 @@ from tests.servers import (
     database_url,
     wait_until,
 )
+from tests.support.commands import as_alice
+from tests.support.effects import SlowGate
+from tests.support.scheduler import executor_running
 
 OPENINGS = (JobFire.Fired, JobFire.Missed, JobFire.SkippedOverlap, JobFire.Queued)
 
@@ -193,25 +192,6 @@ def test_times_that_come_while_postgres_is_down_are_recorded_once_it_is_back(
 
 
 # -- an action slower than its interval ----------------------------------------------------------
-
-
-class SlowGate(EffectAdapter):
-    """Opens only when the test lets it: every fire of its job overlaps the one before."""
-
-    actions = frozenset({"open_gate"})
-    specs = (ActionSpec("open_gate", HazardClass.LOW, parameters={"type": "object"}),)
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self.release = threading.Event()
-
-    def execute(self, key: str, action: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        self.release.wait(60)
-        self.ledger.append(key, action, parameters, {"gate": "open"})
-        return {"gate": "open"}
-
-    def lookup(self, key: str) -> Lookup:
-        return Lookup(Known.EXECUTED if self.ledger.executions(key) else Known.NOT_EXECUTED)
 
 
 @pytest.mark.parametrize("overlap", ["skip", "queue"])

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,8 +29,8 @@ from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
 from event_store.faults import StoreFault
 from replay.cli import app as cli_app
-from tests.integration.test_api_harness import is_problem, serve_api
 from tests.servers import EmbeddedPostgres, free_port, wait_until
+from tests.support.api import is_problem, serve_api
 
 LOCK_TIMEOUT = 1
 BOUND = 3 * LOCK_TIMEOUT
@@ -90,8 +91,6 @@ def test_a_stuck_writer_fails_every_store_call_within_the_lock_timeout(
 def test_writers_queued_behind_a_stuck_lock_all_fail_within_the_bound(
     pg_janus: Janus, stuck_writer: None
 ) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     def submit(i: int) -> tuple[float, BaseException | None]:
         return _elapsed(
             lambda: pg_janus.commands.submit_goal(m.SubmitGoal(text=f"queued {i}"), ALICE)

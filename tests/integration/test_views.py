@@ -15,9 +15,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, inspect, select, text
 from sqlalchemy.engine import Engine
 
+from adapters.timer import fire_time
 from bootstrap.container import Janus
 from commands import models as m
-from commands.scheduler import fire_time
 from domain.document import Document
 from domain.job import JobFire
 from domain.meta import Actor, ActorKind, CommandContext
@@ -26,7 +26,7 @@ from projections import relational
 from projections.migrations import VERSION_TABLE, current, downgrade, head, migrate
 from projections.relational import apply_fill, relational_tables
 from projections.runner import runtime_metadata
-from tests.integration.test_commands import as_alice
+from tests.support.commands import as_alice
 
 SHA = "ab" * 32
 CTX = CommandContext("test", "test", "test", Actor(ActorKind.SYSTEM, "test"), "local")

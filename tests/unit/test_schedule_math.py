@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
-from commands.scheduler import due_fire_times, fire_time, split_by_policy
+from adapters.timer import fire_time
+from commands.scheduler import due_fire_times, split_by_policy
 from projections.queries import JobRow
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)

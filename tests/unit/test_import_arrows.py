@@ -1,0 +1,52 @@
+"""Imports point down: the lower layers never import the layers built on them.
+
+Every import counts, at the top, inside a function or under ``TYPE_CHECKING``: a hidden
+upward import is how a cycle creeps back in.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+UPPER = {"commands", "api", "cli", "bootstrap", "replay"}
+LOWER = ["domain", "event_store", "projections", "adapters"]
+
+
+def upward_imports(package: str) -> list[str]:
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            found += [
+                f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
+                for name in names
+                if name.split(".")[0] in UPPER
+            ]
+    return found
+
+
+@pytest.mark.parametrize("package", LOWER)
+def test_lower_layers_never_import_upper_ones(package: str) -> None:
+    assert upward_imports(package) == []
+
+
+def test_domain_imports_only_the_stdlib_eventsourcing_and_itself() -> None:
+    allowed = {"domain", "eventsourcing", "__future__"}
+    outside = []
+    for path in sorted((ROOT / "domain").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                top = node.module.split(".")[0]
+                if top not in allowed and top not in sys.stdlib_module_names:
+                    outside.append(f"{path.name}:{node.lineno} {node.module}")
+    assert outside == []
