@@ -32,6 +32,7 @@ from typer.testing import CliRunner, Result
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
+from commands.agent_commands import AgentCommands, AskOperator
 from commands.invocation import Invocation
 from domain.confirmation import HazardClass
 from domain.meta import Actor, ActorKind
@@ -194,6 +195,8 @@ def prepare(story: Story, line: str) -> None:
         elif "effects reconcile" in line or "effects list --status outcome_unknown" in line:
             if "EFFECT_ID" not in story.ids:
                 story.ids["EFFECT_ID"] = str(_unknown_effect(janus))
+        elif "goals answer" in line:
+            _question(janus, UUID(story.ids["GOAL_ID"]))
         elif "projections skip" in line:
             story.ids["N"] = str(poison(janus))
             with pytest.raises(ProjectionStalled):
@@ -230,6 +233,21 @@ def _pending(janus: Janus, goal_id: UUID) -> UUID:
         OPERATOR,
     )
     return requested.aggregate_id
+
+
+def _question(janus: Janus, goal_id: UUID) -> None:
+    """The agent chose ask_operator on the goal: a question is open for the README's answer."""
+    chosen = m.Action(name="ask_operator", parameters={"question": "which door?"})
+    decision = janus.commands.record_decision(
+        m.RecordDecision(
+            goal_id=goal_id, model="scripted", prompt="which door?", raw_output="{}", action=chosen
+        ),
+        OPERATOR,
+    )
+    AgentCommands(janus.commands.runner).ask_operator(
+        AskOperator(goal_id=goal_id, decision_id=decision.aggregate_id, question="which door?"),
+        OPERATOR,
+    )
 
 
 def _unknown_effect(janus: Janus) -> UUID:
@@ -450,6 +468,12 @@ def test_the_curl_examples_run_against_a_live_server(
         assert line.startswith("curl "), line
         if "/deny" in line:  # the grant line answered the first confirmation
             _decide_over_http(url, story)
+        if "/answer" in line:  # the agent (scripted here) asked the operator a question
+            janus = story.janus()
+            try:
+                _question(janus, UUID(story.ids["GOAL_ID"]))
+            finally:
+                janus.close()
         filled = story.fill(line).replace("localhost:8000", f"127.0.0.1:{port}")
         if line.startswith("curl -N"):
             _stream(filled, shell_env, url, story.home)
