@@ -453,7 +453,11 @@ def test_the_curl_examples_run_against_a_live_server(
     block = block_with(blocks, "curl ")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = process_env(JANUS_HOME=str(story.home), JANUS_API_PORT=str(port))
+    # The agent is scripted here (the decisions and the question come from this test): a real one
+    # in `janus serve` would also decide on the goal and add a confirmation of its own.
+    env = process_env(
+        JANUS_HOME=str(story.home), JANUS_API_PORT=str(port), JANUS_AGENT_ENABLED="false"
+    )
     server = started("janus serve", env, story.home)
     wait_until(lambda: serving(url, server), timeout=60, message="janus serve answered")
     shell_env = process_env(JANUS_HOME=str(story.home), JANUS_API_PORT=str(port))
