@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from uuid import UUID
 
+from domain.document import content_key
+
 __all__ = [
     "BlobInfo",
     "BlobNotFound",
@@ -102,8 +104,8 @@ class BlobInfo:
 
 
 def blob_key_for(sha256: str) -> str:
-    """The content address of a raw blob: fanned out by the first byte like git's objects."""
-    return f"{CONTENT_PREFIX}{sha256[:2]}/{sha256}"
+    """The content address of a raw blob (the layout is the domain's: events name these keys)."""
+    return content_key(sha256)
 
 
 def canonical_json(document: Any) -> bytes:

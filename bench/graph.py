@@ -99,11 +99,18 @@ def document_story(index: int, blobs: FileBlobStore) -> list[Any]:
     """A document with its recorded extraction, and a goal whose decision used two chunks."""
     stored = blobs.put(_text(index).encode(), "text/plain")
     doc = Document.register(
-        uuid4(), f"file:///notes/{index}.txt", "text/plain", stored.sha256, stored.size, _ctx()
+        uuid4(),
+        f"file:///notes/{index}.txt",
+        f"{index}.txt",
+        "text/plain",
+        stored.sha256,
+        stored.size,
+        stored.key,
+        _ctx(),
     )
-    doc.store_content(stored.key, _ctx())
     names = [ENTITIES[(index + k) % len(ENTITIES)] for k in range(4)]
-    doc.record_extraction(4_000, [{"text": n, "label": "THING"} for n in names], "bench", _ctx())
+    entities = [{"text": n, "label": "THING"} for n in names]
+    doc.record_entities("bench", "bench", {}, [], entities, [], _ctx())
     goal = Goal.submit(uuid4(), f"check note {index}", "alice", 5, _ctx())
     decision = Decision(
         uuid4(),

@@ -40,7 +40,7 @@ from bench.append import ENV_DATABASE_URL, LOCAL_SERVER_URL, throwaway_database
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from domain.confirmation import Confirmation, HazardClass
-from domain.document import Document
+from domain.document import Document, content_key
 from domain.effect import Effect
 from domain.goal import Decision, Goal
 from domain.job import Job, JobFire, MisfirePolicy
@@ -132,10 +132,13 @@ def trade(index: int) -> TradeOrder:
 def document(index: int) -> Document:
     did = uuid4()
     ctx = _ctx(str(did))
-    doc = Document.register(did, f"file:///inbox/{index}.pdf", "application/pdf", "a" * 64, 1, ctx)
-    doc.store_content(f"blobs/{did}", ctx)
-    doc.record_extraction(4_000, [{"type": "person", "text": "alice"}], "extractor-v1", ctx)
-    doc.mark_indexed(12, "nomic-embed-text", ctx)
+    sha = "a" * 64
+    source = f"file:///inbox/{index}.pdf"
+    doc = Document.register(
+        did, source, f"{index}.pdf", "application/pdf", sha, 1, content_key(sha), ctx
+    )
+    entities = [{"type": "person", "name": "alice", "chunks": [0]}]
+    doc.record_entities("extractor-v1", "bench", {}, [], entities, [], ctx)
     return doc
 
 

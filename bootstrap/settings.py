@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from event_store.messages import StreamSpec
@@ -65,6 +65,32 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(
         default=None, description="The local GGUF model `janus replay decisions` runs by default."
     )
+    # -- knowledge views (documents, chunks, graph): embedded under home/ unless a server is set --
+    s3_url: str | None = Field(
+        default=None, description="http(s)://host:port of an S3 server (MinIO); files when unset."
+    )
+    s3_access_key: str = Field(default="minioadmin", max_length=256)
+    s3_secret_key: SecretStr = Field(default=SecretStr("minioadmin"))
+    s3_bucket: str = Field(default="janus", pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+    qdrant_url: str | None = Field(
+        default=None, description="http(s)://host:port of a Qdrant server; local folder when unset."
+    )
+    qdrant_api_key: SecretStr | None = None
+    graph_url: str | None = Field(
+        default=None,
+        description="neo4j:// or bolt:// (Neo4j) or falkor:// (FalkorDB); embedded when unset.",
+    )
+    graph_user: str = Field(default="neo4j", max_length=256)
+    graph_password: SecretStr | None = None
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="all-MiniLM-L6-v2 (bundled, offline) or hashing (fast, not semantic: tests).",
+        pattern=r"^(all-MiniLM-L6-v2|hashing)$",
+    )
+    chunk_size: int = Field(default=1000, ge=1, le=100_000)
+    chunk_overlap: int = Field(default=150, ge=0, le=99_999)
+    ingest_max_bytes: int = Field(default=50 * 1024**2, ge=1, le=2**40)
+
     agent_enabled: bool = Field(
         default=True, description="Run the agent in `janus run` and the embedded process."
     )
@@ -99,6 +125,27 @@ class Settings(BaseSettings):
         for server in value.split(","):
             _url("JANUS_NATS_URL", server.strip(), ("nats", "tls", "ws", "wss"))
         return value
+
+    @field_validator("s3_url", "qdrant_url")
+    @classmethod
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _url(f"JANUS_{str(info.field_name).upper()}", value, ("http", "https"))
+        return value
+
+    @field_validator("graph_url")
+    @classmethod
+    def _graph_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            schemes = ("neo4j", "neo4j+s", "bolt", "bolt+s", "falkor", "falkors")
+            _url("JANUS_GRAPH_URL", value, schemes)
+        return value
+
+    @model_validator(mode="after")
+    def _overlap_within_chunk(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("JANUS_CHUNK_OVERLAP must be smaller than JANUS_CHUNK_SIZE")
+        return self
 
     @model_validator(mode="after")
     def _window_within_age(self) -> Settings:

@@ -1,1 +1,1 @@
-"""The `janus` command line: Typer code only; the work is done by commands/, replay/ and bootstrap/."""
+"""The `janus` command line: Typer code only; commands/, replay/ and bootstrap/ do the work."""

@@ -298,11 +298,21 @@ class RemoveJob(Command):
 
 
 class RegisterDocument(Command):
+    """Record a document whose bytes are already in the blob store (by default at their content
+    address)."""
+
     source_uri: Safe = Field(min_length=1, max_length=2_000)
     content_type: Name
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(ge=0, le=MAX_COUNT)
+    blob_key: Safe | None = Field(default=None, min_length=1, max_length=2_000)
+    title: Safe | None = Field(default=None, min_length=1, max_length=500)
     document_id: UUID | None = None
+
+
+class RetractDocument(Command):
+    document_id: UUID
+    reason: Safe = Field(min_length=1, max_length=2_000)
 
 
 class ProposeOrder(Command):

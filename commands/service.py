@@ -13,7 +13,7 @@ from commands.invocation import CommandResult, Invocation
 from commands.runner import CommandRunner, ContextFactory, Decided
 from domain.actions import ActionCatalogue
 from domain.confirmation import Confirmation, HazardClass
-from domain.document import Document
+from domain.document import Document, content_key, document_id_for, title_from
 from domain.effect import Effect
 from domain.errors import InvalidTransition, InvalidValue
 from domain.goal import Decision, DecisionReplay, Goal
@@ -297,25 +297,37 @@ class CommandService:
     # -- documents and orders (their pipelines come later) ----------------------------------------
 
     def register_document(self, cmd: m.RegisterDocument, inv: Invocation) -> CommandResult:
-        document_id = cmd.document_id or uuid4()
+        """Without an explicit id, the same bytes from the same source are the same document."""
+        document_id = cmd.document_id or document_id_for(cmd.source_uri, cmd.sha256)
+        title = cmd.title or title_from(cmd.source_uri)
 
         def decide(ctx: ContextFactory) -> Decided:
-            if _may_exist(cmd.document_id, ctx):
-                found = self.runner.existing(Document, document_id)
-                if found is not None:
-                    same = (found.source_uri, found.content_type, found.sha256, found.size_bytes)
-                    wanted = (cmd.source_uri, cmd.content_type, cmd.sha256, cmd.size_bytes)
-                    _require_same("document", document_id, same == wanted)
-                    return Decided(document_id, "already_registered")
+            found = self.runner.existing(Document, document_id)
+            if found is not None:
+                same = (found.source_uri, found.content_type, found.sha256, found.size_bytes)
+                wanted = (cmd.source_uri, cmd.content_type, cmd.sha256, cmd.size_bytes)
+                _require_same("document", document_id, same == wanted)
+                return Decided(document_id, "already_registered")
             document = Document.register(
                 document_id,
                 cmd.source_uri,
+                title,
                 cmd.content_type,
                 cmd.sha256,
                 cmd.size_bytes,
+                cmd.blob_key or content_key(cmd.sha256),
                 ctx(str(document_id)),
             )
             return Decided(document_id, "registered", (document,))
+
+        return self.runner.run(cmd, inv, decide)
+
+    def retract_document(self, cmd: m.RetractDocument, inv: Invocation) -> CommandResult:
+        def decide(ctx: ContextFactory) -> Decided:
+            document: Document = self.runner.load(Document, cmd.document_id)
+            changed = document.retract(cmd.reason, ctx(str(document.id)))
+            outcome = "retracted" if changed else "already_retracted"
+            return Decided(document.id, outcome, (document,))
 
         return self.runner.run(cmd, inv, decide)
 

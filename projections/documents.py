@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from adapters.blobs import BlobStore, blob_key_for
+from adapters.blobs import BlobStore
 from adapters.extraction import TextExtractor
 from domain.document import Document
 from event_store.reader import LoggedEvent
@@ -32,8 +32,8 @@ class Provenance:
 
 
 def registered_blob_key(event: Document.Registered) -> str:
-    # Raw blobs are content-addressed, so the sha256 the event records names the blob.
-    return blob_key_for(event.sha256)
+    # The event names the blob it was recorded after (content-addressed by its sha256).
+    return event.blob_key
 
 
 def registered_text(blobs: BlobStore, extractor: TextExtractor, event: Document.Registered) -> str:

@@ -9,9 +9,9 @@ Not registered with any runner yet (the graph CLI and rebuild wiring come with i
 Every node and edge carries the event id and log position that last wrote it. Chunks are the
 deterministic derivation the vector view makes (same text, same `ChunkSpec`, same id:
 uuid5(document, index, model digest)), so a Decision's context ids are the chunk nodes' ids.
-Entities come only from recorded extractions (`Document.Extracted`): a rebuild calls no model. An
-entity is mentioned by each chunk whose text contains its name (case-insensitive), or by the first
-chunk when none does. A failed ingestion retracts the document: its chunks go, and every entity no
+Entities come only from recorded extractions (`Document.EntitiesExtracted`): a rebuild calls no
+model. An entity is mentioned by each chunk whose text contains its name (case-insensitive), or by
+the first chunk when none does. A retraction removes the document's chunks, and every entity no
 chunk mentions any more goes with them.
 
 The store is not transactional with the log: a batch's nodes and edges are merged (deterministic
@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 from uuid import UUID, uuid5
 
-from adapters.blobs import BlobStore, blob_key_for
+from adapters.blobs import BlobStore
 from adapters.chunking import Chunk, ChunkSpec, chunk_id, chunk_text
 from adapters.extraction import ExtractionFailed, TextExtractor
 from adapters.graph import GraphEdge, GraphNode, GraphStore, Scalar, Subgraph
@@ -264,9 +264,9 @@ class GraphProjection:
                 self._fire(logged, event)
             case Document.Registered():
                 self._document(logged, event)
-            case Document.Extracted():
+            case Document.EntitiesExtracted():
                 self._entities(logged, event)
-            case Document.IngestionFailed():
+            case Document.Retracted():
                 self.retract(logged.originator_id, logged)
             case _:
                 pass
@@ -369,11 +369,11 @@ class GraphProjection:
 
     # --- knowledge -----------------------------------------------------------------------------
 
-    def _chunks(self, document_id: str, sha256: str, content_type: str) -> list[Chunk]:
+    def _chunks(self, document_id: str, blob_key: str, content_type: str) -> list[Chunk]:
         # Registered and Extracted both need a document's chunks; one extraction serves both.
         if self._chunk_cache is not None and self._chunk_cache[0] == document_id:
             return self._chunk_cache[1]
-        data = self.blobs.get(blob_key_for(sha256))
+        data = self.blobs.get(blob_key)
         try:
             chunks = chunk_text(self.extractor.extract(data, content_type), self.chunking)
         except ExtractionFailed as failed:
@@ -394,10 +394,11 @@ class GraphProjection:
             source_uri=event.source_uri,
             content_type=event.content_type,
             sha256=event.sha256,
+            blob_key=event.blob_key,
             status="registered",
         )
         previous: str | None = None
-        for chunk in self._chunks(document, event.sha256, event.content_type):
+        for chunk in self._chunks(document, event.blob_key, event.content_type):
             node = self._put(
                 logged,
                 "Chunk",
@@ -412,7 +413,7 @@ class GraphProjection:
                 self._link(logged, previous, "NEXT", node)
             previous = node
 
-    def _entities(self, logged: LoggedEvent, event: Document.Extracted) -> None:
+    def _entities(self, logged: LoggedEvent, event: Document.EntitiesExtracted) -> None:
         doc_uuid = logged.originator_id
         document = self.pending.nodes.get(str(doc_uuid)) or self.store.node(
             self.namespace, str(doc_uuid)
@@ -420,7 +421,7 @@ class GraphProjection:
         if document is None:
             return
         props = document.properties
-        chunks = self._chunks(document.id, str(props["sha256"]), str(props["content_type"]))
+        chunks = self._chunks(document.id, str(props["blob_key"]), str(props["content_type"]))
         if not chunks:
             return
         for raw in event.entities:
@@ -447,4 +448,4 @@ class GraphProjection:
         ]
         self.store.delete_nodes(self.namespace, chunks)
         self.store.delete_orphans(self.namespace, "Entity", "MENTIONS")
-        self._restamp(doc, logged, status="failed")
+        self._restamp(doc, logged, status="retracted")

@@ -27,7 +27,7 @@ from projections.documents import Provenance, registered_blob_key, registered_te
 __all__ = ["EXTRACTED", "FAILED", "ObjectProjection"]
 
 DEFAULT_PREFIX = "views/objects/v1"
-EXTRACTED, FAILED = "extracted", "failed"
+EXTRACTED, FAILED, RETRACTED = "extracted", "failed", "retracted"
 
 
 class ObjectProjection:
@@ -90,8 +90,8 @@ class ObjectProjection:
         match logged.event:
             case Document.Registered() as event:
                 self._extract(logged.originator_id, event, Provenance.of(logged))
-            case Document.IngestionFailed() as event:
-                self._mark_failed(logged.originator_id, f"{event.stage}: {event.error}", logged)
+            case Document.Retracted() as event:
+                self._mark_retracted(logged.originator_id, event.reason, logged)
             case _:
                 pass
 
@@ -136,12 +136,13 @@ class ObjectProjection:
             for chunk in chunk_text(text, self.chunking)
         ]
 
-    def _mark_failed(self, document_id: UUID, reason: str, logged: LoggedEvent) -> None:
+    def _mark_retracted(self, document_id: UUID, reason: str, logged: LoggedEvent) -> None:
+        # The manifest stays, saying why the document is gone; its text and chunks do not.
         try:
             manifest = dict(self.blobs.get_json(self.manifest_key(document_id)))
         except BlobNotFound:
-            manifest = {"document_id": str(document_id), "chunks": []}
-        manifest |= {"status": FAILED, "reason": reason}
+            manifest = {"document_id": str(document_id)}
+        manifest |= {"status": RETRACTED, "reason": reason, "chunks": []}
         self.blobs.delete(self.text_key(document_id))
         self._write_manifest(document_id, manifest, logged.event.meta.event_id, logged.position)
 

@@ -991,7 +991,7 @@ class RelationalProjection(RebuildableProjection):
                         "sha256": event.sha256,
                         "size_bytes": event.size_bytes,
                         "status": "registered",
-                        "blob_key": None,
+                        "blob_key": event.blob_key,
                         "text_chars": None,
                         "entity_count": None,
                         "extractor": None,
@@ -1004,23 +1004,8 @@ class RelationalProjection(RebuildableProjection):
                     },
                 )
                 return
-            case Document.ContentStored():
-                changes: dict[str, Any] = {"status": "stored", "blob_key": event.blob_key}
-            case Document.Extracted():
-                changes = {
-                    "status": "extracted",
-                    "text_chars": event.text_chars,
-                    "entity_count": len(event.entities),
-                    "extractor": event.extractor,
-                }
-            case Document.Indexed():
-                changes = {
-                    "status": "indexed",
-                    "chunk_count": event.chunk_count,
-                    "embedding_model": event.embedding_model,
-                }
-            case Document.IngestionFailed():
-                changes = {"status": "failed", "failed_stage": event.stage, "error": event.error}
+            case Document.Retracted():
+                changes: dict[str, Any] = {"status": "retracted", "error": event.reason}
             case _:
                 return
         self._batch.update(conn, self.t.documents, did, updated_at=event.timestamp, **changes)

@@ -115,7 +115,7 @@ class VectorProjection:
         match logged.event:
             case Document.Registered() as event:
                 self._index(logged.originator_id, event, Provenance.of(logged))
-            case Document.IngestionFailed():
+            case Document.Retracted():
                 self.retract(logged.originator_id)
             case _:
                 pass
@@ -163,7 +163,7 @@ class VectorProjection:
             match logged.event:
                 case Document.Registered() as event:
                     registered[logged.originator_id] = (event, Provenance.of(logged))
-                case Document.IngestionFailed():
+                case Document.Retracted():
                     registered.pop(logged.originator_id, None)
                 case _:
                     pass

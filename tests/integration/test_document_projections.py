@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.blobs import BlobNotFound, FileBlobStore
+from adapters.blobs import BlobNotFound, FileBlobStore, blob_key_for
 from adapters.chunking import ChunkSpec, chunk_id
 from adapters.embeddings import HashingEmbedder
 from adapters.extraction import PlainTextExtractor
@@ -21,7 +21,7 @@ from adapters.vectors import QdrantVectorIndex, VectorPoint
 from domain.document import Document
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.reader import LoggedEvent
-from projections.objects import EXTRACTED, FAILED, ObjectProjection
+from projections.objects import EXTRACTED, FAILED, RETRACTED, ObjectProjection
 from projections.vector import VectorProjection
 
 CHUNKING = ChunkSpec(size=120, overlap=20)
@@ -76,9 +76,11 @@ def ingest(log: Log, blobs: FileBlobStore, data: bytes, media_type: str = "text/
     document = Document.register(
         uuid.uuid4(),
         f"file:///{stored.sha256[:8]}",
+        stored.sha256[:8],
         media_type,
         stored.sha256,
         stored.size,
+        stored.key,
         log.ctx,
     )
     log.record(document)
@@ -175,14 +177,14 @@ def test_a_failed_ingestion_leaves_every_view(
     objects.apply(log.events)
     assert index.count(vectors.collection) > 0
 
-    document.fail("indexing", "operator withdrew it", log.ctx)
+    document.retract("operator withdrew it", log.ctx)
     log.record(document)
     vectors.apply(log.events)
     objects.apply(log.events)
 
     assert index.count(vectors.collection) == 0
     manifest = blobs.get_json(objects.manifest_key(document.id))
-    assert (manifest["status"], manifest["reason"]) == (FAILED, "indexing: operator withdrew it")
+    assert (manifest["status"], manifest["reason"]) == (RETRACTED, "operator withdrew it")
     assert not blobs.exists(objects.text_key(document.id))
 
 
@@ -190,7 +192,10 @@ def test_an_event_pointing_at_no_blob_stalls_the_projection(
     log: Log, blobs: FileBlobStore, index: QdrantVectorIndex
 ) -> None:
     sha = "0" * 64
-    log.record(Document.register(uuid.uuid4(), "file:///gone", "text/plain", sha, 3, log.ctx))
+    gone = Document.register(
+        uuid.uuid4(), "file:///gone", "gone", "text/plain", sha, 3, blob_key_for(sha), log.ctx
+    )
+    log.record(gone)
     view = vector_view(index, blobs)
     view.start()
 
@@ -243,7 +248,7 @@ def test_verify_compares_point_ids_and_payloads_with_the_log(
 ) -> None:
     ingest(log, blobs, CAT_TEXT.encode())
     failed = ingest(log, blobs, MARKET_TEXT.encode())
-    failed.fail("indexing", "withdrawn", log.ctx)
+    failed.retract("withdrawn", log.ctx)
     log.record(failed)
     view = vector_view(index, blobs)
     view.start()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from adapters.blobs import BlobNotFound, FileBlobStore
+from adapters.blobs import BlobNotFound, FileBlobStore, blob_key_for
 from adapters.chunking import ChunkSpec, chunk_id
 from adapters.extraction import PlainTextExtractor
 from adapters.graph import GraphNode, GraphStore
@@ -91,10 +91,16 @@ def view(store: GraphStore, blobs: FileBlobStore, namespace: str = "graph") -> G
 def ingest(log: Log, blobs: FileBlobStore, text: str, entities: list[dict[str, Any]]) -> Document:
     stored = blobs.put(text.encode(), "text/plain")
     document = Document.register(
-        uuid.uuid4(), "file:///door.txt", "text/plain", stored.sha256, stored.size, log.ctx
+        uuid.uuid4(),
+        "file:///door.txt",
+        "door.txt",
+        "text/plain",
+        stored.sha256,
+        stored.size,
+        stored.key,
+        log.ctx,
     )
-    document.store_content(stored.key, log.ctx)
-    document.record_extraction(len(text), entities, "extractor-v1", log.ctx)
+    document.record_entities("extractor-v1", "test", {}, [], entities, [], log.ctx)
     log.record(document)
     return document
 
@@ -226,7 +232,7 @@ def test_a_failed_ingestion_retracts_chunks_and_orphaned_entities_only(
     projection.apply(log.events)
     assert store.counts("graph").nodes["Entity"] == 2
 
-    doomed.fail("index", "embedding server down", log.ctx)
+    doomed.retract("withdrawn by the operator", log.ctx)
     log.record(doomed)
     projection.apply(log.events)
 
@@ -285,7 +291,16 @@ def test_a_failed_batch_stops_the_view_and_leaves_no_buffered_writes_behind(
 ) -> None:
     ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
     before = len(log.events)
-    lost = Document.register(uuid.uuid4(), "file:///lost", "text/plain", "f" * 64, 1, log.ctx)
+    lost = Document.register(
+        uuid.uuid4(),
+        "file:///lost",
+        "lost",
+        "text/plain",
+        "f" * 64,
+        1,
+        blob_key_for("f" * 64),
+        log.ctx,
+    )
     log.record(lost)
     projection = view(store, blobs)
     projection.apply(log.events[:before])
@@ -314,7 +329,9 @@ def test_the_graph_does_not_depend_on_how_the_log_is_batched(
     # A decision naming a chunk that is ingested only later: no edge, however the log is cut.
     decide(log, goal, [str(chunk_id(early.id, 0, DIGEST)), str(chunk_id(late_id, 0, DIGEST))])
     stored = blobs.put(late_text.encode(), "text/plain")
-    late = Document.register(late_id, "file:///late", "text/plain", stored.sha256, 1, log.ctx)
+    late = Document.register(
+        late_id, "file:///late", "late", "text/plain", stored.sha256, 1, stored.key, log.ctx
+    )
     log.record(late)
 
     whole = view(store, blobs, "whole")

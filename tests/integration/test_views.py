@@ -18,7 +18,6 @@ from sqlalchemy.engine import Engine
 from adapters.timer import fire_time
 from bootstrap.container import Janus
 from commands import models as m
-from domain.document import Document
 from domain.job import JobFire
 from domain.meta import Actor, ActorKind, CommandContext
 from domain.trade import Side
@@ -35,7 +34,7 @@ CTX = CommandContext("test", "test", "test", Actor(ActorKind.SYSTEM, "test"), "l
 # -- documents -----------------------------------------------------------------------------------
 
 
-def test_the_documents_view_follows_a_document_through_ingestion(janus: Janus) -> None:
+def test_the_documents_view_follows_a_document_until_it_is_retracted(janus: Janus) -> None:
     registered = janus.commands.register_document(
         m.RegisterDocument(
             source_uri="file:///inbox/a.pdf",
@@ -48,37 +47,30 @@ def test_the_documents_view_follows_a_document_through_ingestion(janus: Janus) -
     janus.relational.catch_up()
     [row] = janus.views.documents()
     assert (row["status"], row["sha256"], row["size_bytes"]) == ("registered", SHA, 1234)
+    assert row["blob_key"] == f"sha256/ab/{SHA}"
 
-    document: Document = janus.app.repository.get(registered.aggregate_id)
-    document.store_content("blobs/a", CTX)
-    document.record_extraction(4_000, [{"type": "person"}, {"type": "place"}], "x-v1", CTX)
-    document.mark_indexed(12, "nomic-embed-text", CTX)
-    janus.app.save(document)
+    janus.commands.retract_document(
+        m.RetractDocument(document_id=registered.aggregate_id, reason="superseded"), as_alice()
+    )
     janus.relational.catch_up()
-
-    [row] = janus.views.documents(status="indexed")
-    assert row["blob_key"] == "blobs/a"
-    assert (row["text_chars"], row["entity_count"], row["extractor"]) == (4_000, 2, "x-v1")
-    assert (row["chunk_count"], row["embedding_model"]) == (12, "nomic-embed-text")
+    [row] = janus.views.documents(status="retracted")
+    assert row["error"] == "superseded"
     assert janus.views.documents(status="registered") == []
 
 
-def test_a_failed_ingestion_shows_its_stage_and_error(janus: Janus) -> None:
-    registered = janus.commands.register_document(
-        m.RegisterDocument(
-            source_uri="file:///inbox/b.pdf",
-            content_type="application/pdf",
-            sha256=SHA,
-            size_bytes=1,
-        ),
-        as_alice(),
+def test_the_same_bytes_from_the_same_source_are_one_document(janus: Janus) -> None:
+    cmd = m.RegisterDocument(
+        source_uri="file:///inbox/b.pdf", content_type="application/pdf", sha256=SHA, size_bytes=1
     )
-    document: Document = janus.app.repository.get(registered.aggregate_id)
-    document.fail("extract", "not a pdf", CTX)
-    janus.app.save(document)
+    first = janus.commands.register_document(cmd, as_alice())
+    again = janus.commands.register_document(cmd, as_alice())
+    elsewhere = janus.commands.register_document(
+        cmd.model_copy(update={"source_uri": "file:///inbox/c.pdf"}), as_alice()
+    )
+    assert again.aggregate_id == first.aggregate_id
+    assert elsewhere.aggregate_id != first.aggregate_id
     janus.relational.catch_up()
-    [row] = janus.views.documents()
-    assert (row["status"], row["failed_stage"], row["error"]) == ("failed", "extract", "not a pdf")
+    assert len(janus.views.documents()) == 2
 
 
 # -- orders and positions ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 
 from domain.confirmation import Confirmation, ConfirmationStatus, HazardClass
-from domain.document import Document
+from domain.document import Document, content_key, document_id_for, title_from
 from domain.effect import Effect, EffectStatus, effect_id_for
 from domain.errors import (
     AlreadyDecided,
@@ -257,14 +257,26 @@ def test_order_needs_a_passed_risk_check_to_be_submitted(ctx: CommandContext) ->
         TradeOrder.propose(uuid4(), None, "ACME", Side.BUY, Decimal(-1), None, ctx)
 
 
-def test_document_stages_run_in_order(ctx: CommandContext) -> None:
+def test_a_document_is_registered_once_and_retracted_once(ctx: CommandContext) -> None:
+    sha = "a" * 64
     with pytest.raises(InvalidValue, match="sha256"):
-        Document.register(uuid4(), "file:///a.pdf", "application/pdf", "abc", 10, ctx)
-    document = Document.register(uuid4(), "file:///a.pdf", "application/pdf", "a" * 64, 10, ctx)
+        Document.register(uuid4(), "file:///a.pdf", "a", "application/pdf", "abc", 10, "k", ctx)
+    document = Document.register(
+        uuid4(), "file:///a.pdf", "a.pdf", "application/pdf", sha, 10, content_key(sha), ctx
+    )
+    document.record_entities("rules", "none", {}, [], [{"name": "ACME", "type": "ORG"}], [], ctx)
+    assert document.retract("superseded", ctx) is True
+    assert document.retract("again", ctx) is False
     with pytest.raises(InvalidTransition):
-        document.record_extraction(100, [], "spacy", ctx)
-    document.store_content("blobs/a", ctx)
-    document.record_extraction(100, [{"text": "ACME", "label": "ORG"}], "spacy", ctx)
-    document.mark_indexed(3, "all-MiniLM-L6-v2", ctx)
-    with pytest.raises(InvalidTransition):
-        document.fail("index", "late failure", ctx)
+        document.record_entities("rules", "none", {}, [], [], [], ctx)
+    assert [type(e).__name__ for e in document.collect_events()] == [
+        "Registered",
+        "EntitiesExtracted",
+        "Retracted",
+    ]
+
+
+def test_a_document_id_names_its_source_and_bytes() -> None:
+    assert document_id_for("file:///a", "a" * 64) == document_id_for("file:///a", "a" * 64)
+    assert document_id_for("file:///a", "a" * 64) != document_id_for("file:///b", "a" * 64)
+    assert title_from("s3://bucket/notes/door.md") == "door.md"
