@@ -11,6 +11,7 @@ from __future__ import annotations
 from adapters.blobs import BlobStore, FileBlobStore
 from adapters.chunking import ChunkSpec
 from adapters.embeddings import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from adapters.extraction import DocumentExtractor, TextExtractor
 from adapters.graph import GraphStore
 from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
@@ -18,10 +19,14 @@ from adapters.graph_neo4j import Neo4jGraphStore
 from adapters.minio_blobs import MinioBlobStore
 from adapters.vectors import QdrantVectorIndex, VectorIndex
 from bootstrap.settings import Settings
+from commands.ingest import DocumentIngest, IngestLimits
+from commands.service import CommandService
 
 __all__ = [
     "build_blob_store",
+    "build_document_ingest",
     "build_embedder",
+    "build_extractor",
     "build_graph_store",
     "build_vector_index",
     "chunk_spec",
@@ -65,3 +70,14 @@ def build_graph_store(settings: Settings) -> GraphStore:
 
 def chunk_spec(settings: Settings) -> ChunkSpec:
     return ChunkSpec(size=settings.chunk_size, overlap=settings.chunk_overlap)
+
+
+def build_extractor() -> TextExtractor:
+    """Text, Markdown, HTML and PDF: what ingestion accepts, the views can read."""
+    return DocumentExtractor()
+
+
+def build_document_ingest(settings: Settings, commands: CommandService) -> DocumentIngest:
+    """The write path of documents (`janus ingest`, `POST /v1/documents`) on this node's store."""
+    limits = IngestLimits(max_bytes=settings.ingest_max_bytes)
+    return DocumentIngest(commands, build_blob_store(settings), limits)
