@@ -21,6 +21,7 @@ from adapters.vectors import QdrantVectorIndex, VectorIndex
 from bootstrap.settings import Settings
 from commands.ingest import DocumentIngest, IngestLimits
 from commands.service import CommandService
+from projections.document_views import ViewStatusReader, object_view_reader
 
 __all__ = [
     "build_blob_store",
@@ -30,6 +31,7 @@ __all__ = [
     "build_graph_store",
     "build_vector_index",
     "chunk_spec",
+    "document_view_readers",
 ]
 
 
@@ -81,3 +83,9 @@ def build_document_ingest(settings: Settings, commands: CommandService) -> Docum
     """The write path of documents (`janus ingest`, `POST /v1/documents`) on this node's store."""
     limits = IngestLimits(max_bytes=settings.ingest_max_bytes)
     return DocumentIngest(commands, build_blob_store(settings), limits)
+
+
+def document_view_readers(blobs: BlobStore) -> dict[str, ViewStatusReader]:
+    """The hook for each view's status of a document (`GET /v1/documents/{id}`, `janus documents
+    show`): the object view's manifest today; the vector and graph views add their readers here."""
+    return {"objects": object_view_reader(blobs)}
