@@ -29,6 +29,7 @@ from commands.errors import (
     NotFound,
     StoreUnavailable,
 )
+from commands.ingest import DocumentTooLarge, IngestRefused, UnsupportedMediaType
 from domain.errors import (
     AlreadyDecided,
     ConfirmationExpired,
@@ -127,6 +128,9 @@ _DOMAIN: list[tuple[type[Exception], int]] = [
     (IdempotencyConflict, 409),
     (ConcurrencyConflict, 409),
     (StoreUnavailable, 503),
+    (DocumentTooLarge, 413),
+    (UnsupportedMediaType, 415),
+    (IngestRefused, 422),
     (AlreadyDecided, 409),
     (ConfirmationExpired, 410),
     (Overfill, 409),

@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from adapters.blobs import BlobStoreError
 from bootstrap.container import Janus
-from bootstrap.knowledge import build_blob_store, build_document_ingest, document_view_readers
+from bootstrap.documents import build_blob_store, build_document_ingest, document_view_readers
 from bootstrap.settings import Settings
 from commands import models as m
 from commands.errors import CommandError, IdConflict, NotFound

@@ -5,7 +5,7 @@ Each view that indexes documents offers a `ViewStatusReader`: given a document i
 holds for it (None: nothing yet, e.g. its projector has not reached the document). Whether a
 view has indexed a document is that view's state, never a domain fact, so it is read from the
 view itself. The object view's reader is here; the others (vector, graph) add theirs in
-`bootstrap.knowledge.document_view_readers`.
+`bootstrap.documents.document_view_readers`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from adapters.extraction import DocumentExtractor
 from bootstrap.container import Janus
-from bootstrap.knowledge import build_blob_store
+from bootstrap.documents import build_blob_store
 from bootstrap.settings import Settings
 from projections.objects import ObjectProjection
 from tests.support.cli import as_json, assert_clean_failure, cli, ok
