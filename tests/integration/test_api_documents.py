@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from adapters.extraction import DocumentExtractor
 from api.settings import ApiSettings
@@ -15,6 +16,7 @@ from bootstrap.documents import build_blob_store
 from domain.api_key import Role
 from domain.document import Document
 from projections.objects import ObjectProjection
+from tests.s3_server import S3Endpoint, unique_bucket
 from tests.support.api import Api, is_problem, serve_api
 from tests.support.documents import HTML_PAGE, pdf_bytes
 
@@ -216,3 +218,26 @@ def test_viewers_read_documents_but_cannot_upload_or_retract(api: Api) -> None:
     )
     assert is_problem(refused, 403)
     assert is_problem(api.get("/v1/documents/00000000-0000-0000-0000-000000000000"), 404)
+
+
+def test_on_s3_content_redirects_to_a_presigned_url_of_the_bytes(
+    janus: Janus, seaweed_s3: S3Endpoint
+) -> None:
+    janus.settings = janus.settings.model_copy(
+        update={
+            "s3_url": seaweed_s3.url,
+            "s3_access_key": seaweed_s3.access_key,
+            "s3_secret_key": SecretStr(seaweed_s3.secret_key),
+            "s3_bucket": unique_bucket(),
+        }
+    )
+    with serve_api(janus) as api:
+        data = pdf_bytes("Stored on S3.")
+        made = upload(api, data).json()
+
+        content = api.get(
+            f"/v1/documents/{made['id']}/content?min_position={made['position']}&expires=60"
+        )
+
+        assert content.status_code == 307
+        assert httpx.get(content.headers["Location"], timeout=10).content == data
