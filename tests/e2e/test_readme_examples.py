@@ -39,6 +39,7 @@ from domain.meta import Actor, ActorKind
 from projections.runner import ProjectionStalled
 from replay.cli import app
 from tests.servers import unique_name, wait_until
+from tests.support.documents import write_notes
 from tests.support.rebuild import poison
 from tests.support.relay import delete_streams
 from tests.support.time_travel import effect_of_unknown_outcome
@@ -149,7 +150,9 @@ class Story:
     def fill(self, line: str) -> str:
         for name, value in sorted(self.ids.items(), key=lambda item: -len(item[0])):
             line = re.sub(rf"\b{name}\b", value, line)
-        assert not re.search(r"\b(GOAL|CONFIRMATION|CONF|EFFECT|JOB|EVENT)_ID\b", line), line
+        assert not re.search(r"\b(GOAL|CONFIRMATION|CONF|EFFECT|JOB|EVENT|DOCUMENT)_ID\b", line), (
+            line
+        )
         return line
 
     def janus(self) -> Janus:
@@ -180,6 +183,7 @@ def remember(story: Story, line: str, output: str) -> None:
             found = re.search(pattern, output)
             assert found, output
             story.ids[name] = found.group(1)
+    remember_documents(story, line, output)
     decided_at = re.search(r"at position (\d+)", output)
     if "janus goals decide" in line and decided_at:
         story.ids["DECIDED_AT"] = decided_at.group(1)
@@ -188,6 +192,7 @@ def remember(story: Story, line: str, output: str) -> None:
 def prepare(story: Story, line: str) -> None:
     """What the README's scenario has before some lines: a confirmation still to deny, an
     effect nobody could vouch for, a stalled view to skip, positions and event ids."""
+    prepare_documents(line)
     janus = story.janus()
     try:
         if "confirmations deny" in line:
@@ -596,3 +601,60 @@ def test_the_full_stack_commands_start_on_postgres_and_nats(
     # API answers, the others have connected to Postgres and NATS.
     dead = [f"{s.line} exited {s.proc.returncode}:\n{s.output()}" for s in servers if not s.alive()]
     assert servers and not dead, "\n".join(dead)
+
+
+# -- the documents examples (issue 13) -------------------------------------------------------------
+
+
+def prepare_documents(line: str) -> None:
+    """The README's ./notes folder (text, Markdown, HTML, PDF), in the directory lines run in."""
+    if "notes" in line and not Path("notes").exists():
+        write_notes(Path("notes"))
+
+
+def remember_documents(story: Story, line: str, output: str) -> None:
+    """The id of the first document `janus ingest` (or an upload) answered with."""
+    if "janus ingest" in line and "DOCUMENT_ID" not in story.ids:
+        found = re.search(rf"document ({UUID_RE})", output)
+        assert found, output
+        story.ids["DOCUMENT_ID"] = found.group(1)
+
+
+def test_the_documents_curl_examples_run_against_a_live_server(
+    blocks: list[list[str]], story: Story, started: Callable[..., Running]
+) -> None:
+    block = block_with(blocks, "/v1/documents")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = process_env(
+        JANUS_HOME=str(story.home), JANUS_API_PORT=str(port), JANUS_AGENT_ENABLED="false"
+    )
+    server = started("janus serve", env, story.home)
+    wait_until(lambda: serving(url, server), timeout=60, message="janus serve answered")
+    shell_env = process_env(JANUS_HOME=str(story.home), JANUS_API_PORT=str(port))
+    prepare_documents("notes")
+    for line in block:
+        if line.startswith("KEY=$(janus "):
+            created = ok(line.removeprefix("KEY=$(").removesuffix(")"), story)
+            shell_env["KEY"] = created.stdout.strip()
+            continue
+        if line.startswith("H="):
+            shell_env["H"] = f"Authorization: Bearer {shell_env['KEY']}"
+            continue
+        assert line.startswith("curl "), line
+        filled = story.fill(line).replace("localhost:8000", f"127.0.0.1:{port}")
+        answer = _curl(filled, shell_env)
+        if "-F file=@" in line:
+            uploaded = json.loads(answer)
+            assert uploaded["outcome"] == "registered", answer
+            story.ids["DOCUMENT_ID"], story.ids["POSITION"] = (
+                uploaded["id"],
+                str(uploaded["position"]),
+            )
+        if "-o " in line:
+            assert (
+                Path(line.split("-o ")[1].split()[0]).read_bytes()
+                == Path("notes/plants.md").read_bytes()
+            )
+        if "/retract" in line:
+            assert json.loads(answer)["outcome"] == "retracted", answer
