@@ -136,7 +136,9 @@ class PlainTextExtractor(TextExtractor):
         try:
             text = data.decode("utf-8-sig" if charset in {"utf-8", "utf8"} else charset)
         except UnicodeDecodeError as exc:
-            raise ExtractionFailed(f"not {charset} text: byte {exc.start} is invalid") from None
+            raise ExtractionFailed(
+                f"not {charset.upper()} text: byte {exc.start} is invalid"
+            ) from None
         return _require_text(text)
 
 

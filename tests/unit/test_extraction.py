@@ -57,7 +57,7 @@ def test_markdown_and_text_are_taken_as_they_are() -> None:
         (pdf_bytes("complete")[:200], "application/pdf", "PDF"),
         (b"not a pdf at all", "application/pdf", "PDF"),
         (pdf_bytes("   "), "application/pdf", "no text layer"),
-        (b"\xff\xfe\xfa", "text/plain", "not utf-8"),
+        (b"\xff\xfe\xfa", "text/plain", "not UTF-8"),
         (b"   \n\t", "text/markdown", "no text"),
         (b"<html><script>only code</script></html>", "text/html", "no text"),
         (b"x", "text/plain; charset=klingon", "unknown charset"),
