@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from adapters.extraction import DocumentExtractor
@@ -12,6 +16,8 @@ from bootstrap.settings import Settings
 from projections.objects import ObjectProjection
 from tests.support.cli import as_json, assert_clean_failure, cli, ok
 from tests.support.documents import write_notes
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ingest_json(*args: str) -> dict[str, list[dict[str, str]]]:
@@ -114,3 +120,45 @@ def test_unknown_or_malformed_ids_are_one_line_errors(home: Path) -> None:
         cli("documents", "retract", "00000000-0000-0000-0000-000000000000", "--reason", "r"),
         "not-found",
     )
+
+
+def test_a_sigkill_between_the_put_and_the_event_leaves_a_blob_and_the_retry_records_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The story of the write path's one dangerous point, as real processes on both stores."""
+    files = write_notes(tmp_path / "notes")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_")}
+    env |= {"PYTHONPATH": str(ROOT), "JANUS_HOME": str(settings.home)}
+    if settings.database_url:
+        env["JANUS_DATABASE_URL"] = settings.database_url
+    argv = [sys.executable, "-m", "replay.cli", "ingest", str(files["pdf"]), "--json"]
+
+    crashed = subprocess.run(
+        argv,
+        check=False,
+        env={**env, "JANUS_CRASH_AT": "ingest.after_put"},
+        capture_output=True,
+        timeout=120,
+    )
+    janus = Janus.build(settings)
+    try:
+        blobs = build_blob_store(janus.settings)
+        assert crashed.returncode == -signal.SIGKILL
+        assert len(list(blobs.list_keys())) == 1  # the bytes, unreferenced
+        assert janus.app.head() == 0  # no event
+
+        retried = subprocess.run(
+            argv, check=False, env=env, capture_output=True, timeout=120, text=True
+        )
+        again = subprocess.run(
+            argv, check=False, env=env, capture_output=True, timeout=120, text=True
+        )
+
+        assert retried.returncode == 0, retried.stderr
+        assert len(json.loads(retried.stdout)["new"]) == 1
+        assert len(json.loads(again.stdout)["already_ingested"]) == 1
+        assert len(list(blobs.list_keys())) == 1
+        janus.relational.catch_up()
+        assert [row["title"] for row in janus.views.documents()] == ["manual.pdf"]
+    finally:
+        janus.close()
