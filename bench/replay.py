@@ -44,8 +44,8 @@ from domain.goal import Decision, Goal
 from domain.job import Job, MisfirePolicy
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
-from replay.audit import Store
 from replay.exchange import export_events, import_events
+from replay.store import Store
 from replay.time_travel import aggregate_at, replay_to, versions_at
 
 DEFAULT_EVENTS = 1_000_000

@@ -44,7 +44,6 @@ from domain.confirmation import Confirmation
 from domain.imports import IMPORT_LOG_ID, ImportLog, ImportMode
 from domain.job import Job
 from domain.meta import Actor, ActorKind, CommandContext
-from replay.audit import ProgressFn, Store
 from replay.exchange_file import (
     FORMAT_VERSION,
     ExchangeError,
@@ -56,6 +55,7 @@ from replay.exchange_file import (
     signing_key,
 )
 from replay.exchange_store import EventsSql, Key
+from replay.store import ProgressFn, Store
 
 __all__ = ["ExchangeError", "ImportRefused", "export_events", "import_events"]
 

@@ -20,7 +20,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-from replay.audit import Store
+from replay.store import Store
 
 Key = tuple[UUID, int]
 

@@ -25,19 +25,12 @@ from commands.invocation import Invocation
 from domain.goal import Goal
 from domain.meta import Actor
 from event_store.application import JanusApplication
+from event_store.events_table import EventTable
 from event_store.reader import NotificationReader
 from projections import relational
-from replay.audit import (
-    BadInput,
-    EventTable,
-    Store,
-    aggregate_json,
-    causation_tree,
-    flatten,
-    goal_story,
-    tree_json,
-)
 from replay.redecide import redecide
+from replay.store import Store
+from replay.story import causation_tree, flatten, goal_story, tree_json
 from replay.time_travel import (
     aggregate_at,
     diff_positions,
@@ -47,6 +40,7 @@ from replay.time_travel import (
     replay_to,
     versions_at,
 )
+from replay.values import BadInput, aggregate_json
 from tests.support.time_travel import (
     ALICE,
     BOB,
