@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.llm import ModelUnavailable
 from bootstrap.container import Janus
+from bootstrap.history import open_store as open_janus_store
 from bootstrap.settings import Settings
 from commands.errors import CommandError
 from commands.models import actor_name as checked_actor
@@ -181,7 +182,7 @@ def cli_errors(ctx: typer.Context | None = None) -> Iterator[None]:
 
 @contextmanager
 def open_store(scan: bool = False) -> Iterator[Store]:
-    store = Store.open(Settings(), use_views=not scan)
+    store = open_janus_store(Settings(), use_views=not scan)
     try:
         yield store
     finally:

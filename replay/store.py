@@ -13,15 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, PersistenceError
+from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from bootstrap.container import build_views_engine, eventsourcing_env
 from bootstrap.settings import Settings
-from commands.errors import CommandError, NotFound, StoreUnavailable
+from commands.errors import CommandError, NotFound
 from domain.base import JanusAggregate
 from domain.command_record import CommandRecord
 from domain.confirmation import Confirmation
@@ -31,7 +30,7 @@ from domain.goal import Goal
 from domain.job import Job, JobFire
 from domain.trade import TradeOrder
 from event_store.application import JanusApplication
-from event_store.events_table import EventTable, UnsupportedStore, normalize_hex
+from event_store.events_table import EventTable, normalize_hex
 from event_store.messages import aggregate_type, event_type
 from event_store.reader import LoggedEvent, NotificationReader
 from projections.relational import audit
@@ -90,7 +89,10 @@ class ViewIndex:
 
 @dataclass
 class Store:
-    """The event store opened for reading, plus the views as an optional index."""
+    """The event store opened for reading, plus the views as an optional index.
+
+    Built by ``bootstrap.history.open_store``; ``settings`` are what the readers need of them
+    (the export key, the poll interval, the node)."""
 
     settings: Settings
     app: JanusApplication
@@ -100,34 +102,11 @@ class Store:
     notes: list[str] = field(default_factory=list)
     _engine: Engine | None = None
 
-    @classmethod
-    def open(cls, settings: Settings, use_views: bool = True) -> Store:
-        if settings.embedded:
-            settings.home.mkdir(parents=True, exist_ok=True)
+    def attach_views(self, engine: Engine) -> None:
+        """Use the views behind ``engine`` as an index, if they are healthy and describe this
+        log; the store closes the engine either way."""
+        self._engine = engine
         try:
-            # A CLI call: small pools (bootstrap/container.py, CLI_POOL_SIZE).
-            app = JanusApplication(eventsourcing_env(settings, small=True), name=settings.app_name)
-        except PersistenceError as error:
-            raise StoreUnavailable(
-                f"event store unreachable at {settings.redacted_database_url()}: {error}"
-            ) from error
-        try:
-            table = EventTable(app)
-        except UnsupportedStore as error:
-            raise StoreUnavailable(str(error)) from error
-        store = cls(settings, app, NotificationReader(app), table, None)
-        if use_views:
-            store._open_view()
-        return store
-
-    def _open_view(self) -> None:
-        """The views help only if they exist, are healthy, and describe this log."""
-        if self.settings.embedded and not (self.settings.home / "views.sqlite").exists():
-            self.notes.append("no views yet: scanning the log")
-            return
-        try:
-            engine = build_views_engine(self.settings, small=True)
-            self._engine = engine
             with engine.connect() as conn:
                 row = conn.execute(
                     select(projection_positions.c.position, projection_positions.c.state).where(

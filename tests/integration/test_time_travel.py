@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, select
 from adapters.clock import ManualClock
 from adapters.llm import RulesDecisionModel
 from bootstrap.container import Janus
+from bootstrap.history import open_store
 from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
@@ -50,7 +51,7 @@ from tests.support.time_travel import (
 
 @pytest.fixture
 def store(janus: Janus) -> Iterator[Store]:
-    opened = Store.open(janus.settings)
+    opened = open_store(janus.settings)
     try:
         yield opened
     finally:
@@ -58,7 +59,7 @@ def store(janus: Janus) -> Iterator[Store]:
 
 
 def fresh_store(settings: Settings, use_views: bool = True) -> Store:
-    return Store.open(settings, use_views=use_views)
+    return open_store(settings, use_views=use_views)
 
 
 # -- the story -------------------------------------------------------------------------------
