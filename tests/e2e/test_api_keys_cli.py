@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands.keys import KeyService
-from replay.keys_cli import app
+from cli.keys import app
 
 
 @pytest.fixture

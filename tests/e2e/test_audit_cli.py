@@ -31,9 +31,9 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
-from replay import events_cli
-from replay.audit_cli import audit_app, cli_errors, replay_app
-from replay.events_cli import events_app
+from cli import events as events_cli
+from cli.audit import audit_app, cli_errors, replay_app
+from cli.events import events_app
 from tests.servers import wait_until
 from tests.support.time_travel import (
     ALICE,

@@ -20,7 +20,7 @@ from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
-from replay.audit_cli import replay_app
+from cli.audit import replay_app
 
 pytest.importorskip("llama_cpp", reason="the llm extra (llama-cpp-python) is not installed")
 

@@ -18,7 +18,7 @@ from bootstrap.settings import Settings
 from commands import models as m
 from projections import relational
 from projections.runner import projection_positions
-from replay.projections_cli import app
+from cli.projections import app
 from tests.support.commands import as_alice
 from tests.support.rebuild import goal_with_confirmation, poison
 

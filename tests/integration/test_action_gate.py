@@ -24,7 +24,7 @@ from domain.api_key import Role
 from domain.confirmation import Confirmation, ConfirmationStatus, HazardClass
 from domain.effect import Effect, effect_id_for
 from domain.errors import InvalidValue
-from replay.cli import app
+from cli.main import app
 from tests.servers import wait_until
 from tests.support.api import Api, is_problem, serve_api
 from tests.support.commands import as_alice

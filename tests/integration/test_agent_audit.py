@@ -9,8 +9,8 @@ import typer
 from typer.testing import CliRunner
 
 from bootstrap.container import Janus
-from replay.audit_cli import audit_app, replay_app
-from replay.cli import app
+from cli.audit import audit_app, replay_app
+from cli.main import app
 from tests.support.agent import make_agent, settle, submit
 
 

@@ -26,7 +26,7 @@ from commands.errors import CommandError
 from commands.invocation import Invocation
 from domain.errors import DomainError
 from domain.meta import Actor, ActorKind
-from replay.cli import app
+from cli.main import app
 from tests.support.api import Api, is_problem, serve_api
 
 INT4_MAX = 2**31 - 1

@@ -26,7 +26,7 @@ from domain.effect import EffectStatus, effect_id_for
 from domain.imports import IMPORT_LOG_ID, ImportLog
 from domain.meta import Actor, ActorKind
 from replay.audit import Store
-from replay.events_cli import events_app
+from cli.events import events_app
 from replay.exchange import ExchangeError, ImportRefused, export_events, import_events
 from replay.exchange_file import checksum
 from tests.servers import create_database, database_url

@@ -15,7 +15,7 @@ from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
-from replay.cli import app
+from cli.main import app
 
 AGENT = Invocation(Actor(ActorKind.AGENT, "planner"))
 

@@ -1,7 +1,7 @@
 """``janus agent``: run the agent alone (the full stack's ``agent`` service), or show its status;
 ``janus goals answer``: answer the question the agent asked about a goal.
 
-Also runnable alone, as ``python -m replay.agent_cli`` (the crash tests start it that way).
+Also runnable alone, as ``python -m cli.agent`` (the crash tests start it that way).
 """
 
 from __future__ import annotations
@@ -101,10 +101,10 @@ def goals_answer(
     answer: Annotated[str, typer.Argument(help="The answer the agent reads at its next step.")],
 ) -> None:
     """Answer the question the agent asked (ask_operator) about a goal."""
-    # replay.cli mounts this module: importing it at the top would be a cycle (the CLI move
+    # cli.main mounts this module: importing it at the top would be a cycle (the CLI move
     # into cli/ gives these helpers a module of their own).
     from projections import relational  # noqa: PLC0415
-    from replay.cli import _errors, _invocation, _janus, _outcome, _resolve  # noqa: PLC0415
+    from cli.main import _errors, _invocation, _janus, _outcome, _resolve  # noqa: PLC0415
 
     with _errors(), _janus() as janus:
         ident = _resolve(janus, relational.goals, goal_id)

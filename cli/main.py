@@ -629,16 +629,16 @@ def effects_reconcile(
 
 
 def _register_operational_commands() -> None:
-    """Commands that live in their own modules; imported here so ``replay.cli`` stays the root."""
+    """Commands that live in their own modules; imported here so ``cli.main`` stays the root."""
     from api.serve import serve_command
-    from replay import projections_cli
-    from replay.agent_cli import app as agent_app
-    from replay.agent_cli import goals_answer
-    from replay.audit_cli import audit_app, replay_app
-    from replay.events_cli import events_app
-    from replay.keys_cli import app as keys_app
-    from replay.project_cli import project
-    from replay.relay_cli import relay
+    from cli import projections as projections_cli
+    from cli.agent import app as agent_app
+    from cli.agent import goals_answer
+    from cli.audit import audit_app, replay_app
+    from cli.events import events_app
+    from cli.keys import app as keys_app
+    from cli.project import project
+    from cli.relay import relay
 
     app.command("relay")(relay)
     app.command("project")(project)

@@ -1,6 +1,6 @@
 """``janus relay``: publish the event log to NATS JetStream until stopped.
 
-Also runnable alone, as ``python -m replay.relay_cli`` (the crash tests start it that way).
+Also runnable alone, as ``python -m cli.relay`` (the crash tests start it that way).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from replay.audit import (
     short,
     topics_for,
 )
-from replay.audit_cli import (
+from cli.audit import (
     DebugFlag,
     JsonFlag,
     cli_errors,

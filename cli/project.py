@@ -1,7 +1,7 @@
 """``janus project NAME|all``: run projectors until SIGTERM.
 
 The feed follows the settings: JetStream when ``JANUS_NATS_URL`` is set, else the notification
-log. Also runnable alone, as tests and process managers do: ``python -m replay.project_cli NAME``.
+log. Also runnable alone, as tests and process managers do: ``python -m cli.project NAME``.
 """
 
 from __future__ import annotations
