@@ -1,1 +1,2 @@
-"""The `janus` command line: Typer code only; the work is done by commands/, replay/ and bootstrap/."""
+"""The `janus` command line: Typer code only; the work is done by commands/, replay/ and
+bootstrap/."""

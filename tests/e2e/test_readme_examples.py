@@ -31,13 +31,13 @@ from typer.testing import CliRunner, Result
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.main import app
 from commands import models as m
 from commands.agent_commands import AgentCommands, AskOperator
 from commands.invocation import Invocation
 from domain.confirmation import HazardClass
 from domain.meta import Actor, ActorKind
 from projections.runner import ProjectionStalled
-from cli.main import app
 from tests.servers import unique_name, wait_until
 from tests.support.rebuild import poison
 from tests.support.relay import delete_streams

@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.main import app as cli_app
 from commands import models as m
 from commands.errors import StoreUnavailable
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
 from event_store.faults import StoreFault
-from cli.main import app as cli_app
 from tests.servers import EmbeddedPostgres, free_port, wait_until
 from tests.support.api import is_problem, serve_api
 
