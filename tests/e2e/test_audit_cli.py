@@ -2,7 +2,7 @@
 
 Every command is run through ``CliRunner`` for its output and exit code, error paths included.
 The groups are mounted here on a root like ``janus`` itself (same ``--debug`` option), so the
-tests do not depend on how ``replay/cli.py`` mounts them.
+tests do not depend on how ``cli/main.py`` mounts them.
 """
 
 from __future__ import annotations
