@@ -49,6 +49,7 @@ from replay import render
 from replay.audit import BadInput, ProgressFn, Store, UnreadableEvent, aware
 from replay.exchange import ExchangeError
 
+# Only the re-exported name needs listing (mypy checks re-exports); what is defined here is public.
 __all__ = ["BadInput"]
 
 EXIT_INTERRUPTED = 130

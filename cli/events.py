@@ -21,17 +21,18 @@ from rich.markup import escape
 from rich.text import Text
 
 from cli.common import (
+    ActorName,
     BadInput,
     DebugFlag,
     JsonFlag,
     cli_errors,
     grid,
     open_store,
+    operator,
     out,
     print_json,
     progress_bar,
 )
-from domain.meta import Actor, ActorKind
 from event_store.reader import LoggedEvent
 from replay.audit import (
     Store,
@@ -393,9 +394,7 @@ def events_import(
             help="Let a signed, verified file add events to aggregates this store already holds.",
         ),
     ] = False,
-    actor_name: Annotated[
-        str | None, typer.Option("--as", help="Who imports (default: $USER, else 'operator').")
-    ] = None,
+    actor_name: ActorName = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Check the whole file, then write all of it in one transaction, or nothing.
@@ -410,7 +409,7 @@ def events_import(
     """
     with cli_errors(ctx, files=True), open_store() as store:
         total = _count_hint(file)
-        actor = Actor(ActorKind.USER, actor_name) if actor_name else None
+        actor = operator(actor_name) if actor_name else None
         with progress_bar("checking", total) as progress:
             result = import_events(
                 store,
