@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from bootstrap.container import Janus
 from bootstrap.history import open_store
 from bootstrap.settings import Settings
+from cli.events import app as events_app
 from commands import models as m
 from commands.invocation import Invocation
 from commands.keys import CreateApiKey, KeyService
@@ -26,7 +27,6 @@ from domain.api_key import Role
 from domain.effect import EffectStatus, effect_id_for
 from domain.imports import IMPORT_LOG_ID, ImportLog
 from domain.meta import Actor, ActorKind
-from replay.events_cli import events_app
 from replay.exchange import ExchangeError, ImportRefused, export_events, import_events
 from replay.exchange_file import checksum
 from replay.store import Store
