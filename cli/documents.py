@@ -7,114 +7,58 @@ store (files under the home, or S3 when ``JANUS_S3_URL`` is set) before each doc
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from uuid import UUID
 
 import typer
-from eventsourcing.persistence import InterfaceError, OperationalError
 from pydantic import ValidationError
-from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from adapters.blobs import BlobStoreError
-from bootstrap.container import Janus
 from bootstrap.documents import build_blob_store, build_document_ingest, document_view_readers
-from bootstrap.settings import Settings
+from cli.common import (
+    ActorName,
+    JsonFlag,
+    cli_errors,
+    err,
+    error_text,
+    fail,
+    fresh,
+    grid,
+    invocation,
+    open_janus,
+    out,
+    print_json,
+    resolve,
+    when,
+)
 from commands import models as m
-from commands.errors import CommandError, IdConflict, NotFound
+from commands.errors import IdConflict, NotFound
 from commands.ingest import Ingested, IngestRefused
-from commands.invocation import Invocation
 from domain.document import DocumentStatus
 from domain.errors import DomainError
-from domain.meta import Actor, ActorKind
 from projections.document_views import views_of
-from projections.runner import ProjectionStalled
+from projections.relational import documents
 from replay import render
 
-documents_app = typer.Typer(
+app = typer.Typer(
     no_args_is_help=True, help="Ingested documents: list, show, retract (`janus ingest` adds)."
 )
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-ActorName = Annotated[
-    str | None, typer.Option("--as", help="Who is acting (default: $USER, else 'operator').")
-]
-MIN_PREFIX = 4
-HEX_DIGITS = frozenset("0123456789abcdef-")
-
-
-class BadInput(Exception):
-    """A command-line value no command could accept."""
-
-
-# -- plumbing ------------------------------------------------------------------------------------
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True, highlight=False).print(
-        f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True
-    )
 
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Errors a user can act on become one red line and exit 1; bugs keep their traceback."""
-    try:
-        yield
-    except (
-        BadInput,
-        ValidationError,
-        CommandError,
-        DomainError,
-        BlobStoreError,
-        OperationalError,
-        InterfaceError,
-        SqlOperationalError,
-        ProjectionStalled,
-    ) as error:
-        _fail(render.error_text(error))
-        raise typer.Exit(1) from None
-
-
-@contextmanager
-def _janus() -> Iterator[Janus]:
-    janus = Janus.for_cli(Settings())
-    try:
-        yield janus
-    finally:
-        janus.close()
-
-
-def _invocation(actor_name: str | None) -> Invocation:
-    name = m.actor_name(actor_name or os.environ.get("USER") or "operator")
-    return Invocation(Actor(ActorKind.USER, name))
-
-
-def _resolve(janus: Janus, value: str) -> UUID:
-    """A full id, or a unique prefix of one as the tables show them."""
-    with suppress(ValueError):
-        return UUID(value)
-    prefix = value.lower()
-    if len(prefix) < MIN_PREFIX or not set(prefix) <= HEX_DIGITS:
-        raise BadInput(f"document id {value!r} is neither a UUID nor a prefix of one")
-    janus.relational.catch_up()
-    matches = janus.views.document_ids(prefix)
-    if not matches:
-        raise NotFound("document", f"{value}…")
-    if len(matches) > 1:
-        raise BadInput(f"document id prefix {value!r} is ambiguous: give more characters")
-    return UUID(matches[0])
+    """The shared boundary, plus a blob store that refuses (S3 down, bad credentials)."""
+    with cli_errors():
+        try:
+            yield
+        except BlobStoreError as error:
+            fail(f"blob store: {error}")
 
 
 # -- janus ingest ----------------------------------------------------------------------------------
@@ -184,14 +128,13 @@ def ingest_command(
 ) -> None:
     """Ingest documents: text, Markdown, HTML and PDF. Each file's bytes are stored, then the
     document is recorded; the same file again records nothing new. Exit 1 if any was refused."""
-    with _errors(), _janus() as janus:
+    with _errors(), open_janus() as janus:
         ingest = build_document_ingest(janus.settings, janus.commands)
-        inv = _invocation(actor_name)
+        inv = invocation(actor_name)
         files, missing = files_under(paths)
         summary = Summary(refused=list(missing))
-        console = Console(stderr=True, highlight=False)
         columns = (TextColumn("[bold]ingesting"), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, console=console, transient=True) as progress:
+        with Progress(*columns, console=err(), transient=True) as progress:
             task = progress.add_task("ingest", total=len(files))
             for path in files:
                 try:
@@ -209,21 +152,21 @@ def ingest_command(
 def _reason(refusal: Exception) -> str:
     if isinstance(refusal, OSError):
         return refusal.strerror or str(refusal)
-    return render.error_text(refusal)
+    return error_text(refusal)
 
 
 def _report(summary: Summary, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(summary.as_dict(), indent=2))
+        print_json(summary.as_dict())
         return
-    out = Console(highlight=False)
+    console = out()
     for done in summary.new:
-        out.print(f"document {done.document_id} registered: {escape(done.title)}")
+        console.print(f"document {done.document_id} registered: {escape(done.title)}")
     for done in summary.already:
-        out.print(f"document {done.document_id} already ingested: {escape(done.title)}")
+        console.print(f"document {done.document_id} already ingested: {escape(done.title)}")
     for path, why in summary.refused:
-        out.print(f"[red]refused[/] {escape(str(path))}: {escape(why)}", soft_wrap=True)
-    out.print(
+        console.print(f"[red]refused[/] {escape(str(path))}: {escape(why)}", soft_wrap=True)
+    console.print(
         f"{len(summary.new)} new, {len(summary.already)} already ingested, "
         f"{len(summary.refused)} refused"
     )
@@ -248,7 +191,7 @@ def _row(row: RowMapping) -> dict[str, Any]:
     }
 
 
-@documents_app.command("list")
+@app.command("list")
 def list_documents(
     status: Annotated[
         DocumentStatus | None, typer.Option(help="Only documents in this status.")
@@ -257,15 +200,15 @@ def list_documents(
     as_json: JsonFlag = False,
 ) -> None:
     """Documents, newest first: title, status, media type, size."""
-    with _errors(), _janus() as janus:
-        janus.relational.catch_up()
+    with _errors(), open_janus() as janus:
+        fresh(janus)
         rows = janus.views.documents(status.value if status else None, limit)
     if as_json:
-        typer.echo(json.dumps([_row(row) for row in rows], indent=2))
+        print_json([_row(row) for row in rows])
         return
-    table = Table(box=box.SIMPLE_HEAD, title="documents")
-    for column in ("id", "title", "status", "type", "bytes", "registered"):
-        table.add_column(column)
+    table = grid(
+        "documents", "id", "title", "status", "type", "bytes", "registered", fold=("title",)
+    )
     for row in rows:
         table.add_row(
             render.short(row["id"]),
@@ -273,20 +216,20 @@ def list_documents(
             row["status"],
             row["content_type"],
             str(row["size_bytes"]),
-            render.when(row["registered_at"]),
+            when(row["registered_at"]),
         )
-    Console(highlight=False).print(table)
+    out().print(table)
 
 
-@documents_app.command("show")
+@app.command("show")
 def show_document(
     document_id: Annotated[str, typer.Argument(help="The document's id (or a unique prefix).")],
     as_json: JsonFlag = False,
 ) -> None:
     """One document: what was recorded, and what each view holds for it (status, chunks)."""
-    with _errors(), _janus() as janus:
-        ident = _resolve(janus, document_id)
-        janus.relational.catch_up()
+    with _errors(), open_janus() as janus:
+        ident = resolve(janus, documents, document_id)
+        fresh(janus)
         row = janus.views.document(ident)
         if row is None:
             raise NotFound("document", ident)
@@ -294,26 +237,27 @@ def show_document(
         views = {name: vars(seen) for name, seen in views_of(ident, readers).items()}
     shown = {**_row(row), "views": views}
     if as_json:
-        typer.echo(json.dumps(shown, indent=2, default=str))
+        print_json(shown)
         return
-    out = Console(highlight=False)
+    console = out()
     for name, value in shown.items():
         if name != "views" and value is not None:
-            out.print(f"[bold]{name}[/]: {escape(str(value))}")
+            console.print(f"[bold]{name}[/]: {escape(str(value))}", soft_wrap=True)
     for name, seen in views.items():
         reason = f" ({escape(str(seen['reason']))})" if seen["reason"] else ""
-        out.print(f"[bold]{name} view[/]: {seen['status']}{reason}, {len(seen['chunks'])} chunks")
+        chunks = len(seen["chunks"])
+        console.print(f"[bold]{name} view[/]: {seen['status']}{reason}, {chunks} chunks")
 
 
-@documents_app.command("retract")
+@app.command("retract")
 def retract_document(
     document_id: Annotated[str, typer.Argument(help="The document's id (or a unique prefix).")],
     reason: Annotated[str, typer.Option(help="Why, for the audit trail and the views.")],
     actor_name: ActorName = None,
 ) -> None:
     """Withdraw a document from every view (its bytes stay: they are part of the record)."""
-    with _errors(), _janus() as janus:
-        ident = _resolve(janus, document_id)
+    with _errors(), open_janus() as janus:
+        ident = resolve(janus, documents, document_id)
         cmd = m.RetractDocument(document_id=ident, reason=reason)
-        result = janus.commands.retract_document(cmd, _invocation(actor_name))
-    Console(highlight=False).print(f"document {result.aggregate_id}: {result.outcome}")
+        result = janus.commands.retract_document(cmd, invocation(actor_name))
+    out().print(f"document {result.aggregate_id}: {result.outcome}")

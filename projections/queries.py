@@ -125,11 +125,6 @@ class Views:
         rows = self._all(select(documents).where(documents.c.id == str(document_id)).limit(1))
         return rows[0] if rows else None
 
-    def document_ids(self, prefix: str, limit: int = 2) -> list[str]:
-        """Ids starting with ``prefix`` (a short id as tables show it)."""
-        query = select(documents.c.id).where(documents.c.id.startswith(prefix, autoescape=True))
-        return [row["id"] for row in self._all(query.limit(limit))]
-
     def orders(
         self, status: str | None = None, symbol: str | None = None, limit: int = 100
     ) -> list[RowMapping]:

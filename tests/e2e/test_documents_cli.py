@@ -131,7 +131,7 @@ def test_a_sigkill_between_the_put_and_the_event_leaves_a_blob_and_the_retry_rec
     env |= {"PYTHONPATH": str(ROOT), "JANUS_HOME": str(settings.home)}
     if settings.database_url:
         env["JANUS_DATABASE_URL"] = settings.database_url
-    argv = [sys.executable, "-m", "replay.cli", "ingest", str(files["pdf"]), "--json"]
+    argv = [sys.executable, "-m", "cli.main", "ingest", str(files["pdf"]), "--json"]
 
     crashed = subprocess.run(
         argv,

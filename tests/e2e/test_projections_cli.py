@@ -15,10 +15,10 @@ from typer.testing import CliRunner, Result
 from adapters.role_status import RoleBoard, RoleState
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.projections import app
 from commands import models as m
 from projections import relational
 from projections.runner import projection_positions
-from replay.projections_cli import app
 from tests.support.commands import as_alice
 from tests.support.rebuild import goal_with_confirmation, poison
 

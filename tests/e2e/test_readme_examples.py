@@ -31,13 +31,13 @@ from typer.testing import CliRunner, Result
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.main import app
 from commands import models as m
 from commands.agent_commands import AgentCommands, AskOperator
 from commands.invocation import Invocation
 from domain.confirmation import HazardClass
 from domain.meta import Actor, ActorKind
 from projections.runner import ProjectionStalled
-from replay.cli import app
 from tests.servers import unique_name, wait_until
 from tests.support.documents import write_notes
 from tests.support.rebuild import poison
@@ -309,7 +309,7 @@ def block_with(blocks: list[list[str]], command: str) -> list[str]:
 
 
 def janus_argv(line: str) -> list[str]:
-    return [sys.executable, "-m", "replay.cli", *shlex.split(line)[1:]]
+    return [sys.executable, "-m", "cli.main", *shlex.split(line)[1:]]
 
 
 def process_env(**extra: str) -> dict[str, str]:

@@ -218,7 +218,7 @@ def test_a_replayed_batch_leaves_the_graph_as_one_application_did(
     assert store.counts("once").edges["FIRED"] == 1
 
 
-def test_a_failed_ingestion_retracts_chunks_and_orphaned_entities_only(
+def test_a_retraction_removes_chunks_and_orphaned_entities_only(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
     kept = ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
@@ -242,7 +242,7 @@ def test_a_failed_ingestion_retracts_chunks_and_orphaned_entities_only(
     assert str(chunk_id(doomed.id, 0, DIGEST)) not in exported.node_ids
     assert str(chunk_id(kept.id, 0, DIGEST)) in exported.node_ids
     retracted = store.node("graph", str(doomed.id))
-    assert retracted is not None and retracted.properties["status"] == "failed"
+    assert retracted is not None and retracted.properties["status"] == "retracted"
 
 
 def test_verify_finds_missing_unexpected_and_changed_nodes_and_edges(
@@ -279,8 +279,8 @@ def test_the_graph_benchmark_projects_and_rewrites_the_same_graph(tmp_path: Path
     finally:
         store.close()
 
-    # Per document: 3 document events, 2 goal, 2 confirmation and 2 effect events.
-    assert result.events == 2 * 9
+    # Per document: 2 document events (registered, entities), 2 goal, 2 confirmation, 2 effect.
+    assert result.events == 2 * 8
     assert result.nodes > 2 * 8
     assert result.edges > 2 * 7
     assert min(result.projection_s, result.raw_s, result.rebuild_s) > 0
