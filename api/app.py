@@ -40,7 +40,7 @@ from commands.keys import KeyService
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """Drive Janus over HTTP: goals, confirmations of hazardous actions, effects, jobs,
-the audit trail and the event log.
+documents, the audit trail and the event log.
 
 * Authenticate with `Authorization: Bearer <API key>`; roles are viewer < operator < approver <
   admin, each allowed what the ones before it are.
