@@ -241,3 +241,22 @@ def test_on_s3_content_redirects_to_a_presigned_url_of_the_bytes(
 
         assert content.status_code == 307
         assert httpx.get(content.headers["Location"], timeout=10).content == data
+
+
+def test_a_blob_store_that_refuses_is_a_503_and_nothing_is_recorded(
+    janus: Janus, seaweed_s3: S3Endpoint
+) -> None:
+    janus.settings = janus.settings.model_copy(
+        update={
+            "s3_url": seaweed_s3.url,
+            "s3_access_key": seaweed_s3.access_key,
+            "s3_secret_key": SecretStr("not-the-secret"),
+            "s3_bucket": unique_bucket(),
+        }
+    )
+    with serve_api(janus) as api:
+        response = upload(api, pdf_bytes("Never stored."))
+
+    assert is_problem(response, 503, "blob-store-unavailable"), response.text
+    assert "not-the-secret" not in response.text
+    assert registered_count(janus) == 0
