@@ -276,7 +276,7 @@ def stalled_summary(message: str) -> str:
 
 
 async def _on_blob_store(request: Request, exc: Exception) -> JSONResponse:
-    """The blob store refused or failed (S3 down, bad credentials, a blob missing): the bytes
+    """The blob store refused (bad credentials, an unusable bucket, a blob missing): the bytes
     cannot be stored or served now; nothing was recorded. The log line has the details."""
     ident = error_id(str(exc))
     log.error("blob store error %s on %s %s: %s", ident, request.method, request.url.path, exc)

@@ -53,7 +53,7 @@ app = typer.Typer(
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """The shared boundary, plus a blob store that refuses (S3 down, bad credentials)."""
+    """The shared boundary, plus a blob store that refuses (bad credentials, unusable bucket)."""
     with cli_errors():
         try:
             yield
