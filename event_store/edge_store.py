@@ -1,0 +1,324 @@
+"""The cloud side of edge sync, in SQL: append edge events idempotently with a per-edge cursor.
+
+One transaction per batch takes the same lock every append takes (Postgres ``LOCK TABLE ... IN
+EXCLUSIVE MODE``; SQLite ``BEGIN IMMEDIATE``), appends the edge events at the next positions,
+records each event id with its origin node and sequence (the primary key makes a repeat a no-op
+in any order) and moves the edge's cursor. The cursor and the events can never disagree: both
+commit together or neither does.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+from event_store.application import JanusApplication
+
+EVENTS_TABLE = "janus_edge_events"
+CURSORS_TABLE = "janus_edge_cursors"
+
+
+@dataclass(frozen=True)
+class EdgeEvent:
+    """One edge event as it arrived: who sent it, where it sat in the edge stream, the event."""
+
+    node: str
+    origin_sequence: int
+    event_id: UUID
+    stored: StoredEvent
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class EdgeCursor:
+    node: str
+    origin_sequence: int
+    stream_created: str | None
+    last_event_at: datetime | None
+    origin_first_sequence: int | None
+    origin_last_sequence: int | None
+    link: str
+    last_contact: datetime | None
+
+
+@dataclass(frozen=True)
+class Appended:
+    positions: list[int]
+    duplicates: int
+
+
+def _when(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class EdgeSql:
+    """Edge tables beside the events table, written through the recorder's own connections."""
+
+    def __init__(self, app: JanusApplication) -> None:
+        recorder: Any = app.recorder
+        self.recorder = recorder
+        self.sqlite = isinstance(recorder, SQLiteApplicationRecorder)
+        if not self.sqlite and not isinstance(recorder, PostgresApplicationRecorder):
+            raise TypeError(f"no edge sync for {type(recorder).__name__}")
+        self.table = recorder.events_table_name
+        self.mark = "?" if self.sqlite else "%s"
+        self._ready = False
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _q(self, text: str) -> Any:
+        """``{events}``, ``{edge_events}``, ``{cursors}`` named per backend; ``?`` placeholders."""
+        if self.sqlite:
+            return text.format(events=self.table, edge_events=EVENTS_TABLE, cursors=CURSORS_TABLE)
+        schema = self.recorder.datastore.schema
+        return SQL(text.replace("?", "%s")).format(  # type: ignore[arg-type, unused-ignore]
+            events=Identifier(schema, self.table),
+            edge_events=Identifier(schema, EVENTS_TABLE),
+            cursors=Identifier(schema, CURSORS_TABLE),
+        )
+
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        self.setup()
+        if self.sqlite:
+            with self.recorder.datastore.transaction(commit=False) as curs:
+                yield curs
+            return
+        with self.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            yield curs
+
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """One transaction holding the append lock; commits only if the block finishes."""
+        if self.sqlite:
+            with self.recorder.datastore.get_connection(commit=True) as conn:
+                try:
+                    curs = conn.cursor()
+                    curs.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield curs
+                    except BaseException:
+                        conn.rollback()
+                        raise
+                    conn.commit()
+                except sqlite3.IntegrityError as error:
+                    raise IntegrityError(str(error)) from error
+                except sqlite3.Error as error:
+                    raise OperationalError(str(error)) from error
+            return
+        with self.recorder.datastore.transaction(commit=True) as curs:
+            timeout = int(self.recorder.datastore.lock_timeout)
+            curs.execute(SQL("SET LOCAL lock_timeout = '{0}s'").format(SQL(str(timeout))))
+            curs.execute(self._q("LOCK TABLE {events} IN EXCLUSIVE MODE"))
+            yield curs
+
+    def setup(self) -> None:
+        if self._ready:
+            return
+        big = "INTEGER" if self.sqlite else "BIGINT"
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {{edge_events}} (event_id TEXT PRIMARY KEY, "
+            f"node TEXT NOT NULL, origin_sequence {big} NOT NULL, position {big} NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {{cursors}} (node TEXT PRIMARY KEY, "
+            f"origin_sequence {big} NOT NULL, stream_created TEXT, last_event_at TEXT, "
+            f"origin_first_sequence {big}, origin_last_sequence {big}, "
+            "link TEXT NOT NULL, last_contact TEXT)",
+        ]
+        if self.sqlite:
+            with self.recorder.datastore.transaction(commit=True) as curs:
+                for statement in statements:
+                    curs.execute(self._q(statement))
+        else:
+            with self.recorder.datastore.transaction(commit=True) as curs:
+                for statement in statements:
+                    curs.execute(self._q(statement))
+        self._ready = True
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def cursors(self) -> list[EdgeCursor]:
+        with self._reading() as curs:
+            curs.execute(self._q("SELECT * FROM {cursors} ORDER BY node"))
+            return [self._cursor(row) for row in curs.fetchall()]
+
+    def cursor(self, node: str) -> EdgeCursor | None:
+        with self._reading() as curs:
+            curs.execute(self._q("SELECT * FROM {cursors} WHERE node = ?"), (node,))
+            row = curs.fetchone()
+        return None if row is None else self._cursor(row)
+
+    @staticmethod
+    def _cursor(row: Any) -> EdgeCursor:
+        return EdgeCursor(
+            node=str(row["node"]),
+            origin_sequence=int(row["origin_sequence"]),
+            stream_created=row["stream_created"],
+            last_event_at=_when(row["last_event_at"]),
+            origin_first_sequence=row["origin_first_sequence"],
+            origin_last_sequence=row["origin_last_sequence"],
+            link=str(row["link"]),
+            last_contact=_when(row["last_contact"]),
+        )
+
+    def known(self, event_ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these edge event ids the cloud already holds."""
+        found: set[UUID] = set()
+        with self._reading() as curs:
+            for start in range(0, len(event_ids), 400):
+                chunk = [str(e) for e in event_ids[start : start + 400]]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT event_id FROM {{edge_events}} WHERE event_id IN ({marks})"
+                curs.execute(self._q(query), chunk)
+                found.update(UUID(str(r["event_id"])) for r in curs.fetchall())
+        return found
+
+    def taken(self, keys: Sequence[tuple[UUID, int]]) -> set[tuple[UUID, int]]:
+        """Which (aggregate, version) places the cloud's log has already filled."""
+        found: set[tuple[UUID, int]] = set()
+        with self._reading() as curs:
+            for ident, version in keys:
+                curs.execute(
+                    self._q(
+                        "SELECT 1 AS x FROM {events} WHERE originator_id = ? "
+                        "AND originator_version = ?"
+                    ),
+                    (self._id(ident), version),
+                )
+                if curs.fetchone() is not None:
+                    found.add((ident, version))
+        return found
+
+    def _id(self, ident: UUID) -> Any:
+        return ident.hex if self.sqlite else ident
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def append(
+        self, node: str, events: Sequence[EdgeEvent], skip: set[UUID], last_event_at: datetime
+    ) -> Appended:
+        """Append ``events`` (minus known ids and ``skip``) and move ``node``'s cursor past them.
+
+        Everything happens in one transaction under the append lock; an event id already held
+        is left alone, so a redelivered batch changes nothing but (never backwards) the cursor.
+        """
+        if not events:
+            return Appended([], 0)
+        self.setup()
+        positions: list[int] = []
+        duplicates = 0
+        with self._writing() as curs:
+            for event in events:
+                if event.event_id in skip or self._holds(curs, event.event_id):
+                    duplicates += event.event_id not in skip
+                    continue
+                position = self._insert(curs, event.stored)
+                curs.execute(
+                    self._q(
+                        "INSERT INTO {edge_events} (event_id, node, origin_sequence, position) "
+                        "VALUES (?, ?, ?, ?)"
+                    ),
+                    (str(event.event_id), node, event.origin_sequence, position),
+                )
+                positions.append(position)
+            self._advance(curs, node, max(e.origin_sequence for e in events), last_event_at)
+            if positions and not self.sqlite:
+                curs.execute(SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name)))
+        return Appended(positions, duplicates)
+
+    def _holds(self, curs: Any, event_id: UUID) -> bool:
+        curs.execute(self._q("SELECT 1 AS x FROM {edge_events} WHERE event_id = ?"), (str(event_id),))
+        return curs.fetchone() is not None
+
+    def _insert(self, curs: Any, stored: StoredEvent) -> int:
+        params = (
+            self._id(UUID(str(stored.originator_id))),
+            stored.originator_version,
+            stored.topic,
+            stored.state,
+        )
+        if self.sqlite:
+            curs.execute(
+                f"INSERT INTO {self.table} (originator_id, originator_version, topic, state) "
+                "VALUES (?, ?, ?, ?)",
+                params,
+            )
+            return int(curs.lastrowid)
+        curs.execute(
+            self._q(
+                "INSERT INTO {events} (originator_id, originator_version, topic, state) "
+                "VALUES (?, ?, ?, ?) RETURNING notification_id"
+            ),
+            params,
+        )
+        row = curs.fetchone()
+        return int(row["notification_id"])
+
+    def _advance(self, curs: Any, node: str, sequence: int, last_event_at: datetime) -> None:
+        curs.execute(
+            self._q(
+                "UPDATE {cursors} SET origin_sequence = ?, last_event_at = ? "
+                "WHERE node = ? AND origin_sequence < ?"
+            ),
+            (sequence, last_event_at.isoformat(), node, sequence),
+        )
+        curs.execute(self._q("SELECT 1 AS x FROM {cursors} WHERE node = ?"), (node,))
+        if curs.fetchone() is None:
+            curs.execute(
+                self._q(
+                    "INSERT INTO {cursors} (node, origin_sequence, last_event_at, link) "
+                    "VALUES (?, ?, ?, 'up')"
+                ),
+                (node, sequence, last_event_at.isoformat()),
+            )
+
+    def observe(
+        self,
+        node: str,
+        *,
+        link: str,
+        stream_created: str | None = None,
+        first_sequence: int | None = None,
+        last_sequence: int | None = None,
+    ) -> None:
+        """What the ingester last saw of the edge's stream (link up) or that it could not (down)."""
+        self.setup()
+        now = datetime.now(UTC).isoformat()
+        with self._writing() as curs:
+            curs.execute(self._q("SELECT 1 AS x FROM {cursors} WHERE node = ?"), (node,))
+            if curs.fetchone() is None:
+                curs.execute(
+                    self._q("INSERT INTO {cursors} (node, origin_sequence, link) VALUES (?, 0, ?)"),
+                    (node, link),
+                )
+            if link != "up":
+                curs.execute(self._q("UPDATE {cursors} SET link = ? WHERE node = ?"), (link, node))
+                return
+            curs.execute(
+                self._q(
+                    "UPDATE {cursors} SET link = ?, last_contact = ?, stream_created = "
+                    "COALESCE(?, stream_created), origin_first_sequence = ?, "
+                    "origin_last_sequence = ? WHERE node = ?"
+                ),
+                (link, now, stream_created, first_sequence, last_sequence, node),
+            )
+
+    def reset_identity(self, node: str, stream_created: str) -> None:
+        """A re-created origin stream starts its sequences over: so does the cursor (recorded)."""
+        with self._writing() as curs:
+            curs.execute(
+                self._q("UPDATE {cursors} SET stream_created = ?, origin_sequence = 0 WHERE node = ?"),
+                (stream_created, node),
+            )
