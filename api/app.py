@@ -30,7 +30,7 @@ from api.freshness import ViewWaiter
 from api.guard import BrowserGuard
 from api.idempotency import ResponseStore
 from api.reads import ReadModel
-from api.routes import confirmations, effects, events, goals, jobs, keys, ops
+from api.routes import confirmations, edges, effects, events, goals, jobs, keys, ops
 from api.settings import ApiSettings, auth_required
 from api.telemetry import RequestSpans, auth_denials, meter_provider, tracer_provider
 from bootstrap.container import Janus
@@ -181,7 +181,7 @@ def create_app(
         RequestSpans, tracer=traces.get_tracer("janus.api"), meter=metrics.get_meter("janus.api")
     )
     problems.install(app)
-    for module in (goals, confirmations, effects, jobs, events, keys, ops):
+    for module in (goals, confirmations, effects, jobs, events, keys, ops, edges):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

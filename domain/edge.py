@@ -53,8 +53,9 @@ class EdgeSync(JanusAggregate):
             raise InvalidValue(f"no gap: expected {expected}, found {found}")
         if any(g["expected"] == expected and g["found"] == found for g in self.gaps):
             return False
-        self._record(self.GapDetected, ctx, node=self.node, expected=expected, found=found,
-                     reason=reason)
+        self._record(
+            self.GapDetected, ctx, node=self.node, expected=expected, found=found, reason=reason
+        )
         return True
 
     class GapDetected(JanusAggregate.Event):

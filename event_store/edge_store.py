@@ -38,6 +38,11 @@ class EdgeEvent:
     stored: StoredEvent
     timestamp: datetime
 
+    @property
+    def place(self) -> tuple[UUID, int]:
+        """Where the event sits in its aggregate's history: (aggregate id, version)."""
+        return UUID(str(self.stored.originator_id)), self.stored.originator_version
+
 
 @dataclass(frozen=True)
 class EdgeCursor:
@@ -185,20 +190,21 @@ class EdgeSql:
                 found.update(UUID(str(r["event_id"])) for r in curs.fetchall())
         return found
 
-    def taken(self, keys: Sequence[tuple[UUID, int]]) -> set[tuple[UUID, int]]:
-        """Which (aggregate, version) places the cloud's log has already filled."""
-        found: set[tuple[UUID, int]] = set()
+    def taken(self, keys: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], bytes]:
+        """The stored bytes at each (aggregate, version) place the cloud's log has filled."""
+        found: dict[tuple[UUID, int], bytes] = {}
         with self._reading() as curs:
             for ident, version in keys:
                 curs.execute(
                     self._q(
-                        "SELECT 1 AS x FROM {events} WHERE originator_id = ? "
+                        "SELECT state FROM {events} WHERE originator_id = ? "
                         "AND originator_version = ?"
                     ),
                     (self._id(ident), version),
                 )
-                if curs.fetchone() is not None:
-                    found.add((ident, version))
+                row = curs.fetchone()
+                if row is not None:
+                    found[(ident, version)] = bytes(row["state"])
         return found
 
     def _id(self, ident: UUID) -> Any:
@@ -239,7 +245,9 @@ class EdgeSql:
         return Appended(positions, duplicates)
 
     def _holds(self, curs: Any, event_id: UUID) -> bool:
-        curs.execute(self._q("SELECT 1 AS x FROM {edge_events} WHERE event_id = ?"), (str(event_id),))
+        curs.execute(
+            self._q("SELECT 1 AS x FROM {edge_events} WHERE event_id = ?"), (str(event_id),)
+        )
         return curs.fetchone() is not None
 
     def _insert(self, curs: Any, stored: StoredEvent) -> int:
@@ -319,6 +327,8 @@ class EdgeSql:
         """A re-created origin stream starts its sequences over: so does the cursor (recorded)."""
         with self._writing() as curs:
             curs.execute(
-                self._q("UPDATE {cursors} SET stream_created = ?, origin_sequence = 0 WHERE node = ?"),
+                self._q(
+                    "UPDATE {cursors} SET stream_created = ?, origin_sequence = 0 WHERE node = ?"
+                ),
                 (stream_created, node),
             )

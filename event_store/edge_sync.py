@@ -16,6 +16,7 @@ origin sequence past cursor + 1, or a changed origin ``created`` timestamp, is r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from nats.js.api import (
 )
 
 from adapters.nats_leaf import edge_domain
+from domain.base import JanusAggregate
 from domain.edge import EdgeSync, edge_sync_id, require_edge_node
 from domain.meta import Actor, CommandContext
 from event_store.application import JanusApplication
@@ -178,7 +180,7 @@ class EdgeIngester:
                 while not stop.is_set():
                     try:
                         msgs = await sub.fetch(config.batch_size, timeout=0.5)
-                    except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    except (TimeoutError, nats.errors.TimeoutError):
                         continue
                     except NATS_ERRORS as error:
                         log.warning("edge: fetch failed: %s", error)
@@ -213,6 +215,7 @@ class EdgeIngester:
             state=msg.data,
         )
         event = self._app.mapper.to_domain_event(stored)
+        assert isinstance(event, JanusAggregate.Event), f"not a Janus event: {stored.topic}"
         return EdgeEvent(
             node=node_of(msg.subject, self._config.subject_root),
             origin_sequence=origin_sequence(headers),
@@ -224,19 +227,24 @@ class EdgeIngester:
     def _ingest_node(self, node: str, events: list[EdgeEvent]) -> None:
         cursor = self._sql.cursor(node)
         expected = (cursor.origin_sequence if cursor else 0) + 1
-        first = events[0].origin_sequence
-        if first > expected:
-            self._record_gap(node, expected, first, "retention")
+        for event in events:  # a jump anywhere in the batch, not only at its start
+            if event.origin_sequence > expected:
+                self._record_gap(node, expected, event.origin_sequence, "retention")
+            expected = max(expected, event.origin_sequence + 1)
         known = self._sql.known([e.event_id for e in events])
         fresh = [e for e in events if e.event_id not in known]
-        taken = self._sql.taken([(e.stored.originator_id, e.stored.originator_version) for e in fresh])
-        conflicting = {
-            e.event_id for e in fresh if (e.stored.originator_id, e.stored.originator_version) in taken
-        }
+        taken = self._sql.taken([e.place for e in fresh])
+        skip: set[UUID] = set()
         for event in fresh:
-            if event.event_id in conflicting:
+            held = taken.get(event.place)
+            if held is None:
+                continue
+            skip.add(event.event_id)
+            if held == event.stored.state:
+                self.duplicates += 1  # the same event, brought by `events import` (a repair)
+            else:
                 self._record_conflict(node, event)
-        result = self._sql.append(node, events, conflicting, events[-1].timestamp)
+        result = self._sql.append(node, events, skip, events[-1].timestamp)
         self.appended += len(result.positions)
         self.duplicates += result.duplicates
 
@@ -266,20 +274,17 @@ class EdgeIngester:
             self.gaps += 1
             log.error(
                 "edge %s: gap: expected origin sequence %s, found %s (%s)",
-                node, expected, found, reason,
+                node,
+                expected,
+                found,
+                reason,
             )
 
     def _record_conflict(self, node: str, event: EdgeEvent) -> None:
         ctx = self._context(node, f"conflict:{event.event_id}")
         sync = self._sync(node, ctx)
-        stored = event.stored
-        if sync.record_conflict(
-            event.event_id,
-            stored.originator_id,
-            stored.originator_version,
-            event.origin_sequence,
-            ctx,
-        ):
+        aggregate_id, version = event.place
+        if sync.record_conflict(event.event_id, aggregate_id, version, event.origin_sequence, ctx):
             self._app.save(sync)
             self.conflicts += 1
 
@@ -289,10 +294,8 @@ class EdgeIngester:
         while not stop.is_set():
             for node in self._config.nodes:
                 await self.probe(node)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._config.probe_interval_seconds)
-            except asyncio.TimeoutError:
-                pass
 
     async def probe(self, node: str) -> None:
         """Ask the edge's own JetStream (through the leaf link) how its stream stands."""

@@ -23,13 +23,13 @@ from bootstrap.container import Janus
 from bootstrap.relay import relay_config
 from bootstrap.settings import Settings
 from event_store.application import JanusApplication
-from event_store.relay import Relay, RelayThread
 from event_store.edge_sync import (
     EdgeIngester,
     IngestConfig,
     edge_stream_name,
     edge_subject_prefix,
 )
+from event_store.relay import Relay, RelayThread
 from tests.servers import free_port, unique_name, wait_until
 from tests.support.relay import TEST_OPTIONS
 
@@ -55,7 +55,9 @@ class EdgeCluster:
 
     def add_edge(self, node: str) -> LocalNatsServer:
         base = self.base_dir / f"edge-{node}"
-        server = LocalNatsServer(edge_plan(base, node, HOST, free_port(HOST), self.hub_leaf_url), base)
+        server = LocalNatsServer(
+            edge_plan(base, node, HOST, free_port(HOST), self.hub_leaf_url), base
+        )
         self.edges[node] = server
         server.start()
         return server
@@ -65,7 +67,9 @@ class EdgeCluster:
             server.stop()
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
-    def edge_settings(self, node: str, home: Path, database_url: str | None = None, **extra: Any) -> Settings:
+    def edge_settings(
+        self, node: str, home: Path, database_url: str | None = None, **extra: Any
+    ) -> Settings:
         """An edge Janus: its relay writes the node's own stream on the edge's own server."""
         return Settings(
             home=home,
@@ -105,7 +109,9 @@ def edge_cluster(*nodes: str) -> Iterator[EdgeCluster]:
 class LoopThread:
     """Runs one ``run(stop, on_ready)`` coroutine on its own loop in a daemon thread."""
 
-    def __init__(self, run: Callable[[asyncio.Event, Callable[[], None]], Coroutine[Any, Any, None]]) -> None:
+    def __init__(
+        self, run: Callable[[asyncio.Event, Callable[[], None]], Coroutine[Any, Any, None]]
+    ) -> None:
         self._run = run
         self.ready = threading.Event()
         self.error: BaseException | None = None
