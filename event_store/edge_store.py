@@ -106,8 +106,12 @@ class EdgeSql:
             yield curs
 
     @contextmanager
-    def _writing(self) -> Iterator[Any]:
-        """One transaction holding the append lock; commits only if the block finishes."""
+    def _writing(self, *, append_lock: bool = True) -> Iterator[Any]:
+        """One transaction (holding the append lock unless told not to); commits if it finishes.
+
+        Only appends need the lock; cursor bookkeeping takes SQLite's write lock anyway and on
+        Postgres must not stall the log's writers every probe.
+        """
         if self.sqlite:
             with self.recorder.datastore.get_connection(commit=True) as conn:
                 try:
@@ -127,7 +131,8 @@ class EdgeSql:
         with self.recorder.datastore.transaction(commit=True) as curs:
             timeout = int(self.recorder.datastore.lock_timeout)
             curs.execute(SQL("SET LOCAL lock_timeout = '{0}s'").format(SQL(str(timeout))))
-            curs.execute(self._q("LOCK TABLE {events} IN EXCLUSIVE MODE"))
+            if append_lock:
+                curs.execute(self._q("LOCK TABLE {events} IN EXCLUSIVE MODE"))
             yield curs
 
     def setup(self) -> None:
@@ -304,7 +309,7 @@ class EdgeSql:
         """What the ingester last saw of the edge's stream (link up) or that it could not (down)."""
         self.setup()
         now = datetime.now(UTC).isoformat()
-        with self._writing() as curs:
+        with self._writing(append_lock=False) as curs:
             curs.execute(self._q("SELECT 1 AS x FROM {cursors} WHERE node = ?"), (node,))
             if curs.fetchone() is None:
                 curs.execute(
@@ -325,7 +330,7 @@ class EdgeSql:
 
     def reset_identity(self, node: str, stream_created: str) -> None:
         """A re-created origin stream starts its sequences over: so does the cursor (recorded)."""
-        with self._writing() as curs:
+        with self._writing(append_lock=False) as curs:
             curs.execute(
                 self._q(
                     "UPDATE {cursors} SET stream_created = ?, origin_sequence = 0 WHERE node = ?"

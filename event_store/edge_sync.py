@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,8 @@ from uuid import UUID
 import nats
 import nats.errors
 import nats.js.errors
-from eventsourcing.persistence import StoredEvent
+import psycopg
+from eventsourcing.persistence import PersistenceError, StoredEvent
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import (
@@ -53,6 +55,7 @@ log = logging.getLogger("janus.edge")
 H_STREAM_SOURCE = "Nats-Stream-Source"
 INGEST_ACTOR = Actor.system("edge-ingest")
 NATS_ERRORS: tuple[type[Exception], ...] = (nats.errors.Error, OSError, asyncio.TimeoutError)
+STORE_ERRORS: tuple[type[Exception], ...] = (PersistenceError, psycopg.Error, sqlite3.Error)
 
 
 def edge_stream_name(node: str) -> str:
@@ -186,9 +189,10 @@ class EdgeIngester:
                         log.warning("edge: fetch failed: %s", error)
                         await asyncio.sleep(0.5)
                         continue
-                    await asyncio.to_thread(self.ingest, msgs)
+                    if not await self._ingest_or_back_off(msgs, stop):
+                        continue
                     for msg in msgs:
-                        await msg.ack()
+                        await msg.ack()  # after the commit: a lost ack is a redelivered no-op
             finally:
                 probe.cancel()
                 await asyncio.gather(probe, return_exceptions=True)
@@ -196,6 +200,20 @@ class EdgeIngester:
             await self._nc.close()
 
     # -- appending ------------------------------------------------------------------------------
+
+    async def _ingest_or_back_off(self, msgs: list[Msg], stop: asyncio.Event) -> bool:
+        """Append a batch; if the store fails, hand the batch back (nak) and wait a little."""
+        try:
+            await asyncio.to_thread(self.ingest, msgs)
+        except STORE_ERRORS as error:
+            log.warning("edge: cloud store unavailable, batch handed back: %s", error)
+            for msg in msgs:
+                with contextlib.suppress(*NATS_ERRORS):
+                    await msg.nak()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            return False
+        return True
 
     def ingest(self, msgs: list[Msg]) -> None:
         """Append a fetched batch, edge by edge, in each edge's order (blocking)."""
@@ -293,7 +311,10 @@ class EdgeIngester:
     async def _probe_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             for node in self._config.nodes:
-                await self.probe(node)
+                try:
+                    await self.probe(node)
+                except STORE_ERRORS as error:  # the next probe writes it; the status shows age
+                    log.warning("edge: could not record the probe of %s: %s", node, error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._config.probe_interval_seconds)
 

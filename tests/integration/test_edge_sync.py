@@ -114,6 +114,12 @@ def test_an_edge_cut_off_keeps_working_and_the_cloud_gets_every_event_exactly_on
         )
     (status,) = edge_statuses(cloud.app)
     assert (status.node, status.gaps, status.conflicts) == ("n1", [], [])
+    # The cloud's views show the edge's work: its goals, its effect, its job's fire.
+    cloud.relational.catch_up()
+    edge.relational.catch_up()
+    assert len(cloud.views.goals(limit=1000)) == len(edge.views.goals(limit=1000)) == 9
+    assert [e["status"] for e in cloud.views.effects()] == ["succeeded"]
+    assert len(cloud.views.fires(job_id)) == 1
 
 
 def test_two_edges_at_once_each_in_its_own_domain(
