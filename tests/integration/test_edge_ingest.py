@@ -12,25 +12,16 @@ from typing import Any
 
 import pytest
 from eventsourcing.persistence import StoredEvent
-from nats.aio.msg import Msg
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
 from domain.edge import EdgeSync, edge_sync_id
-from event_store import messages as wire
 from event_store.edge_sync import (
-    H_STREAM_SOURCE,
-    EdgeIngester,
-    IngestConfig,
     edge_statuses,
-    edge_subject_prefix,
-    origin_sequence,
 )
 from tests.support.commands import as_alice
-from tests.support.edge import events_of_node
-
-ROOT = "t"
+from tests.support.edge import direct_ingester, events_of_node, hub_messages
 
 
 @pytest.fixture
@@ -42,22 +33,6 @@ def edge(tmp_path: Path) -> Any:
         built.close()
 
 
-def hub_messages(edge: Janus) -> list[Msg]:
-    """The edge's log as the hub stream holds it: origin sequence = place in the edge stream."""
-    messages = []
-    for sequence, notification in enumerate(edge.reader.read_after(0, 10_000), start=1):
-        headers = wire.headers_for(notification, "n1", "janus")
-        headers[H_STREAM_SOURCE] = f"janus-edge-n1:2a1b9c {sequence} > >"
-        subject = wire.subject_for(edge_subject_prefix(ROOT, "n1"), notification.topic)
-        messages.append(Msg(None, subject, "", notification.state, headers))  # type: ignore[arg-type]
-    return messages
-
-
-def ingester(cloud: Janus) -> EdgeIngester:
-    config = IngestConfig("nats://127.0.0.1:1", "hub", ROOT, ["n1"])
-    return EdgeIngester(cloud.app, config, "cloud")
-
-
 def submit(edge: Janus, count: int) -> None:
     for i in range(count):
         edge.commands.submit_goal(m.SubmitGoal(text=f"goal {i}"), as_alice())
@@ -67,18 +42,12 @@ def cloud_copies(cloud: Janus) -> Counter[object]:
     return Counter(event_id for event_id, _, _ in events_of_node(cloud.app, "n1"))
 
 
-def test_the_origin_sequence_comes_from_the_hubs_source_header() -> None:
-    assert origin_sequence({H_STREAM_SOURCE: "janus-edge-n1:2a1b9c 42 > >"}) == 42
-    with pytest.raises(ValueError, match="not a sourced message"):
-        origin_sequence({})
-
-
 def test_a_repeat_is_a_no_op_in_any_order_and_the_cursor_never_goes_back(
     janus: Janus, edge: Janus
 ) -> None:
     submit(edge, 4)
     msgs = hub_messages(edge)
-    sink = ingester(janus)
+    sink = direct_ingester(janus)
 
     sink.ingest(msgs)
     sink.ingest(list(reversed(msgs)))
@@ -94,7 +63,7 @@ def test_a_repeat_is_a_no_op_in_any_order_and_the_cursor_never_goes_back(
 def test_a_jump_in_the_origin_sequence_is_recorded_once_as_a_gap(janus: Janus, edge: Janus) -> None:
     submit(edge, 6)
     msgs = hub_messages(edge)
-    sink = ingester(janus)
+    sink = direct_ingester(janus)
 
     sink.ingest(msgs[:2])
     sink.ingest([msgs[1], msgs[4], msgs[5]])  # 3 and 4 expired before the hub saw them
@@ -120,7 +89,7 @@ def test_an_edge_event_whose_place_the_cloud_filled_is_kept_apart_as_a_conflict(
         first.state.replace(b"goal 0", b"cloud's own"),
     )
     janus.app.recorder.insert_events([own])
-    sink = ingester(janus)
+    sink = direct_ingester(janus)
 
     sink.ingest(msgs)
     sink.ingest(msgs)
@@ -146,7 +115,7 @@ def test_an_edge_event_the_cloud_already_holds_by_import_is_a_duplicate_not_a_co
             for n in edge.reader.read_after(0, 10)
         ]
     )
-    sink = ingester(janus)
+    sink = direct_ingester(janus)
 
     sink.ingest(msgs)
 

@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from nats.aio.msg import Msg
+
 from adapters.nats_leaf import LocalNatsServer, edge_plan, hub_plan
 from bootstrap.container import Janus
 from bootstrap.relay import relay_config
 from bootstrap.settings import Settings
+from event_store import messages as wire
 from event_store.application import JanusApplication
 from event_store.edge_sync import (
+    H_STREAM_SOURCE,
     EdgeIngester,
     IngestConfig,
     edge_stream_name,
@@ -188,3 +192,22 @@ def per_aggregate(events: list[tuple[UUID, UUID, int]]) -> dict[UUID, list[UUID]
     for event_id, aggregate_id, _ in events:
         order.setdefault(aggregate_id, []).append(event_id)
     return order
+
+
+DIRECT_ROOT = "t"
+
+
+def hub_messages(edge: Janus) -> list[Msg]:
+    """The edge's log as the hub stream would hold it (origin sequence = place in the log)."""
+    messages = []
+    for sequence, notification in enumerate(edge.reader.read_after(0, 10_000), start=1):
+        headers = wire.headers_for(notification, "n1", "janus")
+        headers[H_STREAM_SOURCE] = f"janus-edge-n1:2a1b9c {sequence} > >"
+        subject = wire.subject_for(edge_subject_prefix(DIRECT_ROOT, "n1"), notification.topic)
+        messages.append(Msg(None, subject, "", notification.state, headers))  # type: ignore[arg-type]
+    return messages
+
+
+def direct_ingester(cloud: Janus) -> EdgeIngester:
+    config = IngestConfig("nats://127.0.0.1:1", "hub", DIRECT_ROOT, ["n1"])
+    return EdgeIngester(cloud.app, config, "cloud")
