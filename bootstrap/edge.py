@@ -50,6 +50,7 @@ def ingest_config(settings: Settings, nodes: list[str] | None = None) -> IngestC
         hub_stream=settings.edge_hub_stream,
         subject_root=settings.edge_subject_root,
         nodes=[require_edge_node(n) for n in chosen],
+        batch_size=settings.edge_ingest_batch_size,
         connect_timeout_seconds=settings.connect_timeout_seconds,
     )
 

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,47 +13,11 @@ from adapters.nats_leaf import LocalNatsServer, hub_plan
 from replay.cli import app
 from tests.servers import free_port, unique_name, wait_until
 from tests.support.cli import assert_clean_failure
+from tests.support.edge_procs import Proc, env_for
 
 
 def cli(env: dict[str, str], *args: str) -> Result:
     return CliRunner().invoke(app, list(args), env=env)
-
-
-class Proc:
-    """A ``janus`` subprocess in its own session; stopped by its own pid."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "replay.cli", *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def printed(self, fragment: str) -> bool:
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        assert self.proc.poll() is None, "".join(self.seen)
-        return any(fragment in line for line in self.seen)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
 
 @pytest.fixture
@@ -73,12 +31,6 @@ def started() -> Iterator[Callable[[list[str], dict[str, str]], Proc]]:
     yield start
     for proc in reversed(procs):
         proc.stop()
-
-
-def env_for(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_")}
-    env.update(JANUS_HOME=str(home), JANUS_AGENT_ENABLED="false", COLUMNS="200", **extra)
-    return env
 
 
 def test_status_says_so_when_no_edge_has_synced(tmp_path: Path) -> None:
