@@ -36,12 +36,13 @@ class EdgeEvent:
     origin_sequence: int
     event_id: UUID
     stored: StoredEvent
-    timestamp: datetime
 
     @property
     def place(self) -> tuple[UUID, int]:
         """Where the event sits in its aggregate's history: (aggregate id, version)."""
-        return UUID(str(self.stored.originator_id)), self.stored.originator_version
+        ident = self.stored.originator_id
+        ident = ident if isinstance(ident, UUID) else UUID(str(ident))
+        return ident, self.stored.originator_version
 
 
 @dataclass(frozen=True)
@@ -185,14 +186,17 @@ class EdgeSql:
 
     def known(self, event_ids: Sequence[UUID]) -> set[UUID]:
         """Which of these edge event ids the cloud already holds."""
-        found: set[UUID] = set()
         with self._reading() as curs:
-            for start in range(0, len(event_ids), 400):
-                chunk = [str(e) for e in event_ids[start : start + 400]]
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT event_id FROM {{edge_events}} WHERE event_id IN ({marks})"
-                curs.execute(self._q(query), chunk)
-                found.update(UUID(str(r["event_id"])) for r in curs.fetchall())
+            return self._known_in(curs, event_ids)
+
+    def _known_in(self, curs: Any, event_ids: Sequence[UUID]) -> set[UUID]:
+        found: set[UUID] = set()
+        for start in range(0, len(event_ids), 400):
+            chunk = [str(e) for e in event_ids[start : start + 400]]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT event_id FROM {{edge_events}} WHERE event_id IN ({marks})"
+            curs.execute(self._q(query), chunk)
+            found.update(UUID(str(r["event_id"])) for r in curs.fetchall())
         return found
 
     def taken(self, keys: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], bytes]:
@@ -231,10 +235,12 @@ class EdgeSql:
         positions: list[int] = []
         duplicates = 0
         with self._writing() as curs:
+            held = self._known_in(curs, [e.event_id for e in events])
             for event in events:
-                if event.event_id in skip or self._holds(curs, event.event_id):
+                if event.event_id in skip or event.event_id in held:
                     duplicates += event.event_id not in skip
                     continue
+                held.add(event.event_id)  # a repeat within the batch is a duplicate too
                 position = self._insert(curs, event.stored)
                 curs.execute(
                     self._q(
@@ -248,12 +254,6 @@ class EdgeSql:
             if positions and not self.sqlite:
                 curs.execute(SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name)))
         return Appended(positions, duplicates)
-
-    def _holds(self, curs: Any, event_id: UUID) -> bool:
-        curs.execute(
-            self._q("SELECT 1 AS x FROM {edge_events} WHERE event_id = ?"), (str(event_id),)
-        )
-        return curs.fetchone() is not None
 
     def _insert(self, curs: Any, stored: StoredEvent) -> int:
         params = (
