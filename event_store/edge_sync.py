@@ -195,6 +195,7 @@ class EdgeIngester:
                 f"{config.subject_root}.edge.>",
                 durable=config.durable,
                 stream=config.hub_stream,
+                # Explicit acks: an "ack all" could ack a message still waiting for redelivery.
                 config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1),
             )
             if on_ready is not None:
@@ -223,18 +224,24 @@ class EdgeIngester:
     # -- appending ------------------------------------------------------------------------------
 
     async def _ingest_or_back_off(self, msgs: list[Msg], stop: asyncio.Event) -> bool:
-        """Append a batch; if the store fails, hand the batch back (nak) and wait a little."""
-        try:
-            await asyncio.to_thread(self.ingest, msgs)
-        except STORE_ERRORS as error:
-            log.warning("edge: cloud store unavailable, batch handed back: %s", error)
-            for msg in msgs:
-                with contextlib.suppress(*NATS_ERRORS):
-                    await msg.nak()
+        """Append a batch, retrying it in place while the cloud store fails; False if stopped.
+
+        Never handed back (nak) and skipped: later messages would then overtake it, which
+        would break each aggregate's order and look like a gap. Copies the server redelivers
+        meanwhile (after its ack wait) arrive later as duplicates: no-ops.
+        """
+        delay = 0.2
+        while True:
+            try:
+                await asyncio.to_thread(self.ingest, msgs)
+                return True
+            except STORE_ERRORS as error:
+                log.warning("edge: cloud store unavailable, retrying the batch: %s", error)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-            return False
-        return True
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return False
+            delay = min(5.0, delay * 2)
 
     def ingest(self, msgs: list[Msg]) -> None:
         """Append a fetched batch, edge by edge, in each edge's order (blocking)."""
