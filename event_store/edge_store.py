@@ -292,7 +292,7 @@ class EdgeSql:
             curs.execute(
                 self._q(
                     "INSERT INTO {cursors} (node, origin_sequence, last_event_at, link) "
-                    "VALUES (?, ?, ?, 'up')"
+                    "VALUES (?, ?, ?, 'unknown')"
                 ),
                 (node, sequence, last_event_at.isoformat()),
             )

@@ -54,6 +54,8 @@ from event_store.messages import H_AGGREGATE_ID, H_AGGREGATE_VERSION, H_TOPIC, S
 log = logging.getLogger("janus.edge")
 
 H_STREAM_SOURCE = "Nats-Stream-Source"
+# A link reported "up" longer ago than this is shown as "stale": no ingester is probing it.
+STALE_SECONDS = 30.0
 INGEST_ACTOR = Actor.system("edge-ingest")
 NATS_ERRORS: tuple[type[Exception], ...] = (nats.errors.Error, OSError, asyncio.TimeoutError)
 STORE_ERRORS: tuple[type[Exception], ...] = (PersistenceError, psycopg.Error, sqlite3.Error)
@@ -403,6 +405,14 @@ def edge_statuses(app: JanusApplication, now: datetime | None = None) -> list[Ed
     return [_status(app, cursor, now) for cursor in EdgeSql(app).cursors()]
 
 
+def _link(cursor: EdgeCursor, now: datetime) -> str:
+    """As the ingester last saw it; "stale" when no ingester has looked for a while."""
+    contact = cursor.last_contact
+    if cursor.link == "up" and (contact is None or (now - contact).total_seconds() > STALE_SECONDS):
+        return "stale"
+    return cursor.link
+
+
 def _status(app: JanusApplication, cursor: EdgeCursor, now: datetime) -> EdgeStatus:
     gaps: list[dict[str, object]] = []
     conflicts: list[dict[str, object]] = []
@@ -421,7 +431,7 @@ def _status(app: JanusApplication, cursor: EdgeCursor, now: datetime) -> EdgeSta
         origin_sequence=cursor.origin_sequence,
         lag_events=lag,
         lag_seconds=lag_seconds,
-        link=cursor.link,
+        link=_link(cursor, now),
         last_contact=cursor.last_contact,
         gaps=gaps,
         conflicts=conflicts,

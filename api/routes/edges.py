@@ -20,7 +20,10 @@ class EdgeOut(BaseModel):
     origin_sequence: int = Field(description="The last edge stream sequence the cloud holds.")
     lag_events: int | None = Field(description="Events the edge holds that the cloud lacks.")
     lag_seconds: float | None = Field(description="Age of the cloud's newest event when lagging.")
-    link: str = Field(description="up, down, no-stream: as the ingester last saw the edge.")
+    link: str = Field(
+        description="up, down, no-stream (as the ingester last saw the edge's stream), "
+        "unknown (not probed yet) or stale (no ingester has probed it lately)."
+    )
     last_contact: datetime | None
     gaps: list[dict[str, Any]] = Field(description="Recorded retention gaps; repair by export.")
     conflicts: list[dict[str, Any]] = Field(description="Edge events the cloud kept apart.")

@@ -7,10 +7,12 @@ ingester appends what arrives into the cloud store (SQLite and Postgres).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats
 import pytest
 
 from bootstrap.container import Janus
@@ -171,3 +173,33 @@ def test_a_retention_gap_is_recorded_never_skipped_silently(
     # What did arrive arrived once.
     seen = Counter(event_id for event_id, _, _ in events_of_node(cloud.app, "n1"))
     assert set(seen.values()) == {1}
+
+
+def test_a_re_created_edge_stream_is_recorded_as_a_gap(
+    cloud: Janus, edges: tuple[EdgeCluster, dict[str, Janus]]
+) -> None:
+    cluster, built = edges
+    edge = built["n1"]
+    with (
+        running_edge_relay(edge),
+        running_ingester(cloud, cluster.ingest_config(["n1"])) as ingester,
+    ):
+        submit_goals(edge, 2, "before")
+        assert_synced(cloud, edge, "n1")
+        wait_until(
+            lambda: edge_statuses(cloud.app)[0].link == "up", 30, message="a probe of the edge"
+        )
+        asyncio.run(delete_stream(cluster.edges["n1"].url, edge.settings.stream_name))
+        submit_goals(edge, 2, "after")  # the relay creates the stream again
+        wait_until(lambda: ingester.gaps == 1, 60, message="the re-created stream noticed")
+
+    sync: EdgeSync = cloud.app.repository.get(edge_sync_id("n1"))
+    assert [g["reason"] for g in sync.gaps] == ["stream-recreated"]
+
+
+async def delete_stream(url: str, name: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()

@@ -43,6 +43,7 @@ def test_viewers_see_each_edges_cursor_and_gaps(api: Api, janus: Janus, edge: Ja
         (2, 3, "retention")
     ]
     assert shown["conflicts"] == []
+    assert shown["link"] == "unknown"  # no ingester has probed the edge's stream
 
 
 def test_no_key_is_a_problem_401(api: Api) -> None:
