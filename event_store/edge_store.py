@@ -148,14 +148,9 @@ class EdgeSql:
             f"origin_first_sequence {big}, origin_last_sequence {big}, "
             "link TEXT NOT NULL, last_contact TEXT)",
         ]
-        if self.sqlite:
-            with self.recorder.datastore.transaction(commit=True) as curs:
-                for statement in statements:
-                    curs.execute(self._q(statement))
-        else:
-            with self.recorder.datastore.transaction(commit=True) as curs:
-                for statement in statements:
-                    curs.execute(self._q(statement))
+        with self.recorder.datastore.transaction(commit=True) as curs:
+            for statement in statements:
+                curs.execute(self._q(statement))
         self._ready = True
 
     # -- reads ----------------------------------------------------------------------------------
