@@ -197,19 +197,35 @@ class EdgeSql:
     def taken(self, keys: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], bytes]:
         """The stored bytes at each (aggregate, version) place the cloud's log has filled."""
         found: dict[tuple[UUID, int], bytes] = {}
+        if not keys:
+            return found
         with self._reading() as curs:
-            for ident, version in keys:
-                curs.execute(
-                    self._q(
-                        "SELECT state FROM {events} WHERE originator_id = ? "
-                        "AND originator_version = ?"
-                    ),
-                    (self._id(ident), version),
-                )
-                row = curs.fetchone()
-                if row is not None:
-                    found[(ident, version)] = bytes(row["state"])
+            if self.sqlite:
+                for start in range(0, len(keys), 400):  # under SQLite's parameter limit
+                    chunk = keys[start : start + 400]
+                    values = ",".join("(?,?)" for _ in chunk)
+                    curs.execute(
+                        f"SELECT originator_id AS i, originator_version AS v, state FROM "
+                        f"{self.table} WHERE (originator_id, originator_version) "
+                        f"IN (VALUES {values})",
+                        [p for ident, version in chunk for p in (ident.hex, version)],
+                    )
+                    found.update(self._places(curs.fetchall()))
+                return found
+            curs.execute(
+                self._q(
+                    "SELECT e.originator_id AS i, e.originator_version AS v, e.state "
+                    "FROM {events} e JOIN unnest(?::uuid[], ?::bigint[]) AS k(i, v) "
+                    "ON e.originator_id = k.i AND e.originator_version = k.v"
+                ),
+                ([k[0] for k in keys], [k[1] for k in keys]),
+            )
+            found.update(self._places(curs.fetchall()))
         return found
+
+    @staticmethod
+    def _places(rows: Sequence[Any]) -> dict[tuple[UUID, int], bytes]:
+        return {(UUID(str(r["i"])), int(r["v"])): bytes(r["state"]) for r in rows}
 
     def _id(self, ident: UUID) -> Any:
         return ident.hex if self.sqlite else ident
@@ -231,48 +247,67 @@ class EdgeSql:
         duplicates = 0
         with self._writing() as curs:
             held = self._known_in(curs, [e.event_id for e in events])
+            fresh: list[EdgeEvent] = []
             for event in events:
                 if event.event_id in skip or event.event_id in held:
                     duplicates += event.event_id not in skip
                     continue
                 held.add(event.event_id)  # a repeat within the batch is a duplicate too
-                position = self._insert(curs, event.stored)
-                curs.execute(
-                    self._q(
-                        "INSERT INTO {edge_events} (event_id, node, origin_sequence, position) "
-                        "VALUES (?, ?, ?, ?)"
-                    ),
-                    (str(event.event_id), node, event.origin_sequence, position),
-                )
-                positions.append(position)
+                fresh.append(event)
+            positions = self._insert(curs, [e.stored for e in fresh])
+            curs.executemany(
+                self._q(
+                    "INSERT INTO {edge_events} (event_id, node, origin_sequence, position) "
+                    "VALUES (?, ?, ?, ?)"
+                ),
+                [
+                    (str(e.event_id), node, e.origin_sequence, position)
+                    for e, position in zip(fresh, positions, strict=True)
+                ],
+            )
             self._advance(curs, node, max(e.origin_sequence for e in events), last_event_at)
             if positions and not self.sqlite:
                 curs.execute(SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name)))
         return Appended(positions, duplicates)
 
-    def _insert(self, curs: Any, stored: StoredEvent) -> int:
-        params = (
-            self._id(UUID(str(stored.originator_id))),
-            stored.originator_version,
-            stored.topic,
-            stored.state,
-        )
-        if self.sqlite:
-            curs.execute(
-                f"INSERT INTO {self.table} (originator_id, originator_version, topic, state) "
-                "VALUES (?, ?, ?, ?)",
-                params,
+    def _insert(self, curs: Any, stored: Sequence[StoredEvent]) -> list[int]:
+        """Append at the next positions, in order; their positions."""
+        params = [
+            (
+                self._id(UUID(str(e.originator_id))),
+                e.originator_version,
+                e.topic,
+                e.state,
             )
-            return int(curs.lastrowid)
-        curs.execute(
+            for e in stored
+        ]
+        if not params:
+            return []
+        if self.sqlite:
+            positions = []
+            for row in params:
+                curs.execute(
+                    f"INSERT INTO {self.table} (originator_id, originator_version, topic, state) "
+                    "VALUES (?, ?, ?, ?)",
+                    row,
+                )
+                positions.append(int(curs.lastrowid))
+            return positions
+        # One round trip for the batch; RETURNING gives each row's position, in order.
+        curs.executemany(
             self._q(
                 "INSERT INTO {events} (originator_id, originator_version, topic, state) "
                 "VALUES (?, ?, ?, ?) RETURNING notification_id"
             ),
             params,
+            returning=True,
         )
-        row = curs.fetchone()
-        return int(row["notification_id"])
+        positions = []
+        while True:
+            row = curs.fetchone()
+            positions.append(int(row["notification_id"]))
+            if not curs.nextset():
+                return positions
 
     def _advance(self, curs: Any, node: str, sequence: int, last_event_at: datetime) -> None:
         curs.execute(
