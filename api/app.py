@@ -30,7 +30,17 @@ from api.freshness import ViewWaiter
 from api.guard import BrowserGuard
 from api.idempotency import ResponseStore
 from api.reads import ReadModel
-from api.routes import confirmations, documents, effects, events, goals, jobs, keys, ops
+from api.routes import (
+    confirmations,
+    documents,
+    edges,
+    effects,
+    events,
+    goals,
+    jobs,
+    keys,
+    ops,
+)
 from api.settings import ApiSettings, auth_required
 from api.telemetry import RequestSpans, auth_denials, meter_provider, tracer_provider
 from bootstrap.container import Janus
@@ -188,7 +198,7 @@ def create_app(
         RequestSpans, tracer=traces.get_tracer("janus.api"), meter=metrics.get_meter("janus.api")
     )
     problems.install(app)
-    for module in (goals, confirmations, effects, jobs, events, keys, ops, documents):
+    for module in (goals, confirmations, effects, jobs, events, keys, ops, documents, edges):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from cli import (
     confirmations,
     demo,
     documents,
+    edge,
     effects,
     events,
     goals,
@@ -64,6 +65,7 @@ app.add_typer(replay.app, name="replay")
 app.add_typer(agent.app, name="agent")
 app.command("ingest")(documents.ingest_command)
 app.add_typer(documents.app, name="documents")
+app.add_typer(edge.app, name="edge")
 
 
 def main() -> None:

@@ -46,7 +46,14 @@ from tests.support.time_travel import effect_of_unknown_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-LONG_RUNNING = ("janus relay", "janus project", "janus run", "janus serve")
+LONG_RUNNING = (
+    "janus relay",
+    "janus project",
+    "janus run",
+    "janus serve",
+    "janus edge start",
+    "janus edge ingest",
+)
 
 
 def long_running(line: str) -> bool:

@@ -236,6 +236,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/keys", Role.ADMIN),
     Endpoint("DELETE", "/v1/keys/{key_id}", Role.ADMIN),
     Endpoint("GET", "/v1/projections", Role.VIEWER),
+    Endpoint("GET", "/v1/edges", Role.VIEWER),
     Endpoint("GET", "/healthz", None),
     Endpoint("GET", "/readyz", None),
 ]
