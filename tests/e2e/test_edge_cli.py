@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from replay.cli import app
+from cli.main import app
 from typer.testing import CliRunner, Result
 
 from adapters.nats_leaf import LocalNatsServer, hub_plan

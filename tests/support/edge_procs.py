@@ -16,7 +16,7 @@ class Proc:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "replay.cli", *args],
+            [sys.executable, "-m", "cli.main", *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
