@@ -1,13 +1,14 @@
 """The vector view: chunks of every registered document, embedded, searchable, rebuildable.
 
-Not registered with any runner yet: the ingestion pipeline wires it once the Document events are
-final. The target (a VectorIndex) is not transactional with the log, so a batch is applied as
-idempotent upserts first (deterministic point ids: uuid5(document, chunk index, model digest)) and
-the position is stored in the collection after. A crash in between replays the batch into the
+Run by a KnowledgeRunner (projections/knowledge.py), which also keeps the generations. The
+target (a VectorIndex) is not transactional with the log, so a batch is applied as idempotent
+upserts first (deterministic point ids: uuid5(document, chunk index, model digest)) and the
+position is stored in the collection after. A crash in between replays the batch into the
 same points; events at or below the stored position are skipped.
 
 The collection name carries the model (`<prefix>__<model>-<digest12>`): another model is another
-collection, built beside the live one and switched to by alias (blue/green).
+collection, built beside the live one and switched to by alias (blue/green): readers resolve the
+alias (`prefix`), each generation is a collection of its own (`collection`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class VectorProjection:
         *,
         prefix: str = DEFAULT_PREFIX,
         embed_batch: int = DEFAULT_EMBED_BATCH,
+        collection: str | None = None,
     ) -> None:
         if embed_batch <= 0:
             raise ValueError("embed_batch must be positive")
@@ -74,9 +76,14 @@ class VectorProjection:
         self.blobs = blobs
         self.extractor = extractor
         self.chunking = chunking or ChunkSpec()
-        self.collection = collection_name(prefix, embedder)
+        self.alias = prefix
+        self.base = collection_name(prefix, embedder)
+        self.collection = collection or self.base
         self.embed_batch = embed_batch
         self._position: int | None = None
+        # Documents whose text could not be extracted (reason), or None once they no longer
+        # fail (indexed again, retracted); the runner records and clears them.
+        self.failed: dict[UUID, str | None] = {}
 
     def spec(self) -> dict[str, Any]:
         """What this view is built with; a change of any of it needs a rebuild."""
@@ -117,6 +124,7 @@ class VectorProjection:
                 self._index(logged.originator_id, event, Provenance.of(logged))
             case Document.Retracted():
                 self.retract(logged.originator_id)
+                self.failed[logged.originator_id] = None
             case _:
                 pass
 
@@ -130,7 +138,9 @@ class VectorProjection:
         except ExtractionFailed as failed:
             # The object view records the reason; here the document simply has no chunks.
             log.info("vector view: document %s has no text: %s", document_id, failed.reason)
+            self.failed[document_id] = failed.reason
             return
+        self.failed[document_id] = None
         chunks = chunk_text(text, self.chunking)
         for start in range(0, len(chunks), self.embed_batch):
             batch = chunks[start : start + self.embed_batch]
@@ -201,6 +211,7 @@ class VectorProjection:
             "sha256": event.sha256,
             "blob_key": registered_blob_key(event),
             "source": event.source_uri,
+            "title": event.title,
             "media_type": event.content_type,
             "event_id": str(prov.event_id),
             "position": prov.position,
