@@ -30,7 +30,7 @@ from api.freshness import ViewWaiter
 from api.guard import BrowserGuard
 from api.idempotency import ResponseStore
 from api.reads import ReadModel
-from api.routes import confirmations, effects, events, goals, jobs, keys, ops
+from api.routes import confirmations, effects, events, goals, jobs, keys, ops, search
 from api.settings import ApiSettings, auth_required
 from api.telemetry import RequestSpans, auth_denials, meter_provider, tracer_provider
 from bootstrap.container import Janus
@@ -146,7 +146,8 @@ def create_app(
         responses=responses,
         denials=auth_denials(metrics.get_meter("janus.api")),
         runtime=runtime,
-        projections=list(janus.projections.runners.values()),
+        # The SQL views gate readiness; the knowledge views' status is `janus projections status`.
+        projections=[janus.relational],
     )
 
     @asynccontextmanager
@@ -181,7 +182,7 @@ def create_app(
         RequestSpans, tracer=traces.get_tracer("janus.api"), meter=metrics.get_meter("janus.api")
     )
     problems.install(app)
-    for module in (goals, confirmations, effects, jobs, events, keys, ops):
+    for module in (goals, confirmations, effects, jobs, events, keys, ops, search):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

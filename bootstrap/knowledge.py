@@ -24,7 +24,7 @@ from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
 from adapters.graph_neo4j import Neo4jGraphStore
 from adapters.minio_blobs import MinioBlobStore
-from adapters.vectors import QdrantVectorIndex, VectorIndex
+from adapters.vectors import QdrantVectorIndex, VectorIndex, VectorIndexError
 from bootstrap.settings import Settings
 from event_store.reader import NotificationReader
 from projections.knowledge import (
@@ -36,8 +36,9 @@ from projections.knowledge import (
     graph_view,
 )
 from projections.objects import ObjectProjection
+from projections.registry import TargetUnavailable
 from projections.search import VectorSearch
-from projections.vector import VectorProjection
+from projections.vector import DEFAULT_PREFIX, VectorProjection
 
 __all__ = [
     "KNOWLEDGE_VIEWS",
@@ -169,8 +170,14 @@ class KnowledgeParts:
         return GraphGenerations(self.graph, graph)
 
     def search(self) -> VectorSearch:
+        """Search over the vector view; TargetUnavailable when its index cannot be opened here
+        (the embedded folder held by another process: the message names it)."""
         with self._opening:
-            return VectorSearch(self.index, self.embedder, self.vector_projection().alias)
+            try:
+                index = self.index
+            except VectorIndexError as error:
+                raise TargetUnavailable(str(error)) from error
+            return VectorSearch(index, self.embedder, DEFAULT_PREFIX)
 
     def close(self) -> None:
         for name in ("index", "graph"):

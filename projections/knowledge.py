@@ -24,7 +24,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple, Protocol
 from uuid import UUID
@@ -265,7 +265,6 @@ def graph_view(*args: Any, **kwargs: Any) -> KnowledgeProjection:
 @dataclass(frozen=True)
 class KnowledgeStatus(ProjectionStatus):
     target: str | None = None
-    failed_documents: tuple[tuple[str, str], ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -371,6 +370,12 @@ class KnowledgeRunner:
 
     def retry(self) -> None:
         self._set_state(RUNNING, None, None)
+
+    def skip(self, position: int) -> None:
+        raise ValueError(
+            f"{self.name} cannot skip an event: its position lives in its target; fix the cause "
+            "(say, put the missing blob back) and retry, or retract the document and rebuild"
+        )
 
     def _set_state(self, state: str, error: str | None, at: int | None) -> None:
         with self.engine.begin() as conn:

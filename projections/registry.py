@@ -62,6 +62,9 @@ class Runner(Protocol):
 
     def retry(self) -> None: ...
 
+    def skip(self, position: int) -> None:
+        """Step over the stalled event at ``position``; ValueError when that cannot be done."""
+
 
 @dataclass(frozen=True)
 class Projections:

@@ -631,6 +631,7 @@ def effects_reconcile(
 def _register_operational_commands() -> None:
     """Commands that live in their own modules; imported here so ``replay.cli`` stays the root."""
     from api.serve import serve_command
+    from cli.search import search
     from replay import projections_cli
     from replay.agent_cli import app as agent_app
     from replay.agent_cli import goals_answer
@@ -643,6 +644,7 @@ def _register_operational_commands() -> None:
     app.command("relay")(relay)
     app.command("project")(project)
     app.command("serve")(serve_command)
+    app.command("search")(search)
     app.add_typer(projections_cli.app, name="projections")
     app.add_typer(keys_app, name="keys")
     app.add_typer(audit_app, name="audit")

@@ -1,0 +1,97 @@
+"""``janus search "text"``: the chunks closest in meaning, with their document and citation.
+
+With the embedded default this process opens the vector view's Qdrant folder itself and first
+brings the view up to the log's head (it is then the view's one process); while `janus serve`
+or `janus run` holds that folder the command stops with one line naming the holder: search
+through the running server (`POST /v1/search`) instead. With a Qdrant server the view is kept by
+its projector and the command only reads.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, NoReturn
+from uuid import UUID
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bootstrap.container import Janus
+from bootstrap.settings import Settings
+from commands.errors import StoreUnavailable
+from projections.registry import TargetUnavailable
+from projections.runner import ProjectionStalled
+from projections.search import SearchFilters, SearchResult, ViewNotReady
+
+CATCH_UP_SECONDS = 600.0
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=100, help="How many chunks.")] = 5,
+    document: Annotated[
+        UUID | None, typer.Option("--document", help="Only this document's chunks.")
+    ] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
+    since: Annotated[
+        datetime | None, typer.Option("--from", help="Documents registered at or after this.")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option("--to", help="Documents registered at or before this.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Semantic search over the ingested documents' chunks (the vector view)."""
+    if not query.strip():
+        _fail("the query is empty")
+    try:
+        janus = Janus.for_cli(Settings())
+    except StoreUnavailable as error:
+        _fail(str(error))
+    try:
+        hits = _search(janus, query, k, SearchFilters(document, source, since, until))
+    except (TargetUnavailable, ViewNotReady, ProjectionStalled, TimeoutError) as error:
+        _fail(f"the vector view: {error}")
+    finally:
+        janus.close()
+    if as_json:
+        typer.echo(json.dumps({"hits": [h.as_dict() for h in hits]}, indent=2))
+        return
+    Console(highlight=False).print(_table(hits) if hits else "no matching chunks")
+
+
+def _search(janus: Janus, query: str, k: int, filters: SearchFilters) -> list[SearchResult]:
+    searcher = janus.knowledge.search()  # opens the index: refused while another process has it
+    if janus.settings.qdrant_url is None:
+        view = janus.knowledge_views["vector"]
+        view.setup()
+        with Console(stderr=True).status("bringing the vector view up to date"):
+            view.catch_up(timeout=CATCH_UP_SECONDS)
+    return searcher.search(query, k, filters)
+
+
+def _table(hits: list[SearchResult]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("score", "document", "chunk", "snippet"):
+        table.add_column(column, justify="right" if column in ("score", "chunk") else "left")
+    for hit in hits:
+        citation = hit.citation
+        document = f"{citation.title or hit.document_id}\n{citation.source}"
+        table.add_row(
+            f"{hit.score:.3f}",
+            escape(document),
+            f"{citation.chunk_index} @{citation.char_offset}",
+            escape(hit.snippet),
+        )
+    return table
+
+
+def _fail(message: str) -> NoReturn:
+    Console(stderr=True, highlight=False).print(
+        f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True
+    )
+    raise typer.Exit(1)
