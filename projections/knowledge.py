@@ -424,8 +424,14 @@ class KnowledgeRunner:
         """
         generations = self.generations
         live = _target_call(generations.live)
-        if live is None or generations.generation_of(live) is None:
-            # The first start, or the live generation is another model's: build ours.
+        if live is None:
+            # The first start: an empty first generation goes live at once and fills batch by
+            # batch, each one resumable, like any later start.
+            live = generations.target(1)
+            _target_call(generations.open(live).start)
+            _target_call(lambda: generations.switch(live))
+        elif generations.generation_of(live) is None:
+            # The live generation is another model's: build ours beside it, then switch.
             self.rebuild()
             live = _target_call(generations.live)
         assert live is not None

@@ -106,6 +106,8 @@ class VectorSearch:
                 f"the vector view has no collection for model {self.embedder.model_name} yet"
                 + (f" (live: {live})" if live else "")
             )
+        if self.index.count(live) == 0:
+            return []  # nothing to find: spare loading the model for the query
         vector = self.embedder.embed_query(query)
         hits = self.index.search(live, vector, k, (filters or SearchFilters()).where() or None)
         return [_result(hit.id, hit.score, hit.payload) for hit in hits]

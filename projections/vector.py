@@ -34,7 +34,8 @@ __all__ = ["Drift", "VectorProjection", "payload_digest"]
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "chunks"
-DEFAULT_EMBED_BATCH = 64
+# Chunks embedded and upserted per call, across documents (the embedder batches within it).
+DEFAULT_EMBED_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class VectorProjection:
         # Documents whose text could not be extracted (reason), or None once they no longer
         # fail (indexed again, retracted); the runner records and clears them.
         self.failed: dict[UUID, str | None] = {}
+        self._pending: list[tuple[UUID, Document.Registered, Provenance, Chunk]] = []
 
     def spec(self) -> dict[str, Any]:
         """What this view is built with; a change of any of it needs a rebuild."""
@@ -110,8 +112,13 @@ class VectorProjection:
     def apply(self, events: Sequence[LoggedEvent]) -> int:
         """Apply a batch in order, then store its last position; returns how many were new."""
         fresh = [e for e in events if e.position > self.position]
-        for logged in fresh:
-            self.process_event(logged)
+        try:
+            for logged in fresh:
+                self.process_event(logged)
+            self.flush()
+        except BaseException:
+            self._pending = []  # the batch is applied again from the stored position
+            raise
         if fresh:
             # After the upserts: a crash before this line replays the batch into the same points.
             self.index.set_position(self.collection, fresh[-1].position)
@@ -130,7 +137,21 @@ class VectorProjection:
 
     def retract(self, document_id: UUID) -> None:
         """Remove a document's points (a retraction or a failed ingestion)."""
+        self.flush()  # points of earlier events first, so none of them outlives the delete
         self.index.delete_by_document(self.collection, document_id)
+
+    def flush(self) -> None:
+        """Embed and upsert the buffered chunks: across documents, in batches, so the model and
+        the index see a few large calls rather than one small one per document."""
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), self.embed_batch):
+            part = pending[start : start + self.embed_batch]
+            vectors = self.embedder.embed_documents([chunk.text for *_, chunk in part])
+            points = [
+                self._point(document_id, event, prov, chunk, vector)
+                for (document_id, event, prov, chunk), vector in zip(part, vectors, strict=True)
+            ]
+            self.index.upsert(self.collection, points)
 
     def _index(self, document_id: UUID, event: Document.Registered, prov: Provenance) -> None:
         try:
@@ -141,15 +162,11 @@ class VectorProjection:
             self.failed[document_id] = failed.reason
             return
         self.failed[document_id] = None
-        chunks = chunk_text(text, self.chunking)
-        for start in range(0, len(chunks), self.embed_batch):
-            batch = chunks[start : start + self.embed_batch]
-            vectors = self.embedder.embed_documents([c.text for c in batch])
-            points = [
-                self._point(document_id, event, prov, chunk, vector)
-                for chunk, vector in zip(batch, vectors, strict=True)
-            ]
-            self.index.upsert(self.collection, points)
+        self._pending.extend(
+            (document_id, event, prov, chunk) for chunk in chunk_text(text, self.chunking)
+        )
+        if len(self._pending) >= self.embed_batch:
+            self.flush()
 
     def verify(self, events: Iterable[LoggedEvent]) -> Drift:
         """Compare the stored points (ids and payload digests) with what `events` imply.

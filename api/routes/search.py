@@ -82,7 +82,7 @@ async def search(body: SearchIn, read: Viewer) -> SearchOut:
 def _search(api: ApiContext, body: SearchIn) -> SearchOut:
     view = api.janus.knowledge_views[VIEW]
     waiter = ViewWaiter(
-        view, api.janus.reader, api.settings.read_wait_seconds, drive=api.runtime is not None
+        view, api.janus.reader, api.settings.read_wait_seconds, drive=api.waiter.drive
     )
     filters = SearchFilters(body.document_id, body.source, body.recorded_from, body.recorded_to)
     try:
