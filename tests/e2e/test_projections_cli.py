@@ -201,7 +201,9 @@ def test_retry_and_skip_take_a_stalled_view_past_its_poison_event(janus: Janus) 
 )
 @pytest.mark.usefixtures("env")
 def test_an_unknown_projection_is_one_clear_line(args: tuple[str, ...]) -> None:
-    assert_clean_failure(cli(*args), "unknown projection 'nope'", "known: graph, objects, relational, vector")
+    assert_clean_failure(
+        cli(*args), "unknown projection 'nope'", "known: graph, objects, relational, vector"
+    )
 
 
 @pytest.mark.usefixtures("env")

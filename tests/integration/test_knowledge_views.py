@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from adapters.chunking import chunk_id
+from bootstrap.agent import build_retriever
 from bootstrap.container import Janus
-from bootstrap.settings import Settings
+from bootstrap.process import JanusProcess
 from projections.knowledge import KnowledgeRunner
 from projections.search import SearchFilters
+from tests.servers import wait_until
 from tests.support.documents import ingest, retract
+from tests.support.knowledge import knowledge_janus
 
 CAT = "The cat sits on the mat and purrs.\n\n" * 30
 MARKET = "Shares fell sharply when the market opened on Monday.\n\n" * 20
@@ -20,19 +24,8 @@ MARKET = "Shares fell sharply when the market opened on Monday.\n\n" * 20
 
 @pytest.fixture
 def janus(tmp_path: Path) -> Iterator[Janus]:
-    janus = Janus.build(
-        Settings(
-            home=tmp_path / "janus",
-            database_url=None,
-            embedding_model="hashing",
-            chunk_size=200,
-            chunk_overlap=20,
-        )
-    )
-    for view in janus.knowledge_views.values():
-        view.setup()
-    yield janus
-    janus.close()
+    with knowledge_janus(tmp_path / "janus") as janus:
+        yield janus
 
 
 def run(janus: Janus, name: str) -> KnowledgeRunner:
@@ -138,3 +131,44 @@ def test_verify_finds_a_point_the_log_does_not_imply(janus: Janus) -> None:
     _, drift = vector.verify()
 
     assert drift.missing == [point.id]  # type: ignore[attr-defined]
+
+
+def test_the_real_model_finds_the_document_closest_in_meaning(tmp_path: Path) -> None:
+    with knowledge_janus(tmp_path / "real", embedding_model="all-MiniLM-L6-v2") as janus:
+        rug, _ = ingest(janus, "The feline dozed on the rug all afternoon.", "file:///rug.txt")
+        ingest(janus, "Stock markets dropped after the earnings report.", "file:///stocks.txt")
+        ingest(janus, "The recipe calls for flour, sugar and two eggs.", "file:///cake.txt")
+        run(janus, "vector")
+
+        [best] = janus.knowledge.search().search("a cat sleeping on a carpet", k=1)
+
+    assert best.document_id == rug  # no word in common: only the meaning matches
+
+
+def test_the_agent_retrieves_chunks_whose_ids_are_point_ids(janus: Janus) -> None:
+    cat, _ = ingest(janus, CAT, "file:///notes/cat.txt")
+    run(janus, "vector")
+    retriever = build_retriever(janus)
+
+    found = retriever.retrieve("where does the cat sit", limit=2)
+
+    digest = janus.knowledge.embedder.digest
+    chunk_ids = {str(chunk_id(cat, index, digest)) for index in range(20)}
+    assert found.items and set(found.ids) <= chunk_ids
+    assert "cat.txt" in found.items[0].text
+    assert found.position == janus.reader.head()
+
+
+def test_the_all_in_one_process_keeps_the_knowledge_views_current(janus: Janus) -> None:
+    process = JanusProcess(janus, poll_interval=0.05)
+    process.start()
+    try:
+        cat, position = ingest(janus, CAT, "file:///notes/cat.txt")
+        for view in janus.knowledge_views.values():
+            wait_until(lambda view=view: view.position >= position, timeout=60)
+        [hit] = janus.knowledge.search().search("cat on the mat", k=1)
+        assert hit.document_id == cat
+        roles = {name for name in process.roles if name.startswith("projections:")}
+        assert roles == {"projections:objects", "projections:vector", "projections:graph"}
+    finally:
+        process.stop()
