@@ -27,14 +27,14 @@ from adapters.minio_blobs import MinioBlobStore
 from adapters.vectors import QdrantVectorIndex, VectorIndex, VectorIndexError
 from bootstrap.settings import Settings
 from event_store.reader import NotificationReader
-from projections.knowledge import (
+from projections.generations import (
     Generations,
     GraphGenerations,
-    KnowledgeRunner,
     ObjectGenerations,
     VectorGenerations,
     graph_view,
 )
+from projections.knowledge import KnowledgeRunner
 from projections.objects import ObjectProjection
 from projections.registry import TargetUnavailable
 from projections.search import VectorSearch

@@ -19,15 +19,12 @@ a crash in between replays the batch onto the same objects, points and nodes. Th
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, NamedTuple, Protocol
-from uuid import UUID
+from typing import Any, NamedTuple
 
 from eventsourcing.persistence import Notification
 from qdrant_client.http.exceptions import ResponseHandlingException
@@ -35,12 +32,11 @@ from sqlalchemy import Column, MetaData, String, Table, Text, delete, inspect, s
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from adapters.blobs import BlobNotFound, BlobStore, BlobStoreError
-from adapters.graph import GraphStore, GraphStoreError
-from adapters.vectors import VectorIndex, VectorIndexError
+from adapters.blobs import BlobNotFound, BlobStoreError
+from adapters.graph import GraphStoreError
+from adapters.vectors import VectorIndexError
 from event_store.reader import LoggedEvent, NotificationReader
-from projections.graph import GraphProjection
-from projections.objects import ObjectProjection
+from projections.generations import Checked, Generations, KnowledgeProjection
 from projections.registry import TargetUnavailable
 from projections.runner import (
     POSITION,
@@ -52,17 +48,8 @@ from projections.runner import (
     event_time,
     projection_positions,
 )
-from projections.vector import VectorProjection
 
-__all__ = [
-    "GraphGenerations",
-    "KnowledgeProjection",
-    "KnowledgeRunner",
-    "KnowledgeStatus",
-    "ObjectGenerations",
-    "RebuildResult",
-    "VectorGenerations",
-]
+__all__ = ["KnowledgeProjection", "KnowledgeRunner", "KnowledgeStatus", "RebuildResult"]
 
 log = logging.getLogger(__name__)
 
@@ -87,179 +74,6 @@ knowledge_failures = Table(
     Column("reason", Text, nullable=False),
     Column("position", POSITION, nullable=False),
 )
-
-
-class Checked(Protocol):
-    @property
-    def clean(self) -> bool: ...
-
-
-class KnowledgeProjection(Protocol):
-    """What ObjectProjection, VectorProjection and GraphProjection have in common."""
-
-    name: ClassVar[str]
-    failed: dict[UUID, str | None]
-
-    def start(self) -> int: ...
-
-    @property
-    def position(self) -> int: ...
-
-    def apply(self, events: Sequence[LoggedEvent]) -> int: ...
-
-    def verify(self, events: Iterable[LoggedEvent]) -> Checked: ...
-
-
-class Generations(ABC):
-    """Where a view's generations live in its target, and which one readers see."""
-
-    name: ClassVar[str]
-
-    @abstractmethod
-    def live(self) -> str | None:
-        """The live generation's target (collection, prefix, namespace); None before any."""
-
-    @abstractmethod
-    def target(self, generation: int) -> str: ...
-
-    @abstractmethod
-    def open(self, target: str) -> KnowledgeProjection: ...
-
-    @abstractmethod
-    def switch(self, target: str) -> None:
-        """Make ``target`` the live generation in one atomic step."""
-
-    @abstractmethod
-    def drop(self, target: str) -> None: ...
-
-    @property
-    @abstractmethod
-    def pattern(self) -> str:
-        """A regex with one group, the generation number, matching this view's targets."""
-
-    def generation_of(self, target: str | None) -> int | None:
-        """The generation a target holds, None when it is not one of ours (say, another model's
-        collection: then the view must be built again for this one)."""
-        found = re.fullmatch(self.pattern, target or "")
-        return int(found.group(1)) if found else None
-
-
-class VectorGenerations(Generations):
-    """Collections ``chunks__<model>-<digest>__g<N>`` behind the alias ``chunks``."""
-
-    name = "vector"
-
-    def __init__(self, index: VectorIndex, make: Callable[[str | None], VectorProjection]) -> None:
-        self.index = index
-        self.make = make
-        template = make(None)
-        self.alias, self.base = template.alias, template.base
-
-    @property
-    def pattern(self) -> str:
-        return rf"{re.escape(self.base)}__g(\d+)"
-
-    def live(self) -> str | None:
-        return self.index.alias_target(self.alias)
-
-    def target(self, generation: int) -> str:
-        return f"{self.base}__g{generation}"
-
-    def open(self, target: str) -> VectorProjection:
-        return self.make(target)
-
-    def switch(self, target: str) -> None:
-        self.index.set_alias(self.alias, target)
-
-    def drop(self, target: str) -> None:
-        self.index.drop(target)
-
-
-class ObjectGenerations(Generations):
-    """Prefixes ``views/objects/g<N>``; the live one named by ``views/objects/live.json``."""
-
-    name = "objects"
-    root = "views/objects"
-
-    def __init__(self, blobs: BlobStore, make: Callable[[str], ObjectProjection]) -> None:
-        self.blobs = blobs
-        self.make = make
-
-    @property
-    def pattern(self) -> str:
-        return rf"{re.escape(self.root)}/g(\d+)"
-
-    @property
-    def pointer(self) -> str:
-        return f"{self.root}/live.json"
-
-    def live(self) -> str | None:
-        try:
-            return str(self.blobs.get_json(self.pointer)["prefix"])
-        except BlobNotFound:
-            return None
-
-    def target(self, generation: int) -> str:
-        return f"{self.root}/g{generation}"
-
-    def open(self, target: str) -> ObjectProjection:
-        return self.make(target)
-
-    def switch(self, target: str) -> None:
-        # One object overwritten whole: readers see the old prefix or the new one.
-        position = self.make(target).start()
-        self.blobs.put_json(
-            self.pointer, {"prefix": target}, event_id=UUID(int=0), position=position
-        )
-
-    def drop(self, target: str) -> None:
-        for key in list(self.blobs.list_keys(f"{target}/")):
-            self.blobs.delete(key)
-
-
-class _GraphView(GraphProjection):
-    failed: dict[UUID, str | None]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The graph shows a document without text as a node without chunks; the object and
-        # vector views name the reason.
-        self.failed = {}
-
-
-class GraphGenerations(Generations):
-    """Namespaces ``graph_g<N>`` behind the alias ``graph``."""
-
-    name = "graph"
-    alias = "graph"
-
-    def __init__(self, store: GraphStore, make: Callable[..., KnowledgeProjection]) -> None:
-        self.store = store
-        self.make = make
-
-    @property
-    def pattern(self) -> str:
-        return rf"{self.alias}_g(\d+)"
-
-    def live(self) -> str | None:
-        return self.store.alias_target(self.alias)
-
-    def target(self, generation: int) -> str:
-        return f"{self.alias}_g{generation}"
-
-    def open(self, target: str) -> KnowledgeProjection:
-        return self.make(namespace=target)
-
-    def switch(self, target: str) -> None:
-        self.store.set_alias(self.alias, target)
-
-    def drop(self, target: str) -> None:
-        self.store.drop_namespace(target)
-
-
-def graph_view(*args: Any, **kwargs: Any) -> KnowledgeProjection:
-    """A GraphProjection with the ``failed`` map the runner reads (always empty)."""
-    return _GraphView(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -305,6 +119,7 @@ class KnowledgeRunner:
         self._target: str | None = None
         self._view: KnowledgeProjection | None = None
         self._applying = threading.RLock()
+        self._set_up = False
 
     @property
     def projection(self) -> _Identity:
@@ -328,6 +143,7 @@ class KnowledgeRunner:
                 )
                 .on_conflict_do_nothing()
             )
+        self._set_up = True
 
     def _row(self) -> Any:
         with self.engine.connect() as conn:
@@ -422,6 +238,8 @@ class KnowledgeRunner:
         Looked up before every batch: a rebuild in another process switches the live
         generation, and this runner follows at its next batch.
         """
+        if not self._set_up:  # whoever runs the view first registers it (idempotent)
+            self.setup()
         generations = self.generations
         live = _target_call(generations.live)
         if live is None:
