@@ -329,7 +329,7 @@ class KnowledgeRunner:
                 raise ProjectionStalled(f"{self.name} stalled at {row.error_position}: {row.error}")
             if row is not None and row.position >= target:
                 return int(row.position)
-            if self.run_once() == 0:
+            if self.run_once() == 0 and self._row().state != STALLED:
                 return self.position
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} did not reach {target} in {timeout}s")

@@ -12,10 +12,12 @@ from adapters.chunking import chunk_id
 from bootstrap.agent import build_retriever
 from bootstrap.container import Janus
 from bootstrap.process import JanusProcess
+from commands import models as m
 from projections.knowledge import KnowledgeRunner
+from projections.runner import ProjectionStalled
 from projections.search import SearchFilters
 from tests.servers import wait_until
-from tests.support.documents import ingest, retract
+from tests.support.documents import OPERATOR, ingest, retract
 from tests.support.knowledge import knowledge_janus
 
 CAT = "The cat sits on the mat and purrs.\n\n" * 30
@@ -172,3 +174,31 @@ def test_the_all_in_one_process_keeps_the_knowledge_views_current(janus: Janus) 
         assert roles == {"projections:objects", "projections:vector", "projections:graph"}
     finally:
         process.stop()
+
+
+def test_a_missing_blob_stalls_the_view_visibly_until_retried(janus: Janus) -> None:
+    data = CAT.encode()
+    stored = janus.knowledge.blobs.put(data, "text/plain")
+    janus.knowledge.blobs.delete(stored.key)  # the log will name bytes that are not there
+    missing = janus.commands.register_document(
+        m.RegisterDocument(
+            source_uri="file:///gone.txt",
+            content_type="text/plain",
+            sha256=stored.sha256,
+            size_bytes=stored.size,
+        ),
+        OPERATOR,
+    )
+    ingest(janus, MARKET, "file:///notes/market.txt")
+    vector = janus.knowledge_views["vector"]
+
+    with pytest.raises(ProjectionStalled):
+        vector.catch_up()
+    status = vector.status()
+    assert status.state == "stalled" and status.error_position == missing.position
+    assert "BlobNotFound" in (status.error or "")
+
+    janus.knowledge.blobs.put(data, "text/plain")
+    vector.retry()
+    assert vector.catch_up() == janus.reader.head()
+    assert vector.verify()[1].clean
