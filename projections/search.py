@@ -101,10 +101,12 @@ class VectorSearch:
         self, query: str, k: int = 10, filters: SearchFilters | None = None
     ) -> list[SearchResult]:
         live = self.index.alias_target(self.alias)
-        if live is None or not self._ours.fullmatch(live):
+        if live is None:
+            return []  # the view has not run yet: nothing is indexed (min_position waits for it)
+        if not self._ours.fullmatch(live):
             raise ViewNotReady(
-                f"the vector view has no collection for model {self.embedder.model_name} yet"
-                + (f" (live: {live})" if live else "")
+                f"the vector view is another model's ({live}) until its rebuild for "
+                f"{self.embedder.model_name} switches"
             )
         if self.index.count(live) == 0:
             return []  # nothing to find: spare loading the model for the query
