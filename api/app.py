@@ -40,6 +40,7 @@ from api.routes import (
     jobs,
     keys,
     ops,
+    search,
 )
 from api.settings import ApiSettings, auth_required
 from api.telemetry import RequestSpans, auth_denials, meter_provider, tracer_provider
@@ -161,7 +162,8 @@ def create_app(
         responses=responses,
         denials=auth_denials(metrics.get_meter("janus.api")),
         runtime=runtime,
-        projections=list(janus.projections.runners.values()),
+        # The SQL views gate readiness; the knowledge views' status is `janus projections status`.
+        projections=[janus.relational],
     )
 
     @asynccontextmanager
@@ -198,7 +200,18 @@ def create_app(
         RequestSpans, tracer=traces.get_tracer("janus.api"), meter=metrics.get_meter("janus.api")
     )
     problems.install(app)
-    for module in (goals, confirmations, effects, jobs, events, keys, ops, documents, edges):
+    for module in (
+        goals,
+        confirmations,
+        effects,
+        jobs,
+        events,
+        keys,
+        ops,
+        documents,
+        edges,
+        search,
+    ):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapters.clock import Clock, SystemClock
 from adapters.effects import EffectRegistry, Ledger, SimulatedDoorLock, SimulatedNotifier
 from adapters.locks import FileLeaderLock, LeaderLock, PostgresLeaderLock
+from bootstrap.knowledge import KnowledgeParts, knowledge_runners
 from bootstrap.settings import Settings
 from commands.errors import StoreUnavailable
 from commands.executor import Executor
@@ -24,8 +25,9 @@ from commands.service import CommandService
 from event_store.application import JanusApplication
 from event_store.faults import describe
 from event_store.reader import NotificationReader
+from projections.knowledge import KnowledgeRunner
 from projections.queries import Views
-from projections.registry import FeedSource, Projections
+from projections.registry import FeedSource, Projections, Runner
 from projections.relational import RelationalProjection
 from projections.runner import ProjectionRunner
 
@@ -105,6 +107,8 @@ class Janus:
     relational: ProjectionRunner
     effects: EffectRegistry
     clock: Clock
+    knowledge: KnowledgeParts
+    knowledge_views: dict[str, KnowledgeRunner]
     _locks: list[LeaderLock] = field(default_factory=list)
 
     @classmethod
@@ -137,6 +141,8 @@ class Janus:
         commands = CommandService(
             runner, clock, settings.confirmation_ttl_seconds, effects.catalogue
         )
+        # Opened on first use only: a CLI call that never touches them takes no embedded lock.
+        knowledge = KnowledgeParts(settings)
         return cls(
             settings=settings,
             app=app,
@@ -147,6 +153,8 @@ class Janus:
             relational=relational,
             effects=effects,
             clock=clock,
+            knowledge=knowledge,
+            knowledge_views=knowledge_runners(knowledge, reader, engine),
         )
 
     @classmethod
@@ -157,7 +165,9 @@ class Janus:
     @property
     def projections(self) -> Projections:
         """Every projection this node can run, by name: the one registry."""
-        return Projections({self.relational.name: self.relational}, self.leader_lock)
+        runners: dict[str, Runner] = {self.relational.name: self.relational}
+        runners.update(self.knowledge_views)
+        return Projections(runners, self.leader_lock)
 
     def feed_source(self) -> FeedSource:
         """Where this node's projectors read events from (JetStream when NATS is configured)."""
@@ -199,5 +209,8 @@ class Janus:
     def close(self) -> None:
         for lock in self._locks:
             lock.release()
+        for view in self.knowledge_views.values():
+            view.close()
+        self.knowledge.close()
         self.views_engine.dispose()
         self.app.close()

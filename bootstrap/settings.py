@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=1000, ge=1, le=100_000)
     chunk_overlap: int = Field(default=150, ge=0, le=99_999)
     ingest_max_bytes: int = Field(default=50 * 1024**2, ge=1, le=2**40)
+    runtime_views: str = Field(
+        default="objects,vector,graph",
+        pattern=r"^(none|((objects|vector|graph)(,(objects|vector|graph))*))$",
+        description="The knowledge views `janus run`/`janus serve` keep current (comma list, or "
+        "none when `janus project <view>` processes run them).",
+    )
 
     agent_enabled: bool = Field(
         default=True, description="Run the agent in `janus run` and the embedded process."

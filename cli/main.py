@@ -28,6 +28,7 @@ from cli import (
     relay,
     replay,
     run,
+    search,
     serve,
 )
 from cli.common import Boundary
@@ -66,6 +67,7 @@ app.add_typer(agent.app, name="agent")
 app.command("ingest")(documents.ingest_command)
 app.add_typer(documents.app, name="documents")
 app.add_typer(edge.app, name="edge")
+app.command("search")(search.search)
 
 
 def main() -> None:

@@ -21,7 +21,9 @@ from sqlalchemy import select
 
 from adapters.role_status import read_roles
 from bootstrap.container import Janus
+from bootstrap.knowledge import KNOWLEDGE_VIEWS
 from bootstrap.status import role_running
+from cli import knowledge_views
 from cli.common import BadInput, JsonFlag, cli_errors, fail, open_janus, out, print_json
 from projections.rebuild import (
     ProgressCallback,
@@ -231,6 +233,8 @@ def _note(s: ProjectionStatus) -> str:
         notes.append(f"built by version {s.version}: rebuild to get version {s.code_version}")
     if s.skipped:
         notes.append(f"skipped {', '.join(map(str, s.skipped))}")
+    if s.failed_documents:
+        notes.append(f"{len(s.failed_documents)} documents failed (see --json)")
     return "; ".join(notes)
 
 
@@ -243,6 +247,8 @@ def rebuild_command(name: ProjectionName) -> None:
 
     Readers keep the old view until the switch and see the complete new one after it.
     """
+    if name in KNOWLEDGE_VIEWS:
+        return knowledge_views.rebuild(name)
     with cli_errors(), open_janus() as janus:
         runner_for(janus.projections, name)
         with _progress(f"rebuilding {name}") as progress:
@@ -260,6 +266,8 @@ def verify_command(name: ProjectionName, as_json: JsonFlag = False) -> None:
 
     Exits 1 when they differ.
     """
+    if name in KNOWLEDGE_VIEWS:
+        return knowledge_views.verify(name, as_json)
     with cli_errors(), open_janus() as janus:
         runner_for(janus.projections, name)
         with _progress(f"verifying {name}") as progress:

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from adapters.blobs import BlobNotFound, BlobStore
 from adapters.extraction import DocumentExtractor
+from projections.generations import ObjectGenerations
 from projections.objects import ObjectProjection
 
 __all__ = ["DocumentInView", "ViewStatusReader", "object_view_reader", "views_of"]
@@ -38,11 +39,16 @@ ViewStatusReader = Callable[[UUID], DocumentInView | None]
 
 
 def object_view_reader(blobs: BlobStore) -> ViewStatusReader:
-    """The object view's manifest of a document: its status and chunk list."""
-    layout = ObjectProjection(blobs, DocumentExtractor())
+    """The object view's manifest of a document in the live generation: status and chunk list."""
+    generations = ObjectGenerations(
+        blobs, lambda prefix: ObjectProjection(blobs, DocumentExtractor(), prefix=prefix)
+    )
 
     def read(document_id: UUID) -> DocumentInView | None:
-        key = layout.manifest_key(document_id)
+        live = generations.live()
+        if live is None:  # the object view has not started yet
+            return None
+        key = generations.open(live).manifest_key(document_id)
         try:
             manifest = blobs.get_json(key)
             position = blobs.stat(key).position

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cli.main import app
 from typer.testing import CliRunner, Result
 
 from adapters.nats_leaf import LocalNatsServer, hub_plan
+from cli.main import app
 from tests.servers import free_port, unique_name, wait_until
 from tests.support.cli import assert_clean_failure
 from tests.support.edge_procs import Proc, env_for
