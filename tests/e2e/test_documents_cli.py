@@ -9,11 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adapters.extraction import DocumentExtractor
 from bootstrap.container import Janus
 from bootstrap.documents import build_blob_store
 from bootstrap.settings import Settings
-from projections.objects import ObjectProjection
 from tests.support.cli import as_json, assert_clean_failure, cli, ok
 from tests.support.documents import write_notes
 
@@ -32,9 +30,9 @@ def run_object_view(home: Path) -> None:
     """What the object projector does: extract and chunk every registered document."""
     janus = Janus.build(Settings(home=home))
     try:
-        view = ObjectProjection(build_blob_store(janus.settings), DocumentExtractor())
-        view.start()
-        view.apply([janus.reader.decode(n) for n in janus.reader.read_after(0, 1_000)])
+        view = janus.knowledge_views["objects"]
+        view.setup()
+        view.catch_up(timeout=60)
     finally:
         janus.close()
 

@@ -9,13 +9,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from adapters.extraction import DocumentExtractor
 from api.settings import ApiSettings
 from bootstrap.container import Janus
 from bootstrap.documents import build_blob_store
 from domain.api_key import Role
 from domain.document import Document
-from projections.objects import ObjectProjection
 from tests.s3_server import S3Endpoint, unique_bucket
 from tests.support.api import Api, is_problem, serve_api
 from tests.support.documents import HTML_PAGE, pdf_bytes
@@ -56,9 +54,10 @@ def registered_count(janus: Janus) -> int:
 
 
 def run_object_view(janus: Janus) -> None:
-    view = ObjectProjection(build_blob_store(janus.settings), DocumentExtractor())
-    view.start()
-    view.apply([janus.reader.decode(n) for n in janus.reader.read_after(0, 10_000)])
+    """What the object projector does (its live generation): extract and chunk every document."""
+    view = janus.knowledge_views["objects"]
+    view.setup()
+    view.catch_up(timeout=60)
 
 
 def test_an_upload_is_stored_recorded_and_readable_at_its_position(api: Api) -> None:

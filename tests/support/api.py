@@ -237,6 +237,7 @@ ENDPOINTS = [
     Endpoint("DELETE", "/v1/keys/{key_id}", Role.ADMIN),
     Endpoint("GET", "/v1/projections", Role.VIEWER),
     Endpoint("GET", "/v1/edges", Role.VIEWER),
+    Endpoint("POST", "/v1/search", Role.VIEWER, {"query": "front door"}),
     Endpoint("GET", "/healthz", None),
     Endpoint("GET", "/readyz", None),
 ]
