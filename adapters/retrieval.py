@@ -17,7 +17,7 @@ from uuid import UUID
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
-from projections.relational import goals
+from projections.relational.tables import goals
 
 WORD = re.compile(r"[a-z0-9]{3,}")
 STOP_WORDS = frozenset({"the", "and", "for", "all", "with", "please", "this", "that"})

@@ -22,7 +22,7 @@ from api import schemas as s
 from api.document_schemas import DocumentOut, document_out
 from api.problems import invalid_field
 from commands.errors import NotFound
-from projections.relational import (
+from projections.relational.tables import (
     audit,
     confirmations,
     decisions,

@@ -15,7 +15,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.engine import Engine, RowMapping
 
-from projections.relational import (
+from projections.relational.tables import (
     audit,
     confirmations,
     documents,
