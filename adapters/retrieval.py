@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
 from projections.registry import TargetUnavailable
-from projections.relational import goals
+from projections.relational.tables import goals
 from projections.search import SearchResult, ViewNotReady
 
 log = logging.getLogger(__name__)

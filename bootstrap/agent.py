@@ -33,7 +33,7 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands.agent import Agent
 from commands.agent_step import AgentConfig
-from projections.relational import confirmations
+from projections.relational.tables import confirmations
 from projections.search import SearchResult
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from cli.common import (
     resolve,
 )
 from commands import models as m
-from projections import relational
+from projections.relational import tables as relational
 from replay import render
 
 app = typer.Typer(no_args_is_help=True, help="Answer hazardous actions waiting for a human.")

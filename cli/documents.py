@@ -43,7 +43,7 @@ from commands.ingest import Ingested, IngestRefused
 from domain.document import DocumentStatus
 from domain.errors import DomainError
 from projections.document_views import views_of
-from projections.relational import documents
+from projections.relational.tables import documents
 from replay import render
 
 app = typer.Typer(

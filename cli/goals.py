@@ -33,7 +33,7 @@ from commands import models as m
 from commands.agent_commands import AgentCommands, AnswerQuestion
 from commands.invocation import CommandResult
 from domain.confirmation import HazardClass
-from projections import relational
+from projections.relational import tables as relational
 from replay import render
 
 app = typer.Typer(no_args_is_help=True, help="Submit goals and record decisions on them.")

@@ -24,7 +24,7 @@ from cli.common import (
 )
 from commands import models as m
 from commands.errors import NotFound
-from projections import relational
+from projections.relational import tables as relational
 from replay import render
 
 app = typer.Typer(no_args_is_help=True, help="Recurring and one-off scheduled actions.")

@@ -37,7 +37,7 @@ from cli.common import (
     when,
 )
 from domain.goal import Goal
-from projections import relational
+from projections.relational import tables as relational
 from replay import render
 from replay.decision_view import decision_rows
 from replay.redecide import load_model, record_comparisons, redecide

@@ -19,7 +19,7 @@ from domain.effect import Effect
 from domain.goal import Goal
 from event_store.messages import event_type
 from event_store.reader import LoggedEvent
-from projections.relational import confirmations, decisions, effects, goals
+from projections.relational.tables import confirmations, decisions, effects, goals
 from replay.store import ProgressFn, Store, no_progress, topics_for
 from replay.values import BadInput, aware, event_fields, plain
 

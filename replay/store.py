@@ -33,7 +33,7 @@ from event_store.application import JanusApplication
 from event_store.events_table import EventTable, normalize_hex
 from event_store.messages import aggregate_type, event_type
 from event_store.reader import LoggedEvent, NotificationReader
-from projections.relational import audit
+from projections.relational.tables import audit
 from projections.runner import projection_positions
 from replay.values import BadInput, aware, is_id_prefix
 

@@ -18,7 +18,7 @@ from domain.job import Job, JobFire
 from domain.trade import TradeOrder
 from event_store.messages import aggregate_type
 from event_store.reader import LoggedEvent
-from projections.relational import audit
+from projections.relational.tables import audit
 from replay.store import BOOKKEEPING_TOPICS, ProgressFn, Store, ViewIndex, no_progress
 from replay.values import aware, event_summary, one_line, plain
 

@@ -6,8 +6,8 @@ advisory lock, on SQLite under ``BEGIN IMMEDIATE`` (the database write lock). Wh
 second waits, then finds the schema at head and does nothing.
 
 Index and constraint names on the live tables carry the generation they were built in (see
-projections/relational.py); a migration that changes an existing index should find it by its
-columns, not by name.
+projections/relational/tables.py); a migration that changes an existing index should find it by
+its columns, not by name.
 """
 
 from __future__ import annotations

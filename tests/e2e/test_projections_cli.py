@@ -17,7 +17,7 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from cli.projections import app
 from commands import models as m
-from projections import relational
+from projections.relational import tables as relational
 from projections.runner import projection_positions
 from tests.support.commands import as_alice
 from tests.support.rebuild import goal_with_confirmation, poison

@@ -13,7 +13,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from bootstrap.container import Janus
-from projections import relational
 from projections.rebuild import (
     ProjectionBusy,
     RebuildFailed,
@@ -21,6 +20,8 @@ from projections.rebuild import (
     rebuild,
     verify,
 )
+from projections.relational import RelationalProjection
+from projections.relational import tables as relational
 from projections.runner import ProjectionStalled, projection_generations
 from tests.servers import wait_until
 from tests.support.rebuild import (
@@ -326,7 +327,7 @@ def test_only_one_rebuild_or_verify_at_a_time(janus: Janus) -> None:
 def test_what_a_crashed_build_left_behind_is_cleared_by_the_next(janus: Janus) -> None:
     goal_with_confirmation(janus)
     janus.relational.catch_up()
-    crashed = relational.RelationalProjection().at_generation("__g7")
+    crashed = RelationalProjection().at_generation("__g7")
     with janus.views_engine.begin() as conn:
         crashed.metadata.create_all(conn)
         conn.execute(

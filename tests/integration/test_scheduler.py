@@ -19,7 +19,7 @@ from commands.scheduler import Scheduler
 from domain.errors import InvalidTransition
 from domain.job import JobFire
 from domain.meta import Actor, ActorKind, CommandContext
-from projections.relational import jobs
+from projections.relational.tables import jobs
 from tests.servers import wait_until
 from tests.support.commands import as_alice
 from tests.support.scheduler import (

@@ -28,7 +28,7 @@ from domain.meta import Actor
 from event_store.application import JanusApplication
 from event_store.events_table import EventTable
 from event_store.reader import NotificationReader
-from projections import relational
+from projections.relational import tables as relational
 from replay.redecide import redecide
 from replay.store import Store
 from replay.story import causation_tree, flatten, goal_story, tree_json

@@ -21,9 +21,11 @@ from commands import models as m
 from domain.job import JobFire
 from domain.meta import Actor, ActorKind, CommandContext
 from domain.trade import Side
-from projections import relational
 from projections.migrations import VERSION_TABLE, current, downgrade, head, migrate
-from projections.relational import apply_fill, relational_tables
+from projections.relational import tables as relational
+from projections.relational.batch import insert_many
+from projections.relational.orders import apply_fill
+from projections.relational.tables import relational_tables
 from projections.runner import runtime_metadata
 from tests.support.commands import as_alice
 
@@ -266,7 +268,7 @@ def test_bulk_inserts_store_each_value_as_a_plain_insert_does(janus: Janus) -> N
     table = relational.goals
     with janus.views_engine.begin() as conn:
         for rows in batches:
-            relational._insert_many(conn, table, rows)
+            insert_many(conn, table, rows)
             for row in rows:  # the same values again, as SQLAlchemy inserts them
                 plain = goal(f"plain-{row['id']}", row["submitted_at"], row["text"])
                 conn.execute(table.insert().values(plain))

@@ -18,8 +18,8 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
 from event_store.messages import headers_for, message_id, subject_for
-from projections import relational
 from projections.relational import RelationalProjection
+from projections.relational import tables as relational
 from projections.runner import ProjectionRunner
 from tests.servers import unique_name
 from tests.support.commands import AGENT, as_alice

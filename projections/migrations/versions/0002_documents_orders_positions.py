@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from projections.relational import ExactDecimal
+from projections.relational.tables import ExactDecimal
 
 revision = "0002"
 down_revision = "0001"
