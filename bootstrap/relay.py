@@ -6,7 +6,7 @@ from typing import Any
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
-from event_store.relay import LOCK_ROLE, Relay, RelayConfig, RelayStatus, read_relay_status
+from event_store.relay.loop import LOCK_ROLE, Relay, RelayConfig, RelayStatus, read_relay_status
 
 
 def relay_config(settings: Settings) -> RelayConfig:

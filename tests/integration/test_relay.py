@@ -26,7 +26,7 @@ from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
 from event_store import messages as wire
-from event_store.relay import (
+from event_store.relay.loop import (
     H_EXPECTED_LAST_MSG_ID,
     H_EXPECTED_LAST_SEQUENCE,
     RelayStatus,

@@ -25,7 +25,7 @@ from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
 from event_store import messages as wire
-from event_store.relay import (
+from event_store.relay.loop import (
     RelayThread,
 )
 from tests.servers import unique_name, wait_until
