@@ -27,12 +27,12 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
 
 import nats
-from eventsourcing.persistence import Notification, PersistenceError
+from eventsourcing.persistence import Notification
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -55,27 +55,18 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    insert,
-    inspect,
-    select,
-    update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
+from event_store.heartbeat import StatusRow, aware, is_alive, read_status_row
 from event_store.messages import H_POSITION, StreamSpec, notification_from_message
+from event_store.nats import NATS_ERRORS, STORE_ERRORS, StreamMismatch, ensure_stream
 from projections.collector import collector_paused
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "NATS or the store is not reachable right now": retried with backoff.
-NATS_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
-STORE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, PersistenceError)
-
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
-# A feed that has not reported for this many heartbeats is presumed dead (e.g. SIGKILLed).
-STALE_HEARTBEATS = 3
 
 # Beside the views, so any process (``janus project status``) sees what a feed last reported.
 status_metadata = MetaData()
@@ -98,10 +89,6 @@ feed_status_table = Table(
 def consumer_name(projection: str, version: int) -> str:
     """``relational`` v1 -> ``relational-v1``: a new version gets its own cursor for blue/green."""
     return _UNSAFE_NAME.sub("_", f"{projection}-v{version}")
-
-
-class StreamMismatch(RuntimeError):
-    """The stream cannot be a copy of this log: fix the settings, retrying will not help."""
 
 
 class FeedState(StrEnum):
@@ -298,7 +285,7 @@ class JetStreamFeed:
         self._state = FeedState.STARTING
         self._error: str | None = None
         self._status_dirty = asyncio.Event()
-        self._status_table_ready = False
+        self._status_row = StatusRow(runner.engine, feed_status_table, self.consumer)
 
     def status(self) -> FeedStatus:
         return FeedStatus(
@@ -383,15 +370,7 @@ class JetStreamFeed:
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
         """Create the stream if the relay has not yet; refuse one that is not our log's copy."""
-        try:
-            info = await js.stream_info(self.spec.name)
-        except NotFoundError:
-            info = await js.add_stream(self.spec.config())
-        if list(info.config.subjects or []) != self.spec.subjects:
-            raise StreamMismatch(
-                f"stream {self.spec.name} has subjects {info.config.subjects}, "
-                f"expected {self.spec.subjects}"
-            )
+        await ensure_stream(js, self.spec, reconcile=False, who=self.consumer)
 
     # -- subscription ----------------------------------------------------------------------------
 
@@ -723,27 +702,15 @@ class JetStreamFeed:
             log.debug("%s: status not written: %r", self.consumer, error)
 
     def _write_status(self, status: FeedStatus) -> None:
-        engine = self.runner.engine
-        if not self._status_table_ready:
-            status_metadata.create_all(engine)
-            self._status_table_ready = True
-        values = {
-            "projection": self.runner.name,
-            "state": status.state.value,
-            "error": status.error,
-            "next_sequence": status.next_sequence,
-            "resubscribes": status.resubscribes,
-            "connects": status.connects,
-            "redeliveries": status.redeliveries,
-            "updated_at": datetime.now(UTC),
-        }
-        table = feed_status_table
-        with engine.begin() as conn:
-            changed = conn.execute(
-                update(table).where(table.c.consumer == self.consumer).values(values)
-            )
-            if changed.rowcount == 0:
-                conn.execute(insert(table).values(consumer=self.consumer, **values))
+        self._status_row.write(
+            projection=self.runner.name,
+            state=status.state.value,
+            error=status.error,
+            next_sequence=status.next_sequence,
+            resubscribes=status.resubscribes,
+            connects=status.connects,
+            redeliveries=status.redeliveries,
+        )
 
     async def _on_nats_error(self, error: Exception) -> None:
         log.debug("%s: nats client: %r", self.consumer, error)
@@ -762,15 +729,11 @@ def read_feed_status(
 
     A report older than a few heartbeats means no feed is running (it was killed): ``stopped``.
     """
-    if not inspect(engine).has_table(feed_status_table.name):
-        return None
-    with engine.connect() as conn:
-        query = select(feed_status_table).where(feed_status_table.c.consumer == consumer)
-        row = conn.execute(query).first()
+    row = read_status_row(engine, feed_status_table, consumer)
     if row is None:
         return None
-    updated_at = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
-    alive = (datetime.now(UTC) - updated_at).total_seconds() < STALE_HEARTBEATS * heartbeat
+    updated_at = aware(row.updated_at)
+    alive = is_alive(updated_at, heartbeat)
     state = FeedState(row.state) if alive else FeedState.STOPPED
     return FeedStatus(
         consumer,
