@@ -60,11 +60,16 @@ from sqlalchemy.engine import Engine
 
 from event_store.heartbeat import StatusRow, aware, is_alive, read_status_row
 from event_store.messages import H_POSITION, StreamSpec, notification_from_message
-from event_store.nats import NATS_ERRORS, STORE_ERRORS, StreamMismatch, ensure_stream
+from event_store.nats import NATS_ERRORS, StreamMismatch, ensure_stream
+from event_store.nats import STORE_ERRORS as SHARED_STORE_ERRORS
 from projections.collector import collector_paused
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
+
+# The store errors retried with backoff: the shared set (event_store.nats), which a feed's own
+# targets may extend here (the supervisor uses this set too).
+STORE_ERRORS: tuple[type[Exception], ...] = SHARED_STORE_ERRORS
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
 

@@ -18,8 +18,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 
 from adapters.locks import LeaderLock
-from event_store.nats import STORE_ERRORS
-from projections.jetstream import FeedConfig, JetStreamFeed, pause
+from projections.jetstream import STORE_ERRORS, FeedConfig, JetStreamFeed, pause
 from projections.registry import FeedSource, Projections
 from projections.runner import ProjectionRunner
 
