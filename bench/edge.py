@@ -43,7 +43,7 @@ from event_store.edge_sync import (
     edge_stream_name,
     hub_stream_config,
 )
-from event_store.relay import Relay
+from event_store.relay.loop import Relay
 
 DEFAULT_EVENTS = 100_000
 INSERT_BATCH = 5_000

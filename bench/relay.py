@@ -37,7 +37,8 @@ from bootstrap.container import Janus
 from bootstrap.relay import relay_config
 from bootstrap.settings import Settings
 from event_store.messages import H_MSG_ID, headers_for, subject_for
-from event_store.relay import H_EXPECTED_LAST_MSG_ID, Relay
+from event_store.relay.loop import Relay
+from event_store.relay.window import H_EXPECTED_LAST_MSG_ID
 
 ENV_NATS_URL = "JANUS_NATS_URL"
 LOCAL_NATS_URL = "nats://127.0.0.1:4222"

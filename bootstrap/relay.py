@@ -1,4 +1,4 @@
-"""Wires the relay (event_store/relay.py) from a Janus: its log, lock, status table and settings."""
+"""Wires the relay (event_store/relay/) from a Janus: its log, lock, status table and settings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
-from event_store.relay import LOCK_ROLE, Relay, RelayConfig, RelayStatus, read_relay_status
+from event_store.relay.loop import LOCK_ROLE, Relay, RelayConfig
+from event_store.relay.status import RelayStatus, read_relay_status
 
 
 def relay_config(settings: Settings) -> RelayConfig:

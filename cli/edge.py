@@ -29,7 +29,7 @@ from bootstrap.relay import build_relay
 from bootstrap.settings import Settings
 from cli.common import BadInput, JsonFlag, cli_errors
 from event_store.edge_sync import EdgeStatus
-from event_store.relay import RelayThread
+from event_store.relay.thread import RelayThread
 
 app = typer.Typer(no_args_is_help=True, help="Edge nodes: offline work synced to the cloud.")
 

@@ -18,7 +18,8 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from cli.common import fail
 from commands.errors import StoreUnavailable
-from projections.jetstream import FeedConfig, StreamMismatch
+from event_store.nats import StreamMismatch
+from projections.jetstream import FeedConfig
 from projections.supervisor import ALL, ProjectorProcess, UnknownProjection
 
 log = logging.getLogger("janus.projector")

@@ -95,7 +95,7 @@ class RelayLag:
 def relay_lag(janus: Janus) -> RelayLag | None:
     """The relay's progress, if a relay has ever recorded one on this store.
 
-    The tracking name follows event_store/relay.py (``relay:<stream>``).
+    The tracking name follows event_store/relay/status.py (``relay:<stream>``).
     """
     name = f"relay:{janus.settings.stream_name}"
     position = janus.app.tracked_position(name)

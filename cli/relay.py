@@ -19,7 +19,7 @@ from bootstrap.relay import build_relay
 from bootstrap.settings import Settings
 from cli.common import fail
 from commands.errors import StoreUnavailable
-from event_store.relay import Relay
+from event_store.relay.loop import Relay
 
 
 def relay(

@@ -1,6 +1,6 @@
 """Edge sync over NATS: naming, the hub stream that sources every edge, and the cloud ingester.
 
-An edge's relay is the ordinary relay (event_store/relay.py) configured with the edge's stream
+An edge's relay is the ordinary relay (event_store/relay/) configured with the edge's stream
 name and subject prefix (``edge_relay_spec``) and pointed at the edge's own nats-server. The hub
 stream sources every edge stream through the edge's JetStream domain API (``$JS.edge-<node>.API``)
 while the leaf link is up. The ingester reads the hub stream and appends each edge event into the
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,8 +27,7 @@ from uuid import UUID
 import nats
 import nats.errors
 import nats.js.errors
-import psycopg
-from eventsourcing.persistence import PersistenceError, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import (
@@ -50,6 +48,7 @@ from domain.meta import Actor, CommandContext
 from event_store.application import JanusApplication
 from event_store.edge_store import EdgeCursor, EdgeEvent, EdgeSql
 from event_store.messages import H_AGGREGATE_ID, H_AGGREGATE_VERSION, H_TOPIC, StreamSpec
+from event_store.nats import NATS_ERRORS, STORE_ERRORS
 
 log = logging.getLogger("janus.edge")
 
@@ -57,8 +56,6 @@ H_STREAM_SOURCE = "Nats-Stream-Source"
 # A link reported "up" longer ago than this is shown as "stale": no ingester is probing it.
 STALE_SECONDS = 30.0
 INGEST_ACTOR = Actor.system("edge-ingest")
-NATS_ERRORS: tuple[type[Exception], ...] = (nats.errors.Error, OSError, asyncio.TimeoutError)
-STORE_ERRORS: tuple[type[Exception], ...] = (PersistenceError, psycopg.Error, sqlite3.Error)
 
 
 def edge_stream_name(node: str) -> str:

@@ -15,105 +15,57 @@ view equal to the log whatever NATS, the network or a SIGKILL does:
 * A poison event (the runner stalls) or a message that is not a Janus event holds the feed at
   that message, un-acked and visible in the status, until an operator retries, skips or
   removes it. Nothing after it is applied meanwhile.
+
+Over 500 lines on purpose: what is left here is one state machine (subscribe, accept, drain,
+hold, recover) whose rules above span all of it. The pull requests (``jetstream_pull``), where
+the consumer starts (``jetstream_cursor``) and the status row (``feed_status``) live apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import NamedTuple
 
 import nats
-from eventsourcing.persistence import Notification, PersistenceError
+from eventsourcing.persistence import Notification
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import (
-    DEFAULT_PREFIX,
     AckPolicy,
     ConsumerConfig,
-    ConsumerInfo,
     DeliverPolicy,
-    Header,
 )
-from nats.js.errors import APIError, NotFoundError
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    insert,
-    inspect,
-    select,
-    update,
-)
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from nats.js.errors import NotFoundError
 
-from event_store.messages import H_POSITION, StreamSpec, notification_from_message
+from event_store.heartbeat import StatusRow
+from event_store.messages import StreamSpec, notification_from_message
+from event_store.nats import NATS_ERRORS, StreamMismatch, ensure_stream
+from event_store.nats import STORE_ERRORS as SHARED_STORE_ERRORS
 from projections.collector import collector_paused
+from projections.feed_status import DEFAULT_HEARTBEAT, FeedState, FeedStatus, feed_status_table
+from projections.jetstream_cursor import ensure_consumer, start_sequence
+from projections.jetstream_pull import Puller
 from projections.registry import Runner, TargetUnavailable
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "NATS or the store is not reachable right now": retried with backoff.
-NATS_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
-STORE_ERRORS: tuple[type[BaseException], ...] = (
-    SQLAlchemyError,
-    PersistenceError,
-    TargetUnavailable,
-)
+# The store errors retried with backoff: the shared set (event_store.nats), which a feed's own
+# targets may extend here (the supervisor uses this set too).
+STORE_ERRORS: tuple[type[Exception], ...] = (*SHARED_STORE_ERRORS, TargetUnavailable)
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
-# A feed that has not reported for this many heartbeats is presumed dead (e.g. SIGKILLed).
-STALE_HEARTBEATS = 3
-
-# Beside the views, so any process (``janus project status``) sees what a feed last reported.
-status_metadata = MetaData()
-
-feed_status_table = Table(
-    "projection_feed_status",
-    status_metadata,
-    Column("consumer", String(100), primary_key=True),
-    Column("projection", String(100), nullable=False),
-    Column("state", String(20), nullable=False),
-    Column("error", Text),
-    Column("next_sequence", BigInteger),
-    Column("resubscribes", Integer, nullable=False),
-    Column("connects", Integer, nullable=False),
-    Column("redeliveries", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
 
 
 def consumer_name(projection: str, version: int) -> str:
     """``relational`` v1 -> ``relational-v1``: a new version gets its own cursor for blue/green."""
     return _UNSAFE_NAME.sub("_", f"{projection}-v{version}")
-
-
-class StreamMismatch(RuntimeError):
-    """The stream cannot be a copy of this log: fix the settings, retrying will not help."""
-
-
-class FeedState(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    STALLED = "stalled"
-    DISCONNECTED = "disconnected"
-    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
@@ -134,25 +86,11 @@ class FeedConfig:
     # The client's own reconnects before it gives up and the feed's backoff takes over.
     client_reconnects: int = 5
     # How often the status row is rewritten when nothing changes, to show the feed is alive.
-    heartbeat: float = 5.0
+    heartbeat: float = DEFAULT_HEARTBEAT
 
     @property
     def max_ack_pending(self) -> int:
         return 2 * self.batch_size
-
-
-@dataclass(frozen=True)
-class FeedStatus:
-    consumer: str
-    state: FeedState
-    error: str | None
-    next_sequence: int | None
-    resubscribes: int
-    connects: int
-    # Deliveries the server made again (an ack lost or later than ack_wait): harmless, but many
-    # of them mean ack_wait is too short for a batch.
-    redeliveries: int = 0
-    updated_at: datetime | None = None
 
 
 class _Delivery(NamedTuple):
@@ -165,104 +103,6 @@ class _Delivery(NamedTuple):
 class _Foreign:
     seq: int
     reason: str
-
-
-# Statuses that end a pull request without an error: no messages (404), the request expired
-# (408), or a conflict such as a deleted consumer (409), which the watchdog then looks into.
-_REQUEST_ENDED = frozenset({"404", "408", "409"})
-_HEARTBEAT = "100"
-
-
-class _Puller:
-    """Pull requests on a plain subscription whose callback collects what they deliver.
-
-    ``PullSubscription.fetch`` waits for every message in an asyncio task of its own, which
-    costs more than all the rest the feed does with a message before projecting it. Here a
-    request's deliveries go into a list and the fetch is woken once, when the request is over:
-    its batch is full or the server sent the status that ends it.
-
-    Like ``fetch``: first a ``no_wait`` request takes what is there at once; only when nothing
-    is, a request that waits (for one message, then again ``no_wait`` for the rest, so a batch
-    never waits to fill up). A request the server forgot (a restart) ends at the timeout.
-    Deliveries of an abandoned request still arrive: they are kept for the next fetch, and the
-    feed sorts them by stream sequence like any other.
-    """
-
-    def __init__(self, nc: NatsClient, stream: str, consumer: str) -> None:
-        self._nc = nc
-        self._subject = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
-        self._inbox = nc.new_inbox()
-        self._sub: Subscription | None = None
-        self._received: list[Msg] = []
-        self._wanted = 0
-        self._over: asyncio.Future[None] | None = None
-        self._error: APIError | None = None
-
-    async def start(self) -> None:
-        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
-
-    async def stop(self) -> None:
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            await sub.unsubscribe()
-
-    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
-        """Up to ``batch`` messages; TimeoutError when none came within ``timeout``."""
-        if not self._received and not await self._request(batch, timeout, no_wait=True):
-            if not await self._request(1, timeout, expires=timeout):
-                raise TimeoutError
-            if batch > 1:
-                await self._request(batch - 1, timeout, no_wait=True)
-        taken, self._received = self._received[:batch], self._received[batch:]
-        return taken
-
-    async def _request(
-        self, batch: int, timeout: float, no_wait: bool = False, expires: float | None = None
-    ) -> bool:
-        """One pull request, until it is over; whether anything has been received."""
-        request: dict[str, object] = {"batch": batch}
-        if no_wait:
-            request["no_wait"] = True
-        if expires is not None:
-            # A little before the fetch gives up, so its end arrives within this request.
-            request["expires"] = max(1, int(expires * 1e9) - 1_000_000)
-        self._wanted = len(self._received) + batch
-        self._error = None
-        self._over = asyncio.get_running_loop().create_future()
-        try:
-            await self._nc.publish(self._subject, json.dumps(request).encode(), self._inbox)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._over
-        finally:
-            self._over = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-        return bool(self._received)
-
-    async def _on_msg(self, msg: Msg) -> None:
-        status = msg.headers.get(Header.STATUS.value) if msg.headers else None
-        if status is None:
-            self._received.append(msg)
-            if len(self._received) >= self._wanted:
-                self._end()
-        elif status != _HEARTBEAT and self._over is not None:
-            if status not in _REQUEST_ENDED:
-                self._error = _api_error(msg)
-            self._end()
-
-    def _end(self) -> None:
-        if self._over is not None and not self._over.done():
-            self._over.set_result(None)
-
-
-def _api_error(msg: Msg) -> APIError:
-    try:
-        APIError.from_msg(msg)
-    except APIError as error:
-        return error
-    return APIError()
 
 
 class _Resubscribe(Exception):
@@ -288,7 +128,7 @@ class JetStreamFeed:
         self._filter = f"{spec.subject_prefix}.>"
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
-        self._puller: _Puller | None = None
+        self._puller: Puller | None = None
         self._held: list[_Delivery] = []
         self._next_seq: int | None = None
         self._unverified = True
@@ -302,7 +142,7 @@ class JetStreamFeed:
         self._state = FeedState.STARTING
         self._error: str | None = None
         self._status_dirty = asyncio.Event()
-        self._status_table_ready = False
+        self._status_row = StatusRow(runner.engine, feed_status_table, self.consumer)
 
     def status(self) -> FeedStatus:
         return FeedStatus(
@@ -387,15 +227,7 @@ class JetStreamFeed:
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
         """Create the stream if the relay has not yet; refuse one that is not our log's copy."""
-        try:
-            info = await js.stream_info(self.spec.name)
-        except NotFoundError:
-            info = await js.add_stream(self.spec.config())
-        if list(info.config.subjects or []) != self.spec.subjects:
-            raise StreamMismatch(
-                f"stream {self.spec.name} has subjects {info.config.subjects}, "
-                f"expected {self.spec.subjects}"
-            )
+        await ensure_stream(js, self.spec, reconcile=False, who=self.consumer)
 
     # -- subscription ----------------------------------------------------------------------------
 
@@ -405,10 +237,11 @@ class JetStreamFeed:
             js = await self._connect()
         await self._unsubscribe()
         position = await asyncio.to_thread(lambda: self.runner.position)
-        start = await self._start_sequence(js, position)
-        await self._ensure_consumer(js, start, fresh=position == 0)
+        start = await start_sequence(js, self.spec.name, self._filter, position)
+        config = self._consumer_config(start, fresh=position == 0)
+        await ensure_consumer(js, self.spec.name, config, start)
         assert self._nc is not None
-        self._puller = _Puller(self._nc, self.spec.name, self.consumer)
+        self._puller = Puller(self._nc, self.spec.name, self.consumer)
         await self._puller.start()
         self._held, self._next_seq, self._gap, self._foreign = [], None, False, None
         self._unverified = True
@@ -427,66 +260,6 @@ class JetStreamFeed:
         puller, self._puller = self._puller, None
         if puller is not None:
             await puller.stop()
-
-    async def _start_sequence(self, js: JetStreamContext, position: int) -> int:
-        """The first stream sequence whose event is after ``position`` (binary search).
-
-        The relay publishes in log order, so positions rise with sequences. Where they do not (a
-        republish after the duplicate window) the search may land early, which costs a few
-        events skipped by position, or late, which the check of the first new delivery against
-        the log catches: the events in between are then taken from the log.
-        """
-        state = (await js.stream_info(self.spec.name)).state
-        low, high = max(state.first_seq, 1), state.last_seq + 1
-        if position == 0:
-            return low
-        while low < high:
-            middle = (low + high) // 2
-            found = await self._position_from(js, middle)
-            if found is None or found[1] is None or found[1] > position:
-                high = middle
-            else:
-                low = found[0] + 1
-        return low
-
-    async def _position_from(self, js: JetStreamContext, seq: int) -> tuple[int, int | None] | None:
-        """Sequence and position of the first message at or after ``seq`` (None past the end)."""
-        try:
-            raw = await js.get_msg(self.spec.name, seq=seq, subject=self._filter, next=True)
-        except NotFoundError:
-            return None
-        found = raw.seq or seq
-        try:
-            return found, int((raw.headers or {})[H_POSITION])
-        except (KeyError, ValueError):
-            return found, None  # not a Janus event: treat as "after", so the search lands early
-
-    async def _ensure_consumer(self, js: JetStreamContext, start: int, fresh: bool) -> None:
-        try:
-            info: ConsumerInfo | None = await js.consumer_info(self.spec.name, self.consumer)
-        except NotFoundError:
-            info = None
-        if info is not None and self._reusable(info, start):
-            return
-        if info is not None:
-            log.info("%s: consumer is not at sequence %s; re-creating it", self.consumer, start)
-            await js.delete_consumer(self.spec.name, self.consumer)
-        await js.add_consumer(self.spec.name, self._consumer_config(start, fresh))
-
-    def _reusable(self, info: ConsumerInfo, start: int) -> bool:
-        """Only a consumer whose next delivery is ``start`` with nothing awaiting an ack.
-
-        Deliveries awaiting an ack after a crash would come back only after ``ack_wait``, behind
-        newer ones: that is the hole this feed must never apply across.
-        """
-        config = info.config
-        delivered = info.delivered.stream_seq if info.delivered else -1
-        return (
-            config.filter_subject == self._filter
-            and config.ack_policy == AckPolicy.ALL
-            and not info.num_ack_pending
-            and delivered + 1 == start
-        )
 
     def _consumer_config(self, start: int, fresh: bool) -> ConsumerConfig:
         policy = DeliverPolicy.ALL if fresh else DeliverPolicy.BY_START_SEQUENCE
@@ -727,27 +500,15 @@ class JetStreamFeed:
             log.debug("%s: status not written: %r", self.consumer, error)
 
     def _write_status(self, status: FeedStatus) -> None:
-        engine = self.runner.engine
-        if not self._status_table_ready:
-            status_metadata.create_all(engine)
-            self._status_table_ready = True
-        values = {
-            "projection": self.runner.name,
-            "state": status.state.value,
-            "error": status.error,
-            "next_sequence": status.next_sequence,
-            "resubscribes": status.resubscribes,
-            "connects": status.connects,
-            "redeliveries": status.redeliveries,
-            "updated_at": datetime.now(UTC),
-        }
-        table = feed_status_table
-        with engine.begin() as conn:
-            changed = conn.execute(
-                update(table).where(table.c.consumer == self.consumer).values(values)
-            )
-            if changed.rowcount == 0:
-                conn.execute(insert(table).values(consumer=self.consumer, **values))
+        self._status_row.write(
+            projection=self.runner.name,
+            state=status.state.value,
+            error=status.error,
+            next_sequence=status.next_sequence,
+            resubscribes=status.resubscribes,
+            connects=status.connects,
+            redeliveries=status.redeliveries,
+        )
 
     async def _on_nats_error(self, error: Exception) -> None:
         log.debug("%s: nats client: %r", self.consumer, error)
@@ -757,35 +518,6 @@ class JetStreamFeed:
 
     def __str__(self) -> str:
         return self.consumer
-
-
-def read_feed_status(
-    engine: Engine, consumer: str, heartbeat: float = FeedConfig.heartbeat
-) -> FeedStatus | None:
-    """What the feed of ``consumer`` last reported, as any process sees it; None if it never ran.
-
-    A report older than a few heartbeats means no feed is running (it was killed): ``stopped``.
-    """
-    if not inspect(engine).has_table(feed_status_table.name):
-        return None
-    with engine.connect() as conn:
-        query = select(feed_status_table).where(feed_status_table.c.consumer == consumer)
-        row = conn.execute(query).first()
-    if row is None:
-        return None
-    updated_at = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
-    alive = (datetime.now(UTC) - updated_at).total_seconds() < STALE_HEARTBEATS * heartbeat
-    state = FeedState(row.state) if alive else FeedState.STOPPED
-    return FeedStatus(
-        consumer,
-        state,
-        row.error,
-        row.next_sequence,
-        row.resubscribes,
-        row.connects,
-        row.redeliveries,
-        updated_at,
-    )
 
 
 def _sequence_and_deliveries(msg: Msg) -> tuple[int, int]:

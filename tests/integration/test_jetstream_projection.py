@@ -23,12 +23,11 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
 from event_store.reader import LoggedEvent
+from projections.feed_status import FeedState, read_feed_status
 from projections.jetstream import (
     FeedConfig,
-    FeedState,
     StreamMismatch,
     consumer_name,
-    read_feed_status,
 )
 from projections.relational import RelationalProjection
 from projections.runner import ProjectionRunner, SqlProjection

@@ -29,7 +29,7 @@ from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
-from event_store.relay import RelayThread
+from event_store.relay.thread import RelayThread
 from tests.servers import EmbeddedPostgres, create_database, database_url, wait_until
 from tests.support.commands import pending_confirmation
 from tests.support.relay import (

@@ -26,12 +26,9 @@ from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
 from event_store import messages as wire
-from event_store.relay import (
-    H_EXPECTED_LAST_MSG_ID,
-    H_EXPECTED_LAST_SEQUENCE,
-    RelayStatus,
-    RelayThread,
-)
+from event_store.relay.status import RelayStatus
+from event_store.relay.thread import RelayThread
+from event_store.relay.window import H_EXPECTED_LAST_MSG_ID, H_EXPECTED_LAST_SEQUENCE
 from tests.servers import NatsServer, wait_until
 from tests.support.relay import (
     OPERATOR,

@@ -33,7 +33,8 @@ from event_store.edge_sync import (
     edge_stream_name,
     edge_subject_prefix,
 )
-from event_store.relay import Relay, RelayThread
+from event_store.relay.loop import Relay
+from event_store.relay.thread import RelayThread
 from tests.servers import free_port, unique_name, wait_until
 from tests.support.relay import TEST_OPTIONS
 

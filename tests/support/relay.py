@@ -25,9 +25,7 @@ from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
 from event_store import messages as wire
-from event_store.relay import (
-    RelayThread,
-)
+from event_store.relay.thread import RelayThread
 from tests.servers import unique_name, wait_until
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
