@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from adapters.nats_leaf import LocalNatsServer, edge_plan
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from commands.edge_requests import ApplyEdgeRequest, EdgeRequests
+from commands.invocation import Invocation
 from domain.edge import require_edge_node
+from domain.meta import Actor, ActorKind
+from event_store.edge_commands import ConsumerConfigEdge, EdgeCommandConsumer
 from event_store.edge_sync import (
     EdgeIngester,
     EdgeStatus,
@@ -61,3 +66,28 @@ def build_ingester(janus: Janus, nodes: list[str] | None = None) -> EdgeIngester
 
 def edge_status(janus: Janus) -> list[EdgeStatus]:
     return edge_statuses(janus.app)
+
+
+def edge_requests(janus: Janus) -> EdgeRequests:
+    return EdgeRequests(janus.commands.runner, janus.clock)
+
+
+def build_command_consumer(janus: Janus) -> EdgeCommandConsumer:
+    """The edge's consumer of the cloud's requests, applying each through the command path."""
+    settings = janus.settings
+    if not settings.nats_url:
+        raise ValueError("an edge reads the cloud's requests through its nats-server")
+    requests = edge_requests(janus)
+    cloud = Invocation(Actor(ActorKind.NODE, "cloud"))
+
+    def apply(payload: dict[str, Any]) -> str:
+        command = ApplyEdgeRequest.model_validate(payload)
+        return requests.apply(command, cloud).outcome
+
+    config = ConsumerConfigEdge(
+        edge_url=settings.nats_url,
+        root=settings.edge_subject_root,
+        node=require_edge_node(settings.node_id),
+        connect_timeout_seconds=settings.connect_timeout_seconds,
+    )
+    return EdgeCommandConsumer(config, apply)
