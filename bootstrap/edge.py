@@ -11,8 +11,9 @@ from bootstrap.settings import Settings
 from commands.edge_requests import ApplyEdgeRequest, EdgeRequests
 from commands.invocation import Invocation
 from domain.edge import require_edge_node
+from domain.edge_requests import EdgeRequest
 from domain.meta import Actor, ActorKind
-from event_store.edge_commands import ConsumerConfigEdge, EdgeCommandConsumer
+from event_store.edge_commands import ConsumerConfigEdge, EdgeCommandConsumer, edge_request_list
 from event_store.edge_sync import (
     EdgeIngester,
     EdgeStatus,
@@ -91,3 +92,7 @@ def build_command_consumer(janus: Janus) -> EdgeCommandConsumer:
         connect_timeout_seconds=settings.connect_timeout_seconds,
     )
     return EdgeCommandConsumer(config, apply)
+
+
+def edge_request_statuses(janus: Janus) -> list[EdgeRequest]:
+    return edge_request_list(janus.app)

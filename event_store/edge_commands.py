@@ -243,6 +243,19 @@ def _sync(app: JanusApplication, node: str, ctx: CommandContext) -> EdgeSync:
     return EdgeSync.open(node, ctx)
 
 
-def request_status(app: JanusApplication, request_id: UUID) -> EdgeRequest:
-    request: EdgeRequest = app.repository.get(request_id)
-    return request
+def edge_request_list(app: JanusApplication, limit: int = 1_000) -> list[EdgeRequest]:
+    """The latest requests this node sent to edges, newest first, each as it now stands."""
+    ids: list[UUID] = []
+    position = 0
+    while True:
+        page = list(
+            app.recorder.select_notifications(
+                start=position, limit=1_000, topics=[MADE_TOPIC], inclusive_of_start=False
+            )
+        )
+        if not page:
+            break
+        ids.extend(UUID(str(n.originator_id)) for n in page)
+        position = page[-1].id
+    found: list[EdgeRequest] = [app.repository.get(i) for i in reversed(ids[-limit:])]
+    return found

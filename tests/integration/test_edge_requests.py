@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -23,6 +23,7 @@ from domain.confirmation import Confirmation, ConfirmationStatus
 from domain.edge_requests import EdgeRequest, EdgeRequestOutcome, RequestKind, outcome_id
 from event_store.edge_sync import edge_statuses
 from tests.servers import wait_until
+from tests.support.cli import as_json, assert_clean_failure, cli, ok
 from tests.support.commands import pending_confirmation
 from tests.support.edge import (
     EdgeCluster,
@@ -126,7 +127,7 @@ def test_a_cloud_grant_is_applied_by_the_edge_and_the_door_unlocks_once(
 
 @pytest.mark.parametrize("local", ["deny", "expiry"])
 def test_a_cloud_grant_against_a_local_decision_is_a_conflict_on_both_sides(
-    cloud: Janus, edge: tuple[EdgeCluster, Janus], local: str
+    cloud: Janus, edge: tuple[EdgeCluster, Janus], local: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cluster, janus = edge
     confirmation_id = pending_confirmation(janus, ttl=1 if local == "expiry" else 60)
@@ -173,3 +174,27 @@ def test_a_cloud_grant_against_a_local_decision_is_a_conflict_on_both_sides(
     assert request(cloud, request_id).conflict == wanted
     (status,) = edge_statuses(cloud.app)
     assert [c["request_id"] for c in status.conflicts] == [str(request_id)]
+    # The operator sees it: the request conflicted, the edge's conflicts counted.
+    monkeypatch.setenv("JANUS_HOME", str(cloud.settings.home))
+    (shown,) = as_json("edge", "requests")
+    assert (shown["id"], shown["status"], shown["conflict"]) == (
+        str(request_id),
+        "conflicted",
+        wanted,
+    )
+    assert [len(s["conflicts"]) for s in as_json("edge", "status")] == [1]
+
+
+def test_the_cli_asks_only_for_another_node_s_confirmation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JANUS_HOME", str(tmp_path / "cloud"))
+    janus = Janus.for_cli()
+    try:
+        own = pending_confirmation(janus)
+    finally:
+        janus.close()
+    assert_clean_failure(cli("edge", "grant", str(own)), "this node's own")
+    assert_clean_failure(cli("edge", "grant", str(uuid4())), "no confirmation")
+    assert_clean_failure(cli("edge", "deny", str(own), "--reason", ""), "reason")
+    assert "no request sent to an edge" in ok("edge", "requests").stdout
