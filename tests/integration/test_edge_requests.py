@@ -99,12 +99,15 @@ def test_a_cloud_grant_is_applied_by_the_edge_and_the_door_unlocks_once(
                 60,
                 message="the grant applied on the edge",
             )
-            drain(janus.executor())
             wait_until(
                 lambda: request(cloud, request_id).status.value == "applied",
                 60,
                 message="the edge's answer in the cloud",
             )
+            # The cloud's log now holds the edge's grant: the edge's to run, never the cloud's.
+            drain(cloud.executor())
+            assert door_ledger(cloud).executions() == []
+            drain(janus.executor())
         finally:
             loop.stop()
     # A redelivered request is answered once and grants nothing more.
