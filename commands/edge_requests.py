@@ -28,7 +28,32 @@ from domain.edge_requests import (
     decide_request,
     outcome_id,
 )
-from domain.errors import InvalidValue
+from domain.errors import InvalidTransition, InvalidValue
+from event_store.edge_store import EdgeSql
+
+
+def edge_owner(runner: CommandRunner, aggregate_id: UUID) -> str | None:
+    """The edge that owns an aggregate the edge ingester brought here; None: not an edge's.
+
+    Only the owner writes an aggregate: here, such an aggregate is changed by a request to its
+    edge (``EdgeRequests.send``), never directly.
+    """
+    first: Any = next(iter(runner.app.events.get(aggregate_id, lte=1)), None)
+    if first is None or first.meta.node_id == runner.node_id:
+        return None
+    if not EdgeSql(runner.app).known([first.meta.event_id]):
+        return None  # imported (`janus events import`), not synced: this node's to decide
+    node: str = first.meta.node_id
+    return node
+
+
+def require_not_an_edge_s(runner: CommandRunner, aggregate_id: UUID) -> None:
+    node = edge_owner(runner, aggregate_id)
+    if node is not None:
+        raise InvalidTransition(
+            f"{aggregate_id} belongs to edge {node}: only the edge decides it; "
+            f"send it a request (janus edge grant|deny {aggregate_id})"
+        )
 
 
 class SendEdgeRequest(Command):

@@ -21,6 +21,7 @@ from commands import models as m
 from commands.edge_requests import ApplyEdgeRequest, SendEdgeRequest
 from domain.confirmation import Confirmation, ConfirmationStatus
 from domain.edge_requests import EdgeRequest, EdgeRequestOutcome, RequestKind, outcome_id
+from domain.errors import InvalidTransition
 from event_store.edge_sync import edge_statuses
 from tests.servers import wait_until
 from tests.support.cli import as_json, assert_clean_failure, cli, ok
@@ -89,8 +90,12 @@ def test_a_cloud_grant_is_applied_by_the_edge_and_the_door_unlocks_once(
         running_ingester(cloud, cluster.ingest_config(["n1"])),
     ):
         wait_until(lambda: in_cloud(cloud, confirmation_id), 60, message="the edge's confirmation")
+        # The cloud never writes the edge's confirmation: it sends a request.
+        with pytest.raises(InvalidTransition, match="belongs to edge n1"):
+            cloud.commands.grant_confirmation(
+                m.GrantConfirmation(confirmation_id=confirmation_id), OPERATOR
+            )
         request_id = send_grant(cloud, confirmation_id)
-        # The cloud wrote its request, never the edge's confirmation.
         assert confirmation(cloud, confirmation_id).status is ConfirmationStatus.PENDING
         loop = LoopThread(consumer.run).start()
         try:
@@ -149,6 +154,9 @@ def test_a_cloud_grant_against_a_local_decision_is_a_conflict_on_both_sides(
         else:
             deadline = confirmation(janus, confirmation_id).expires_at
             wait_until(lambda: janus.clock.now() >= deadline, 10, message="the deadline")
+            # The cloud's sweeper sees the deadline pass too, and leaves the edge's to the edge.
+            cloud.relational.catch_up()
+            assert cloud.expiry().sweep() == 0
         loop = LoopThread(consumer.run).start()
         try:
             wait_until(
