@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from adapters.nats_leaf import LocalNatsServer, edge_plan
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands.edge_requests import ApplyEdgeRequest, EdgeRequests
+from commands.errors import CommandError, ConcurrencyConflict, StoreUnavailable
 from commands.invocation import Invocation
 from domain.edge import require_edge_node
 from domain.edge_requests import EdgeRequest
+from domain.errors import DomainError
 from domain.meta import Actor, ActorKind
 from event_store.edge_commands import ConsumerConfigEdge, EdgeCommandConsumer, edge_request_list
 from event_store.edge_sync import (
@@ -22,6 +27,8 @@ from event_store.edge_sync import (
     edge_stream_name,
     edge_subject_prefix,
 )
+
+log = logging.getLogger("janus.edge")
 
 
 def edge_node_settings(settings: Settings, node: str, edge_nats_url: str) -> Settings:
@@ -82,8 +89,16 @@ def build_command_consumer(janus: Janus) -> EdgeCommandConsumer:
     cloud = Invocation(Actor(ActorKind.NODE, "cloud"))
 
     def apply(payload: dict[str, Any]) -> str:
-        command = ApplyEdgeRequest.model_validate(payload)
-        return requests.apply(command, cloud).outcome
+        """The outcome; a request that can never apply is refused (logged, acked), while a
+        store or concurrency failure raises and the request is delivered again."""
+        try:
+            command = ApplyEdgeRequest.model_validate(payload)
+            return requests.apply(command, cloud).outcome
+        except (StoreUnavailable, ConcurrencyConflict):
+            raise
+        except (ValidationError, CommandError, DomainError) as error:
+            log.error("edge: refused a request %s: %s", payload.get("request_id"), error)
+            return "refused"
 
     config = ConsumerConfigEdge(
         edge_url=settings.nats_url,

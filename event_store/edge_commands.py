@@ -128,10 +128,10 @@ class EdgeDispatcher:
                         headers={"Nats-Msg-Id": str(request.id)},
                     )
                     published += 1
+                    self.published += 1
             except NATS_ERRORS:
-                self._position = start  # retried on the next round
+                self._position = start  # the page again on the next round (repeats: no-ops)
                 raise
-            self.published += published
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,14 @@ class EdgeCommandConsumer:
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             for msg in msgs:
-                outcome = await asyncio.to_thread(self._apply, json.loads(msg.data))
+                try:
+                    outcome = await asyncio.to_thread(self._apply, json.loads(msg.data))
+                except Exception as error:  # noqa: BLE001 - the local store failed: try again
+                    # ``apply`` answers what can never apply (a refusal is an outcome); what
+                    # raises is transient, so the request comes back rather than being lost.
+                    log.warning("edge %s: request not applied yet: %s", config.node, error)
+                    await msg.nak(delay=1.0)
+                    continue
                 self.applied.append(outcome)
                 await msg.ack()  # after the save: a lost ack is a redelivered, answered no-op
 
