@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError
 from pydantic import Field
 
 from adapters.clock import Clock
-from commands.errors import IdConflict, NotFound
+from commands.errors import IdConflict
 from commands.invocation import CommandResult, Invocation
 from commands.models import MAX_ACTOR_NAME, Command, Reason
 from commands.runner import CommandRunner, ContextFactory, Decided
@@ -80,15 +79,6 @@ class EdgeRequests:
         self.runner = runner
         self.clock = clock
 
-    def owner(self, aggregate_id: UUID) -> str:
-        """The node that created an aggregate: its first event's node id."""
-        try:
-            first: Any = next(iter(self.runner.app.events.get(aggregate_id, lte=1)))
-        except (StopIteration, AggregateNotFoundError):
-            raise NotFound("aggregate", aggregate_id) from None
-        node: str = first.meta.node_id
-        return node
-
     def send(self, cmd: SendEdgeRequest, inv: Invocation) -> CommandResult:
         """Record the request (the cloud never writes the edge's confirmation itself)."""
         request_id = cmd.request_id or uuid4()
@@ -105,11 +95,11 @@ class EdgeRequests:
                     raise IdConflict(f"edge request {request_id} was sent with other values")
                 return Decided(request_id, "already_sent")
             self.runner.load(Confirmation, cmd.confirmation_id)
-            node = self.owner(cmd.confirmation_id)
-            if node == self.runner.node_id:
+            node = edge_owner(self.runner, cmd.confirmation_id)
+            if node is None:
                 raise InvalidValue(
-                    f"confirmation {cmd.confirmation_id} is this node's own: "
-                    "grant or deny it directly"
+                    f"confirmation {cmd.confirmation_id} is this node's own (not synced from "
+                    "an edge): grant or deny it directly"
                 )
             request = EdgeRequest.make(
                 request_id,
