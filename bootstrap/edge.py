@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from adapters.nats_leaf import LocalNatsServer, edge_plan
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from commands.edge_requests import ApplyEdgeRequest, EdgeRequests
+from commands.errors import CommandError, ConcurrencyConflict, StoreUnavailable
+from commands.invocation import Invocation
 from domain.edge import require_edge_node
+from domain.edge_requests import EdgeRequest
+from domain.errors import DomainError
+from domain.meta import Actor, ActorKind
+from event_store.edge_commands import ConsumerConfigEdge, EdgeCommandConsumer, edge_request_list
 from event_store.edge_sync import (
     EdgeIngester,
     EdgeStatus,
@@ -16,6 +27,8 @@ from event_store.edge_sync import (
     edge_stream_name,
     edge_subject_prefix,
 )
+
+log = logging.getLogger("janus.edge")
 
 
 def edge_node_settings(settings: Settings, node: str, edge_nats_url: str) -> Settings:
@@ -61,3 +74,40 @@ def build_ingester(janus: Janus, nodes: list[str] | None = None) -> EdgeIngester
 
 def edge_status(janus: Janus) -> list[EdgeStatus]:
     return edge_statuses(janus.app)
+
+
+def edge_requests(janus: Janus) -> EdgeRequests:
+    return EdgeRequests(janus.commands.runner, janus.clock)
+
+
+def build_command_consumer(janus: Janus) -> EdgeCommandConsumer:
+    """The edge's consumer of the cloud's requests, applying each through the command path."""
+    settings = janus.settings
+    if not settings.nats_url:
+        raise ValueError("an edge reads the cloud's requests through its nats-server")
+    requests = edge_requests(janus)
+    cloud = Invocation(Actor(ActorKind.NODE, "cloud"))
+
+    def apply(payload: dict[str, Any]) -> str:
+        """The outcome; a request that can never apply is refused (logged, acked), while a
+        store or concurrency failure raises and the request is delivered again."""
+        try:
+            command = ApplyEdgeRequest.model_validate(payload)
+            return requests.apply(command, cloud).outcome
+        except (StoreUnavailable, ConcurrencyConflict):
+            raise
+        except (ValidationError, CommandError, DomainError) as error:
+            log.error("edge: refused a request %s: %s", payload.get("request_id"), error)
+            return "refused"
+
+    config = ConsumerConfigEdge(
+        edge_url=settings.nats_url,
+        root=settings.edge_subject_root,
+        node=require_edge_node(settings.node_id),
+        connect_timeout_seconds=settings.connect_timeout_seconds,
+    )
+    return EdgeCommandConsumer(config, apply)
+
+
+def edge_request_statuses(janus: Janus) -> list[EdgeRequest]:
+    return edge_request_list(janus.app)

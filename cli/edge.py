@@ -8,9 +8,10 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from pydantic import ValidationError
@@ -19,8 +20,11 @@ from rich.table import Table
 
 from bootstrap.container import Janus
 from bootstrap.edge import (
+    build_command_consumer,
     build_ingester,
     edge_node_settings,
+    edge_request_statuses,
+    edge_requests,
     edge_status,
     local_edge_server,
 )
@@ -28,6 +32,10 @@ from bootstrap.process import JanusProcess
 from bootstrap.relay import build_relay
 from bootstrap.settings import Settings
 from cli.common import BadInput, JsonFlag, cli_errors
+from commands.edge_requests import SendEdgeRequest
+from commands.invocation import Invocation
+from domain.edge_requests import EdgeRequest, RequestKind
+from domain.meta import Actor, ActorKind
 from event_store.edge_sync import EdgeStatus
 from event_store.relay.thread import RelayThread
 
@@ -161,6 +169,20 @@ def start(
         server.stop()
 
 
+def _in_thread(run: Callable[[asyncio.Event], Any]) -> Callable[[], None]:
+    """Run a ``run(stop)`` coroutine on its own loop; returns what stops and joins it."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(stop),), daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+
+    return halt
+
+
 def _run_edge(janus: Janus) -> None:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -168,6 +190,8 @@ def _run_edge(janus: Janus) -> None:
     process = JanusProcess(janus)
     relay = RelayThread(build_relay(janus)).start()
     process.start()
+    # The cloud's requests (grant, deny) wait on the hub and are applied here, by the owner.
+    stop_requests = _in_thread(build_command_consumer(janus).run)
     try:
         relay.wait_ready()
         print(
@@ -175,6 +199,77 @@ def _run_edge(janus: Janus) -> None:
         )
         stopped.wait()
     finally:
+        stop_requests()
         process.stop_event.set()
         process.stop()
         relay.stop()
+
+
+CLOUD_OPERATOR = Invocation(Actor(ActorKind.USER, "operator"))
+ConfirmationArg = Annotated[UUID, typer.Argument(help="The edge's confirmation id.")]
+
+
+def _send(confirmation_id: UUID, kind: RequestKind, reason: str | None) -> None:
+    with _one_line_errors():
+        janus = Janus.for_cli()
+        try:
+            sent = edge_requests(janus).send(
+                SendEdgeRequest(confirmation_id=confirmation_id, kind=kind, reason=reason),
+                CLOUD_OPERATOR,
+            )
+        finally:
+            janus.close()
+    typer.echo(f"request {sent.aggregate_id} {sent.outcome}: {kind.value} {confirmation_id}")
+
+
+@app.command("grant")
+def grant(confirmation_id: ConfirmationArg) -> None:
+    """Ask the edge that owns a pending confirmation to grant it (it applies it, or conflicts)."""
+    _send(confirmation_id, RequestKind.GRANT, None)
+
+
+@app.command("deny")
+def deny(
+    confirmation_id: ConfirmationArg,
+    reason: Annotated[str, typer.Option(help="Why, as the edge will record it.")],
+) -> None:
+    """Ask the edge that owns a pending confirmation to deny it."""
+    _send(confirmation_id, RequestKind.DENY, reason)
+
+
+@app.command("requests")
+def requests(as_json: JsonFlag = False) -> None:
+    """The requests this node sent to edges: sent, applied, or conflicted (and why)."""
+    with _one_line_errors():
+        janus = Janus.for_cli()
+        try:
+            found = edge_request_statuses(janus)
+        finally:
+            janus.close()
+    rows = [_request_dict(r) for r in found]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no request sent to an edge")
+        return
+    table = Table("request", "node", "confirmation", "kind", "status", "conflict")
+    for row in rows:
+        table.add_row(
+            *(str(row[k] or "") for k in ("id", "node", "confirmation_id", "kind")),
+            row["status"],
+            row["conflict"] or "",
+        )
+    Console(highlight=False, width=200).print(table)
+
+
+def _request_dict(r: EdgeRequest) -> dict[str, Any]:
+    return {
+        "id": str(r.id),
+        "node": r.node,
+        "confirmation_id": str(r.confirmation_id),
+        "kind": r.kind.value,
+        "status": r.status.value,
+        "conflict": r.conflict,
+        "requested_by": r.requested_by,
+    }

@@ -17,6 +17,7 @@ vouches that no other executor runs.
 from __future__ import annotations
 
 import logging
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -31,6 +32,7 @@ from domain.effect import Effect, EffectStatus, effect_id_for
 from domain.imports import IMPORT_LOG_ID, ImportLog
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
+from event_store.edge_store import EdgeSql
 from event_store.reader import NotificationReader
 
 log = logging.getLogger(__name__)
@@ -148,11 +150,23 @@ class Executor:
         )
         self.app.save_tracked(effect, tracking=self._tracking(notification.id))
 
+    def _ingested_from_an_edge(self, granted: Any) -> bool:
+        """A grant another node recorded and the edge ingester brought here: its owner (the edge,
+        where the device is) executes it; running it here too would be a second execution."""
+        if granted.meta.node_id == self.node_id:
+            return False
+        return bool(EdgeSql(self.app).known([granted.meta.event_id]))
+
     def _tracking(self, position: int) -> Tracking:
         return Tracking(self.name, position)
 
     def _on_granted(self, notification: Notification) -> None:
         granted = self.reader.decode(notification).event
+        if self._ingested_from_an_edge(granted):
+            log.info(
+                "grant at %d came from edge %s: run there", notification.id, granted.meta.node_id
+            )
+            return
         confirmation: Confirmation = self.app.repository.get(granted.originator_id)
         assert isinstance(confirmation, Confirmation)
         ctx = CommandContext(

@@ -7,6 +7,7 @@ from uuid import UUID, uuid4
 
 from adapters.clock import Clock
 from commands import models as m
+from commands.edge_requests import require_not_an_edge_s
 from commands.errors import IdConflict, NotFound
 from commands.gate import ActionGate, Requester
 from commands.invocation import CommandResult, Invocation
@@ -231,6 +232,7 @@ class CommandService:
 
     def _confirmation(self, confirmation_id: UUID) -> Confirmation:
         confirmation: Confirmation = self.runner.load(Confirmation, confirmation_id)
+        require_not_an_edge_s(self.runner, confirmation_id)  # the cloud never writes an edge's
         return confirmation
 
     # -- effects ---------------------------------------------------------------------------------

@@ -96,6 +96,38 @@ class EdgeSync(JanusAggregate):
         )
         return True
 
+    def record_request_conflict(
+        self, request_id: UUID, confirmation_id: UUID, outcome: str, ctx: CommandContext
+    ) -> bool:
+        """The edge refused a cloud request (it had decided otherwise): counted as a conflict."""
+        if any(c.get("request_id") == str(request_id) for c in self.conflicts):
+            return False
+        self._record(
+            self.RequestConflicted,
+            ctx,
+            node=self.node,
+            request_id=str(request_id),
+            confirmation_id=str(confirmation_id),
+            outcome=outcome,
+        )
+        return True
+
+    class RequestConflicted(JanusAggregate.Event):
+        node: str
+        request_id: str
+        confirmation_id: str
+        outcome: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.conflicts.append(
+                {
+                    "request_id": self.request_id,
+                    "aggregate_id": self.confirmation_id,
+                    "outcome": self.outcome,
+                    "at": self.timestamp.isoformat(),
+                }
+            )
+
     class ConflictRecorded(JanusAggregate.Event):
         node: str
         event_id: str

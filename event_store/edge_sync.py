@@ -46,6 +46,7 @@ from domain.base import JanusAggregate
 from domain.edge import EdgeSync, edge_sync_id, require_edge_node
 from domain.meta import Actor, CommandContext
 from event_store.application import JanusApplication
+from event_store.edge_commands import EdgeDispatcher, ensure_command_stream, resolve_answers
 from event_store.edge_store import EdgeCursor, EdgeEvent, EdgeSql
 from event_store.messages import H_AGGREGATE_ID, H_AGGREGATE_VERSION, H_TOPIC, StreamSpec
 from event_store.nats import NATS_ERRORS, STORE_ERRORS
@@ -175,6 +176,7 @@ class EdgeIngester:
         self.duplicates = 0
         self.gaps = 0
         self.conflicts = 0
+        self.dispatcher = EdgeDispatcher(app, config.subject_root)
         self._nc: NatsClient | None = None
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
@@ -189,6 +191,7 @@ class EdgeIngester:
         )
         try:
             await ensure_hub_stream(self._nc, config.hub_stream, config.nodes)
+            await ensure_command_stream(self._nc, config.subject_root)
             js = self._nc.jetstream()
             sub = await js.pull_subscribe(
                 f"{config.subject_root}.edge.>",
@@ -296,6 +299,9 @@ class EdgeIngester:
         result = self._sql.append(node, events, skip, last_at)
         self.appended += len(result.positions)
         self.duplicates += result.duplicates
+        # Every batch, redelivered ones too: resolving is idempotent and finishes a crash here.
+        stored = (e.stored for e in events)
+        self.conflicts += resolve_answers(self._app, node, stored, self._node_id)
 
     # -- recording what went wrong --------------------------------------------------------------
 
@@ -340,7 +346,13 @@ class EdgeIngester:
     # -- watching the edge streams --------------------------------------------------------------
 
     async def _probe_forever(self, stop: asyncio.Event) -> None:
+        """Watch the edges, and send them the cloud's requests (the same connection, cadence)."""
         while not stop.is_set():
+            assert self._nc is not None
+            try:
+                await self.dispatcher.dispatch(self._nc)
+            except NATS_ERRORS + STORE_ERRORS as error:
+                log.warning("edge: could not send requests: %s", error)
             for node in self._config.nodes:
                 try:
                     await self.probe(node)
