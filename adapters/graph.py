@@ -353,6 +353,22 @@ class GraphStore(ABC):
             self._delete_ids(namespace, batch) for batch in batches(checked, self.batch_size)
         )
 
+    def delete_edges(self, graph: str, keys: Sequence[EdgeKey]) -> int:
+        """Remove edges by (source, type, target); unknown ones are ignored. Returns how many."""
+        checked: dict[str, set[tuple[str, str]]] = {}
+        for i, key in enumerate(keys):
+            if not isinstance(key, tuple) or len(key) != 3:
+                raise InvalidGraphInput(f"keys[{i}]", "an edge key is (source, type, target)")
+            source, edge_type, target = key
+            pair = (check_id(source, f"keys[{i}][0]"), check_id(target, f"keys[{i}][2]"))
+            checked.setdefault(check_name(edge_type, f"keys[{i}][1]"), set()).add(pair)
+        namespace = self.resolve(graph)
+        return sum(
+            self._delete_edges(namespace, edge_type, batch)
+            for edge_type, pairs in checked.items()
+            for batch in batches(sorted(pairs), self.batch_size)
+        )
+
     def delete_orphans(self, graph: str, label: str = "Entity", via: str = "MENTIONS") -> int:
         """Remove `label` nodes no `via` edge points at any more (entities nobody mentions)."""
         return self._delete_orphans(
@@ -385,6 +401,12 @@ class GraphStore(ABC):
         checked = sorted({check_id(x, f"ids[{i}]") for i, x in enumerate(ids)})
         namespace = self.resolve(graph)
         return sorted(self._missing_ids(namespace, checked)) if checked else []
+
+    def between(self, graph: str, ids: Sequence[str]) -> Subgraph:
+        """The nodes with these ids the namespace holds, and every edge among them."""
+        checked = sorted({check_id(x, f"ids[{i}]") for i, x in enumerate(ids)})
+        namespace = self.resolve(graph)
+        return self._induced(namespace, checked) if checked else Subgraph([], [])
 
     def node(self, graph: str, node_id: str) -> GraphNode | None:
         namespace = self.resolve(graph)
@@ -442,6 +464,11 @@ class GraphStore(ABC):
 
     @abstractmethod
     def _delete_ids(self, namespace: str, ids: Sequence[str]) -> int: ...
+
+    @abstractmethod
+    def _delete_edges(
+        self, namespace: str, edge_type: str, pairs: Sequence[tuple[str, str]]
+    ) -> int: ...
 
     @abstractmethod
     def _delete_orphans(self, namespace: str, label: str, via: str) -> int: ...

@@ -94,6 +94,17 @@ class CypherGraphStore(GraphStore):
         )
         return self._count(namespace, query, {"ids": list(ids)})
 
+    def _delete_edges(
+        self, namespace: str, edge_type: str, pairs: Sequence[tuple[str, str]]
+    ) -> int:
+        base = self._base(namespace)
+        query = (
+            f"UNWIND $rows AS row MATCH (:{base} {{id: row.s}})-[r:{edge_type}]->"
+            f"(:{base} {{id: row.t}}) WITH collect(r) AS gone UNWIND gone AS r DELETE r "
+            "RETURN count(*)"
+        )
+        return self._count(namespace, query, {"rows": [{"s": s, "t": t} for s, t in pairs]})
+
     def _delete_orphans(self, namespace: str, label: str, via: str) -> int:
         # Counted, not `WHERE NOT ()-[:via]->(n)`: FalkorDB 4 crashes (segfault in
         # AlgebraicExpression_Dest) on that pattern predicate after a two-label MATCH.

@@ -273,6 +273,18 @@ class LadybugGraphStore(GraphStore):
         rows = self._run(namespace, query, {"ids": list(ids)})
         return int(rows[0][0]) if rows else 0
 
+    def _delete_edges(
+        self, namespace: str, edge_type: str, pairs: Sequence[tuple[str, str]]
+    ) -> int:
+        query = (
+            "UNWIND $rows AS row "
+            "MATCH (:JanusNode {id: row.s})-[r:JanusEdge]->(:JanusNode {id: row.t}) "
+            "WHERE r.type = $type DELETE r RETURN count(*)"
+        )
+        rows = [{"s": s, "t": t} for s, t in pairs]
+        found = self._run(namespace, query, {"rows": rows, "type": edge_type})
+        return sum(int(r[0]) for r in found)
+
     def _delete_orphans(self, namespace: str, label: str, via: str) -> int:
         query = (
             "MATCH (n:JanusNode) WHERE n.label = $label AND NOT EXISTS "

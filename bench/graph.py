@@ -35,7 +35,7 @@ from uuid import uuid4
 from rich.console import Console
 
 from adapters.blobs import FileBlobStore
-from adapters.chunking import ChunkSpec, chunk_id
+from adapters.chunking import ChunkSpec, chunk_id, chunk_text
 from adapters.extraction import PlainTextExtractor
 from adapters.graph import GraphStore
 from adapters.graph_falkordb import FalkorDBGraphStore
@@ -95,6 +95,21 @@ def _text(index: int) -> str:
     return "\n\n".join(paragraphs)
 
 
+def recorded_extraction(text: str, index: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Four entities with the chunks naming them, and a relation between the first two."""
+    chunks = chunk_text(text, CHUNKING)
+    names = [ENTITIES[(index + k) % len(ENTITIES)] for k in range(4)]
+    entities = [
+        {"name": n, "type": "THING", "chunks": [c.index for c in chunks if n in c.text]}
+        for n in names
+    ]
+    both = [c.index for c in chunks if names[0] in c.text and names[1] in c.text]
+    relations = (
+        [{"source": names[0], "target": names[1], "type": "NEAR", "chunk": both[0]}] if both else []
+    )
+    return entities, relations
+
+
 def document_story(index: int, blobs: FileBlobStore) -> list[Any]:
     """A document with its recorded extraction, and a goal whose decision used two chunks."""
     stored = blobs.put(_text(index).encode(), "text/plain")
@@ -108,9 +123,8 @@ def document_story(index: int, blobs: FileBlobStore) -> list[Any]:
         stored.key,
         _ctx(),
     )
-    names = [ENTITIES[(index + k) % len(ENTITIES)] for k in range(4)]
-    entities = [{"text": n, "label": "THING"} for n in names]
-    doc.record_entities("bench", "bench", {}, [], entities, [], _ctx())
+    entities, relations = recorded_extraction(_text(index), index)
+    doc.record_entities("bench", "bench", {}, [], entities, relations, _ctx())
     goal = Goal.submit(uuid4(), f"check note {index}", "alice", 5, _ctx())
     decision = Decision(
         uuid4(),

@@ -136,6 +136,41 @@ class GraphStoreContract:
         assert exported.node_ids == {"k2", "shared"}
         assert exported.edge_keys == {("k2", "MENTIONS", "shared")}
 
+    def test_edges_are_deleted_by_key_and_read_back_between_nodes(
+        self, store: GraphStore, ns: str
+    ) -> None:
+        store.merge_nodes(ns, [node("k1"), node("a", "Entity"), node("b", "Entity")])
+        store.merge_edges(
+            ns,
+            [
+                edge("a", "RELATES", "b", kind="owns"),
+                edge("b", "RELATES", "a"),
+                edge("k1", "MENTIONS", "a"),
+                edge("k1", "MENTIONS", "b"),
+            ],
+        )
+
+        between = store.between(ns, ["a", "b", "absent"])
+        assert between.node_ids == {"a", "b"}
+        assert between.edges == [
+            edge("a", "RELATES", "b", kind="owns"),
+            edge("b", "RELATES", "a"),
+        ]
+        assert store.between(ns, []).nodes == []
+        removed = store.delete_edges(
+            ns, [("a", "RELATES", "b"), ("a", "NEXT", "b"), ("x", "RELATES", "y")]
+        )
+        assert removed == 1
+        assert store.delete_edges(ns, [("a", "RELATES", "b")]) == 0
+        assert store.export(ns).edge_keys == {
+            ("b", "RELATES", "a"),
+            ("k1", "MENTIONS", "a"),
+            ("k1", "MENTIONS", "b"),
+        }
+        with pytest.raises(InvalidGraphInput, match=r"keys\[0\]\[1\]"):
+            store.delete_edges(ns, [("b", "bad type", "a")])
+        assert len(store.export(ns).edges) == 3
+
     def test_position_round_trips_and_is_not_a_view_node(self, store: GraphStore, ns: str) -> None:
         assert store.get_position(ns) is None
 

@@ -6,6 +6,7 @@ A list stands in for the notification log (the projection is not registered with
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -88,19 +89,34 @@ def view(store: GraphStore, blobs: FileBlobStore, namespace: str = "graph") -> G
     return projection
 
 
-def ingest(log: Log, blobs: FileBlobStore, text: str, entities: list[dict[str, Any]]) -> Document:
+def ent(name: str, kind: str, *chunks: int) -> dict[str, Any]:
+    return {"name": name, "type": kind, "chunks": list(chunks)}
+
+
+def rel(source: str, target: str, kind: str, chunk: int) -> dict[str, Any]:
+    return {"source": source, "target": target, "type": kind, "chunk": chunk}
+
+
+def ingest(
+    log: Log,
+    blobs: FileBlobStore,
+    text: str,
+    entities: list[dict[str, Any]],
+    relations: list[dict[str, Any]] | None = None,
+    source: str = "file:///door.txt",
+) -> Document:
     stored = blobs.put(text.encode(), "text/plain")
     document = Document.register(
         uuid.uuid4(),
-        "file:///door.txt",
-        "door.txt",
+        source,
+        source.rsplit("/", 1)[-1],
         "text/plain",
         stored.sha256,
         stored.size,
         stored.key,
         log.ctx,
     )
-    document.record_entities("extractor-v1", "test", {}, [], entities, [], log.ctx)
+    document.record_entities("extractor-v1", "test", {}, [], entities, relations or [], log.ctx)
     log.record(document)
     return document
 
@@ -125,7 +141,7 @@ def decide(log: Log, goal: Goal, context: list[str]) -> Decision:
 def test_provenance_runs_from_goal_through_decision_and_confirmation_to_effect(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    doc = ingest(log, blobs, DOOR_TEXT, [{"text": "Acme", "label": "ORG"}])
+    doc = ingest(log, blobs, DOOR_TEXT, [ent("Acme", "ORG", 0)])
     first_chunk = str(chunk_id(doc.id, 0, DIGEST))
     goal = Goal.submit(uuid.uuid4(), "open the front door", "alice", 5, log.ctx)
     log.record(goal)
@@ -169,7 +185,12 @@ def test_provenance_runs_from_goal_through_decision_and_confirmation_to_effect(
 def test_chunks_follow_each_other_and_mention_recorded_entities(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    doc = ingest(log, blobs, DOOR_TEXT, [{"text": "back door", "label": "PLACE"}, {"label": "X"}])
+    doc = ingest(
+        log,
+        blobs,
+        DOOR_TEXT,
+        [ent("back door", "PLACE", 2), {"type": "X", "chunks": [0]}, ent("nowhere", "X", 7)],
+    )
 
     view(store, blobs).apply(log.events)
 
@@ -190,7 +211,7 @@ def test_chunks_follow_each_other_and_mention_recorded_entities(
 def test_a_replayed_batch_leaves_the_graph_as_one_application_did(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    ingest(log, blobs, DOOR_TEXT, [{"text": "Acme", "label": "ORG"}])
+    ingest(log, blobs, DOOR_TEXT, [ent("Acme", "ORG", 0)])
     job = Job.schedule(
         uuid.uuid4(),
         "nightly",
@@ -221,12 +242,12 @@ def test_a_replayed_batch_leaves_the_graph_as_one_application_did(
 def test_a_failed_ingestion_retracts_chunks_and_orphaned_entities_only(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    kept = ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    kept = ingest(log, blobs, "Acme builds locks.", [ent("Acme", "ORG", 0)])
     doomed = ingest(
         log,
         blobs,
         "Acme and Globex make doors.",
-        [{"text": "Acme", "label": "ORG"}, {"text": "Globex", "label": "ORG"}],
+        [ent("Acme", "ORG", 0), ent("Globex", "ORG", 0)],
     )
     projection = view(store, blobs)
     projection.apply(log.events)
@@ -242,13 +263,13 @@ def test_a_failed_ingestion_retracts_chunks_and_orphaned_entities_only(
     assert str(chunk_id(doomed.id, 0, DIGEST)) not in exported.node_ids
     assert str(chunk_id(kept.id, 0, DIGEST)) in exported.node_ids
     retracted = store.node("graph", str(doomed.id))
-    assert retracted is not None and retracted.properties["status"] == "failed"
+    assert retracted is not None and retracted.properties["status"] == "retracted"
 
 
 def test_verify_finds_missing_unexpected_and_changed_nodes_and_edges(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    doc = ingest(log, blobs, DOOR_TEXT, [{"text": "Acme", "label": "ORG"}])
+    doc = ingest(log, blobs, DOOR_TEXT, [ent("Acme", "ORG", 0)])
     projection = view(store, blobs)
     projection.apply(log.events)
     assert projection.verify(log.events).clean
@@ -279,8 +300,8 @@ def test_the_graph_benchmark_projects_and_rewrites_the_same_graph(tmp_path: Path
     finally:
         store.close()
 
-    # Per document: 3 document events, 2 goal, 2 confirmation and 2 effect events.
-    assert result.events == 2 * 9
+    # Per document: 2 document events, 2 goal, 2 confirmation and 2 effect events.
+    assert result.events == 2 * 8
     assert result.nodes > 2 * 8
     assert result.edges > 2 * 7
     assert min(result.projection_s, result.raw_s, result.rebuild_s) > 0
@@ -289,7 +310,7 @@ def test_the_graph_benchmark_projects_and_rewrites_the_same_graph(tmp_path: Path
 def test_a_failed_batch_stops_the_view_and_leaves_no_buffered_writes_behind(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    ingest(log, blobs, "Acme builds locks.", [ent("Acme", "ORG", 0)])
     before = len(log.events)
     lost = Document.register(
         uuid.uuid4(),
@@ -321,7 +342,7 @@ def test_a_failed_batch_stops_the_view_and_leaves_no_buffered_writes_behind(
 def test_the_graph_does_not_depend_on_how_the_log_is_batched(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    early = ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    early = ingest(log, blobs, "Acme builds locks.", [ent("Acme", "ORG", 0)])
     goal = Goal.submit(uuid.uuid4(), "lock up", "alice", 5, log.ctx)
     log.record(goal)
     late_text = "Globex makes doors."
@@ -343,3 +364,87 @@ def test_the_graph_does_not_depend_on_how_the_log_is_batched(
     assert store.export("whole") == store.export("single")
     used = {e.target for e in store.export("whole").edges if e.type == "USED_CONTEXT"}
     assert used == {str(chunk_id(early.id, 0, DIGEST))}
+
+
+def relates(store: GraphStore, namespace: str = "graph") -> dict[tuple[str, str], list[list[str]]]:
+    """Each RELATES edge's (source, target) with its recorded evidence."""
+    return {
+        (e.source, e.target): json.loads(str(e.properties["evidence"]))
+        for e in store.export(namespace).edges
+        if e.type == "RELATES"
+    }
+
+
+def test_relations_gather_evidence_across_documents_and_lose_it_with_each_retraction(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    acme, door, bolt = entity_id("ORG", "Acme"), entity_id("PLACE", "front door"), "bolt"
+    first = ingest(
+        log,
+        blobs,
+        DOOR_TEXT,
+        [ent("Acme", "ORG", 0), ent("front door", "PLACE", 0)],
+        [rel("Acme", "front door", "MAKES_LOCK_FOR", 0), rel("Acme", "nobody", "X", 0)],
+    )
+    second = ingest(
+        log,
+        blobs,
+        "Acme fitted the front door. Bolt Ltd fitted the bolt.",
+        [ent("acme", "ORG", 0), ent("Front Door", "PLACE", 0), ent("Bolt Ltd", "ORG", 0)],
+        [rel("Acme", "Front door", "FITTED", 0), rel("Bolt Ltd", "Acme", "KNOWS", 0)],
+        source="file:///fitting.txt",
+    )
+    first_chunk = str(chunk_id(first.id, 0, DIGEST))
+    second_chunk = str(chunk_id(second.id, 0, DIGEST))
+    bolt = entity_id("ORG", "Bolt Ltd")
+    projection = view(store, blobs)
+    projection.apply(log.events)
+
+    assert relates(store) == {
+        (acme, door): sorted([[first_chunk, "MAKES_LOCK_FOR"], [second_chunk, "FITTED"]]),
+        (bolt, acme): [[second_chunk, "KNOWS"]],
+    }
+    edge = next(e for e in store.export("graph").edges if e.key == (acme, "RELATES", door))
+    assert edge.properties["type"] == "FITTED, MAKES_LOCK_FOR"
+
+    second.retract("wrong document", log.ctx)
+    log.record(second)
+    projection.apply(log.events)
+    # Bolt Ltd was only mentioned by the retracted document: it goes, and its relation with it.
+    assert relates(store) == {(acme, door): [[first_chunk, "MAKES_LOCK_FOR"]]}
+    assert bolt not in store.export("graph").node_ids
+    assert projection.verify(log.events).clean
+
+    first.retract("withdrawn", log.ctx)
+    log.record(first)
+    projection.apply(log.events)
+    exported = store.export("graph")
+    assert relates(store) == {}
+    assert store.counts("graph").nodes == {"Document": 2}
+    assert {e.type for e in exported.edges} == set()
+    assert projection.verify(log.events).clean
+
+
+def test_a_relation_between_surviving_entities_goes_when_its_only_evidence_is_retracted(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    ingest(log, blobs, "Acme and Globex.", [ent("Acme", "ORG", 0), ent("Globex", "ORG", 0)])
+    doomed = ingest(
+        log,
+        blobs,
+        "Acme bought Globex.",
+        [ent("Acme", "ORG", 0), ent("Globex", "ORG", 0)],
+        [rel("Acme", "Globex", "BOUGHT", 0)],
+        source="file:///rumour.txt",
+    )
+    projection = view(store, blobs)
+    projection.apply(log.events)
+    assert len(relates(store)) == 1
+
+    doomed.retract("a rumour", log.ctx)
+    log.record(doomed)
+    projection.apply(log.events)
+
+    assert relates(store) == {}
+    assert store.counts("graph").nodes["Entity"] == 2
+    assert projection.verify(log.events).clean
