@@ -26,6 +26,7 @@ from adapters.locks import LeaderLock, LeadershipLost
 from adapters.role_status import RoleBoard, RoleState
 from bootstrap.agent import run_agent
 from bootstrap.container import Janus
+from bootstrap.extraction import run_extraction
 from commands.scheduler import Scheduler
 from projections.runner import ProjectionStalled
 
@@ -70,6 +71,7 @@ class JanusProcess:
             ("expiry", self._expire),
             ("scheduler", self._schedule),
             *((("agent", self._agent),) if self.janus.settings.agent_enabled else ()),
+            *((("extraction", self._extract),) if self.janus.settings.extraction_enabled else ()),
         )
         for name, target in duties:
             thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
@@ -200,6 +202,10 @@ class JanusProcess:
 
     def _agent(self) -> None:
         run_agent(self.janus, self.stop_event, self.poll)
+
+    def _extract(self) -> None:
+        self._set("extraction", "running")
+        run_extraction(self.janus, self.stop_event, self.poll)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
