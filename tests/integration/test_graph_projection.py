@@ -1,7 +1,7 @@
 """The graph projection fed real domain events, on the embedded graph store and on FalkorDB, with
 the file blob twin.
 
-A list stands in for the notification log (the projection is not registered with a runner yet).
+A list stands in for the notification log (tests/support/graph_log.py).
 """
 
 from __future__ import annotations
@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.console import Console
 
 from adapters.blobs import BlobNotFound, FileBlobStore, blob_key_for
-from adapters.chunking import ChunkSpec, chunk_id
-from adapters.extraction import PlainTextExtractor
+from adapters.chunking import chunk_id
 from adapters.graph import GraphNode, GraphStore
 from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
@@ -26,36 +24,20 @@ from bench import graph as bench_graph
 from domain.confirmation import Confirmation, HazardClass
 from domain.document import Document
 from domain.effect import Effect
-from domain.goal import Decision, Goal
+from domain.goal import Goal
 from domain.job import Job, JobFire, MisfirePolicy
-from domain.meta import Actor, ActorKind, CommandContext
-from event_store.reader import LoggedEvent
-from projections.graph import GraphProjection, entity_id
-
-CHUNKING = ChunkSpec(size=80, overlap=0)
-DIGEST = "model-digest-1"
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-DOOR_TEXT = (
-    "The front door has a smart lock made by Acme.\n\n"
-    "To open it, ask the operator for a confirmation first.\n\n"
-    "The back door is always locked at night."
+from projections.graph import entity_id
+from tests.support.graph_log import (
+    DIGEST,
+    DOOR_TEXT,
+    T0,
+    Log,
+    decide,
+    ent,
+    ingest,
+    rel,
+    view,
 )
-
-
-class Log:
-    """The notification log, as far as a projection sees it: events with positions, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[LoggedEvent] = []
-        self.ctx = CommandContext("cmd", "corr", "cmd", Actor(ActorKind.USER, "alice"), "test")
-
-    def record(self, aggregate: Any) -> list[LoggedEvent]:
-        new = [
-            LoggedEvent(len(self.events) + i + 1, "", e.originator_id, e.originator_version, e)
-            for i, e in enumerate(aggregate.collect_events())
-        ]
-        self.events += new
-        return new
 
 
 @pytest.fixture
@@ -79,63 +61,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore
         graph = FalkorDBGraphStore(url, prefix=f"t{uuid.uuid4().hex[:6]}_")
     yield graph
     graph.close()
-
-
-def view(store: GraphStore, blobs: FileBlobStore, namespace: str = "graph") -> GraphProjection:
-    projection = GraphProjection(
-        store, blobs, PlainTextExtractor(), DIGEST, CHUNKING, namespace=namespace
-    )
-    projection.start()
-    return projection
-
-
-def ent(name: str, kind: str, *chunks: int) -> dict[str, Any]:
-    return {"name": name, "type": kind, "chunks": list(chunks)}
-
-
-def rel(source: str, target: str, kind: str, chunk: int) -> dict[str, Any]:
-    return {"source": source, "target": target, "type": kind, "chunk": chunk}
-
-
-def ingest(
-    log: Log,
-    blobs: FileBlobStore,
-    text: str,
-    entities: list[dict[str, Any]],
-    relations: list[dict[str, Any]] | None = None,
-    source: str = "file:///door.txt",
-) -> Document:
-    stored = blobs.put(text.encode(), "text/plain")
-    document = Document.register(
-        uuid.uuid4(),
-        source,
-        source.rsplit("/", 1)[-1],
-        "text/plain",
-        stored.sha256,
-        stored.size,
-        stored.key,
-        log.ctx,
-    )
-    document.record_entities("extractor-v1", "test", {}, [], entities, relations or [], log.ctx)
-    log.record(document)
-    return document
-
-
-def decide(log: Log, goal: Goal, context: list[str]) -> Decision:
-    decision = Decision(
-        decision_id=uuid.uuid4(),
-        model="rules",
-        model_digest="rules-1",
-        parameters={},
-        prompt="open the door",
-        context_ids=context,
-        raw_output="{}",
-        action={"name": "unlock_door"},
-        timings={},
-    )
-    goal.record_decision(decision, log.ctx)
-    log.record(goal)
-    return decision
 
 
 def test_provenance_runs_from_goal_through_decision_and_confirmation_to_effect(
