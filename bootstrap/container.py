@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.clock import Clock, SystemClock
 from adapters.effects import EffectRegistry, Ledger, SimulatedDoorLock, SimulatedNotifier
+from adapters.graph import GraphStore
 from adapters.locks import FileLeaderLock, LeaderLock, PostgresLeaderLock
+from bootstrap.knowledge import build_graph_store
 from bootstrap.settings import Settings
 from commands.errors import StoreUnavailable
 from commands.executor import Executor
@@ -196,7 +199,14 @@ class Janus:
             confirmation_ttl_seconds=self.settings.confirmation_ttl_seconds,
         )
 
+    @functools.cached_property
+    def graph_store(self) -> GraphStore:
+        """The graph view's store, opened on first use (embedded: one process at a time)."""
+        return build_graph_store(self.settings)
+
     def close(self) -> None:
+        if "graph_store" in self.__dict__:
+            self.graph_store.close()
         for lock in self._locks:
             lock.release()
         self.views_engine.dispose()
