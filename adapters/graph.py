@@ -408,6 +408,28 @@ class GraphStore(ABC):
         namespace = self.resolve(graph)
         return self._induced(namespace, checked) if checked else Subgraph([], [])
 
+    def neighbours(
+        self, graph: str, ids: Sequence[str], edge_types: Sequence[str], limit: int = 20
+    ) -> dict[str, list[str]]:
+        """For each of `ids`, the ids of the nodes one `edge_types` edge away (either direction),
+        sorted, at most `limit` of them: a bounded expansion, so a hub costs no more than a leaf.
+        Nodes without such neighbours (or absent) are left out."""
+        checked = sorted({check_id(x, f"ids[{i}]") for i, x in enumerate(ids)})
+        types = sorted({check_name(t, f"edge_types[{i}]") for i, t in enumerate(edge_types)})
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_BATCH_SIZE
+        ):
+            raise InvalidGraphInput("limit", f"{limit!r} is not an integer in 1..{MAX_BATCH_SIZE}")
+        namespace = self.resolve(graph)
+        if not checked or not types:
+            return {}
+        found: dict[str, list[str]] = {}
+        for batch in batches(checked, self.batch_size):
+            found.update(self._neighbours(namespace, batch, types, limit))
+        return {k: v for k, v in sorted(found.items()) if v}
+
     def node(self, graph: str, node_id: str) -> GraphNode | None:
         namespace = self.resolve(graph)
         found = self._induced(namespace, [check_id(node_id, "node_id")], with_edges=False).nodes
@@ -476,6 +498,12 @@ class GraphStore(ABC):
     @abstractmethod
     def _reachable(self, namespace: str, node_id: str, depth: int) -> list[str]:
         """Ids within `depth` hops, the node itself included; empty when the node is absent."""
+
+    @abstractmethod
+    def _neighbours(
+        self, namespace: str, ids: Sequence[str], types: Sequence[str], limit: int
+    ) -> dict[str, list[str]]:
+        """Per id, its neighbours' ids over `types` edges, sorted, the first `limit`."""
 
     @abstractmethod
     def _induced(self, namespace: str, ids: Sequence[str], with_edges: bool = True) -> Subgraph:

@@ -126,6 +126,18 @@ class CypherGraphStore(GraphStore):
         query = f"MATCH (a:{base} {{id: $id}})-[*0..{depth}]-(b:{base}) RETURN DISTINCT b.id"
         return [r[0] for r in self._run(namespace, query, {"id": node_id})]
 
+    def _neighbours(
+        self, namespace: str, ids: Sequence[str], types: Sequence[str], limit: int
+    ) -> dict[str, list[str]]:
+        base = self._base(namespace)
+        query = (
+            f"UNWIND $ids AS x MATCH (:{base} {{id: x}})-[r]-(b:{base}) WHERE type(r) IN $types "
+            "WITH DISTINCT x, b.id AS n ORDER BY x, n "
+            "WITH x, collect(n) AS found RETURN x, found[..$limit]"
+        )
+        rows = self._run(namespace, query, {"ids": list(ids), "types": list(types), "limit": limit})
+        return {str(x): [str(n) for n in found] for x, found in rows}
+
     def _induced(self, namespace: str, ids: Sequence[str], with_edges: bool = True) -> Subgraph:
         base = self._base(namespace)
         nodes = self._run(

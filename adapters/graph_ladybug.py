@@ -303,6 +303,18 @@ class LadybugGraphStore(GraphStore):
         )
         return [r[0] for r in self._run(namespace, query, {"id": node_id})]
 
+    def _neighbours(
+        self, namespace: str, ids: Sequence[str], types: Sequence[str], limit: int
+    ) -> dict[str, list[str]]:
+        # Ladybug's WITH takes ORDER BY only with LIMIT: the list is sorted after collecting.
+        query = (
+            "UNWIND $ids AS x MATCH (:JanusNode {id: x})-[r:JanusEdge]-(b:JanusNode) "
+            "WHERE r.type IN $types WITH x, collect(DISTINCT b.id) AS found "
+            "RETURN x, list_slice(list_sort(found), 1, $limit)"
+        )
+        rows = self._run(namespace, query, {"ids": list(ids), "types": list(types), "limit": limit})
+        return {str(x): [str(n) for n in found] for x, found in rows}
+
     def _induced(self, namespace: str, ids: Sequence[str], with_edges: bool = True) -> Subgraph:
         params = {"ids": list(ids)}
         nodes = self._run(
