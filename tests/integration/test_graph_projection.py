@@ -218,18 +218,23 @@ def test_verify_finds_missing_unexpected_and_changed_nodes_and_edges(
     assert "graph_verify" not in store.namespaces()
 
 
-def test_the_graph_benchmark_projects_and_rewrites_the_same_graph(tmp_path: Path) -> None:
+def test_the_graph_benchmark_projects_rebuilds_without_model_calls_and_searches(
+    tmp_path: Path,
+) -> None:
     store = LadybugGraphStore(tmp_path / "bench")
     try:
-        result = bench_graph.measure(store, "ladybug", 2, Console(quiet=True))
+        result = bench_graph.measure(store, "ladybug", 2, Console(quiet=True), queries=3)
     finally:
         store.close()
 
     # Per document: 2 document events, 2 goal, 2 confirmation and 2 effect events.
     assert result.events == 2 * 8
+    assert result.chunks > 2 and result.extraction_calls == result.chunks
+    assert result.rebuild_model_calls == 0
     assert result.nodes > 2 * 8
     assert result.edges > 2 * 7
     assert min(result.projection_s, result.raw_s, result.rebuild_s) > 0
+    assert result.hybrid_queries == 3 and result.hybrid_p95_ms >= result.hybrid_p50_ms > 0
 
 
 def test_a_failed_batch_stops_the_view_and_leaves_no_buffered_writes_behind(
