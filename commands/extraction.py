@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -143,6 +144,7 @@ class EntityExtraction:
         self.max_chunks = max_chunks
         self.batch_size = batch_size
         self.problem: str | None = None
+        self.outcomes: Counter[str] = Counter()  # per document read: recorded, already_extracted...
         self._status_lock = threading.Lock()
 
     @property
@@ -177,7 +179,7 @@ class EntityExtraction:
         batch = self.reader.read_after(self.position, self.batch_size)
         for notification in batch:
             if notification.topic == REGISTERED:
-                self.extract(UUID(str(notification.originator_id)))
+                self.outcomes[self.extract(UUID(str(notification.originator_id)))] += 1
         self._set_problem(None)
         if batch:
             self.app.save_tracked(tracking=Tracking(self.name, batch[-1].id))

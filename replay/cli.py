@@ -631,6 +631,7 @@ def effects_reconcile(
 def _register_operational_commands() -> None:
     """Commands that live in their own modules; imported here so ``replay.cli`` stays the root."""
     from api.serve import serve_command
+    from cli.extract import app as extract_app
     from replay import projections_cli
     from replay.agent_cli import app as agent_app
     from replay.agent_cli import goals_answer
@@ -649,6 +650,7 @@ def _register_operational_commands() -> None:
     app.add_typer(events_app, name="events")
     app.add_typer(replay_app, name="replay")
     app.add_typer(agent_app, name="agent")
+    app.add_typer(extract_app, name="extract")
     goals_app.command("answer")(goals_answer)
 
 
