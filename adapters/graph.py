@@ -430,6 +430,12 @@ class GraphStore(ABC):
             found.update(self._neighbours(namespace, batch, types, limit))
         return {k: v for k, v in sorted(found.items()) if v}
 
+    def nodes(self, graph: str, ids: Sequence[str]) -> list[GraphNode]:
+        """The nodes with these ids the namespace holds (no edges: a lookup by id each)."""
+        checked = sorted({check_id(x, f"ids[{i}]") for i, x in enumerate(ids)})
+        namespace = self.resolve(graph)
+        return self._induced(namespace, checked, with_edges=False).nodes if checked else []
+
     def node(self, graph: str, node_id: str) -> GraphNode | None:
         namespace = self.resolve(graph)
         found = self._induced(namespace, [check_id(node_id, "node_id")], with_edges=False).nodes

@@ -4,19 +4,20 @@ Not registered with any runner yet (the graph CLI and rebuild wiring come with i
 
     Goal -[:DECIDED]-> Decision -[:REQUESTED]-> Confirmation -[:AUTHORISED]-> Effect
     Decision -[:USED_CONTEXT]-> Chunk        Job -[:FIRED]-> Fire
-    Document -[:HAS_CHUNK]-> Chunk -[:NEXT]-> Chunk -[:MENTIONS]-> Entity
+    Document -[:HAS_CHUNK]-> Chunk -[:NEXT]-> Chunk -[:MENTIONS]-> Entity -[:RELATES]-> Entity
+    Chunk -[:STATES]-> Relation                (the evidence of each Entity pair's RELATES)
 
 Every node and edge carries the event id and log position that last wrote it. Chunks are the
 deterministic derivation the vector view makes (same text, same `ChunkSpec`, same id:
 uuid5(document, index, model digest)), so a Decision's context ids are the chunk nodes' ids.
 Entities come only from recorded extractions (`Document.EntitiesExtracted`, written by
 commands/extraction.py): a rebuild calls no model. Each recorded entity is mentioned by the chunks
-whose indexes the extraction recorded (`Chunk -[:MENTIONS]-> Entity`), and each recorded relation is
-one `Entity -[:RELATES {type, evidence}]-> Entity` per ordered pair, whose evidence lists every
-(chunk id, relation type) stating it; the stating chunk also mentions both ends. A retraction
-removes the document's chunks, every entity no chunk mentions any more (with its relations), and
-the document's chunks from the evidence of the relations that remain (a relation left with none
-goes): nothing is orphaned.
+whose indexes the extraction recorded (`Chunk -[:MENTIONS]-> Entity`). Each recorded relation is
+one `Entity -[:RELATES {type}]-> Entity` per ordered pair, with its evidence kept beside it: a
+`Relation` node per pair and `Chunk -[:STATES {type}]-> Relation` from every chunk stating it
+(which also mentions both ends). A retraction removes the document's chunks, every entity no chunk
+mentions any more (with its relations), every relation no chunk states any more (with its RELATES
+edge), and the retracted types from the relations that remain: nothing is orphaned.
 
 The store is not transactional with the log: a batch's nodes and edges are merged (deterministic
 ids, so a replay rewrites the same ones), then the position is stored in the namespace. Writes are
@@ -37,7 +38,7 @@ from uuid import UUID
 from adapters.blobs import BlobStore
 from adapters.chunking import Chunk, ChunkSpec, chunk_id, chunk_text
 from adapters.extraction import ExtractionFailed, TextExtractor
-from adapters.graph import EdgeKey, GraphEdge, GraphNode, GraphStore, Scalar
+from adapters.graph import GraphEdge, GraphNode, GraphStore, Scalar
 from domain.confirmation import Confirmation
 from domain.document import Document
 from domain.effect import Effect
@@ -47,27 +48,31 @@ from event_store.reader import LoggedEvent
 from projections.graph_entities import (
     ENTITY_NAMESPACE,
     entity_id,
+    join_types,
     parse_mention,
     parse_relation,
-    relates_props,
-    relation_evidence,
+    relation_id,
 )
 from projections.graph_writes import GraphDrift, GraphWrites
 
 __all__ = [
     "ENTITY_NAMESPACE",
     "RELATES",
+    "STATES",
     "GraphDrift",
     "GraphProjection",
     "GraphWrites",
     "entity_id",
-    "relation_evidence",
+    "relation_id",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "graph"
 RELATES = "RELATES"
+STATES = "STATES"
+# A relation's remaining statements are re-read after a retraction in one bounded query.
+MAX_STATEMENTS = 10_000
 STATUS: dict[type, str] = {
     Goal.Completed: "completed",
     Goal.Failed: "failed",
@@ -382,67 +387,96 @@ class GraphProjection:
             self._relate(logged, stated)
 
     def _relate(self, logged: LoggedEvent, stated: Sequence[tuple[str, str, str, str]]) -> None:
-        """Merge each (source, target, type, chunk) into its pair's one RELATES edge, whose
-        evidence lists every (chunk, type) that states it, from any document."""
-        keys = {(s, RELATES, t) for s, t, _, _ in stated}
-        unbuffered = {k for k in keys if k not in self.pending.edges}
-        stored: dict[EdgeKey, GraphEdge] = {}
-        if unbuffered:
-            ends = sorted({k[0] for k in unbuffered} | {k[2] for k in unbuffered})
-            stored = {e.key: e for e in self.store.between(self.namespace, ends).edges}
-        evidence: dict[EdgeKey, set[tuple[str, str]]] = {}
-        for key in keys:
-            earlier = self.pending.edges.get(key) or stored.get(key)
-            evidence[key] = set(relation_evidence(earlier)) if earlier is not None else set()
+        """Each (source, target, type, chunk): `chunk -[:STATES {type}]-> Relation` (the
+        evidence, one edge per chunk, so a pair stated by thousands of chunks costs no more per
+        statement than a rare one) and `source -[:RELATES {type}]-> target`, whose type, like the
+        Relation node's, is every type still stated for the pair."""
+        by_chunk: dict[tuple[str, str, str], set[str]] = {}
         for source, target, kind, chunk in stated:
-            evidence[(source, RELATES, target)].add((chunk, kind))
-        for key, pairs in evidence.items():
-            self.pending.edge(
-                dataclasses.replace(
-                    self._edge(logged, key[0], RELATES, key[2]), properties=relates_props(pairs)
-                )
-            )
+            by_chunk.setdefault((source, target, chunk), set()).add(kind)
+        pairs = {(s, t) for s, t, _ in by_chunk}
+        types = self._relation_types(sorted(relation_id(s, t) for s, t in pairs))
+        for (source, target, chunk), kinds in sorted(by_chunk.items()):
+            relation = relation_id(source, target)
+            types.setdefault(relation, set()).update(kinds)
+            edge = self._edge(logged, chunk, STATES, relation)
+            self.pending.edge(dataclasses.replace(edge, properties={"type": join_types(kinds)}))
+        for source, target in sorted(pairs):
+            self._put_relation(logged, source, target, types[relation_id(source, target)])
+
+    def _relation_types(self, relations: Sequence[str]) -> dict[str, set[str]]:
+        """The types the (buffered or stored) Relation nodes already hold."""
+        unbuffered = [r for r in relations if r not in self.pending.nodes]
+        stored = {n.id: n for n in self.store.nodes(self.namespace, unbuffered)}
+        found: dict[str, set[str]] = {}
+        for relation in relations:
+            node = self.pending.nodes.get(relation) or stored.get(relation)
+            if node is not None:
+                found[relation] = set(str(node.properties.get("type", "")).split(", ")) - {""}
+        return found
+
+    def _put_relation(
+        self, logged: LoggedEvent, source: str, target: str, kinds: Iterable[str]
+    ) -> None:
+        kind = join_types(kinds)
+        self._put(
+            logged, "Relation", relation_id(source, target), source=source, target=target, type=kind
+        )
+        edge = self._edge(logged, source, RELATES, target)
+        self.pending.edge(dataclasses.replace(edge, properties={"type": kind}))
 
     def retract(self, document_id: UUID, logged: LoggedEvent) -> None:
         """Remove a document's chunks, every entity no remaining chunk mentions (with its
-        relations), and the document's chunks from the evidence of every other relation."""
+        relations), every relation no remaining chunk states, and the retracted statements'
+        types from the relations that remain."""
         self.flush()
         doc = str(document_id)
         if self.store.node(self.namespace, doc) is None:
             return
-        # Depth 2 reaches every entity a chunk of the document mentions, and so every relation
-        # it is evidence for (a relation's chunk mentions both of its entities).
         around = self.store.subgraph(self.namespace, doc, depth=2)
         chunks = {
             n.id
             for n in around.nodes
             if n.label == "Chunk" and n.properties.get("document_id") == doc
         }
+        relations = [n for n in around.nodes if n.label == "Relation"]
         self.store.delete_nodes(self.namespace, sorted(chunks))
         self.store.delete_orphans(self.namespace, "Entity", "MENTIONS")
-        self._trim_relations(logged, [e for e in around.edges if e.type == RELATES], chunks)
+        self.store.delete_orphans(self.namespace, "Relation", STATES)
+        self._restate(logged, relations)
         self._restamp(doc, logged, status="retracted")
 
-    def _trim_relations(
-        self, logged: LoggedEvent, relations: Sequence[GraphEdge], gone: set[str]
-    ) -> None:
-        touched = [e for e in relations if any(c in gone for c, _ in relation_evidence(e))]
-        if not touched:
+    def _restate(self, logged: LoggedEvent, relations: Sequence[GraphNode]) -> None:
+        """After a retraction: a relation without evidence loses its RELATES edge; one with
+        evidence left gets the types its remaining statements give."""
+        if not relations:
             return
-        ends = sorted({e.source for e in touched} | {e.target for e in touched})
-        absent = set(self.store.missing(self.namespace, ends))
-        emptied: list[EdgeKey] = []
-        for edge in touched:
-            if edge.source in absent or edge.target in absent:
-                continue  # went with an orphaned entity
-            kept = {(c, k) for c, k in relation_evidence(edge) if c not in gone}
-            if not kept:
-                emptied.append(edge.key)
-                continue
-            self.pending.edge(
-                dataclasses.replace(
-                    self._edge(logged, edge.source, RELATES, edge.target),
-                    properties=relates_props(kept),
-                )
-            )
-        self.store.delete_edges(self.namespace, emptied)
+        ids = [r.id for r in relations]
+        gone = set(self.store.missing(self.namespace, ids))
+        ends = {str(r.properties["source"]) for r in relations} | {
+            str(r.properties["target"]) for r in relations
+        }
+        absent = set(self.store.missing(self.namespace, sorted(ends)))
+        self.store.delete_edges(
+            self.namespace,
+            [
+                (str(r.properties["source"]), RELATES, str(r.properties["target"]))
+                for r in relations
+                if r.id in gone
+            ],
+        )
+        kept = [r for r in relations if r.id not in gone]
+        stating = self.store.neighbours(
+            self.namespace, [r.id for r in kept], [STATES], MAX_STATEMENTS
+        )
+        around = self.store.between(
+            self.namespace, [*(r.id for r in kept), *(c for cs in stating.values() for c in cs)]
+        )
+        types: dict[str, set[str]] = {r.id: set() for r in kept}
+        for edge in around.edges:
+            if edge.type == STATES and edge.target in types:
+                types[edge.target].update(str(edge.properties.get("type", "")).split(", "))
+        for relation in kept:
+            source, target = str(relation.properties["source"]), str(relation.properties["target"])
+            if source not in absent and target not in absent:
+                self._put_relation(logged, source, target, types[relation.id] - {""})

@@ -1,26 +1,23 @@
-"""How the graph view reads recorded extractions: entity ids, mentions, relations and evidence.
+"""How the graph view reads recorded extractions: entity and relation ids, mentions, relations.
 
-Kept apart from projections/graph.py so hybrid retrieval and the provenance answers read a
-RELATES edge's evidence the same way the projection writes it.
+Kept apart from projections/graph.py so the answers (provenance, hybrid retrieval) name entities
+and relations the same way the projection writes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID, uuid5
 
-from adapters.graph import GraphEdge, Scalar
-
 __all__ = [
     "ENTITY_NAMESPACE",
     "entity_id",
+    "join_types",
     "parse_mention",
     "parse_relation",
-    "relates_props",
-    "relation_evidence",
+    "relation_id",
 ]
 
 ENTITY_NAMESPACE = UUID("6f1d5c0e-1b7a-5a43-9a55-0c6f0e3b7d21")
@@ -86,17 +83,11 @@ def parse_relation(raw: object) -> _Relation | None:
     return _Relation(str(source).strip(), str(target).strip(), str(kind).strip(), chunk)
 
 
-def relation_evidence(edge: GraphEdge) -> list[tuple[str, str]]:
-    """The (chunk id, relation type) pairs a RELATES edge records as its evidence."""
-    raw = edge.properties.get("evidence")
-    if not isinstance(raw, str):
-        return []
-    return [(str(c), str(k)) for c, k in json.loads(raw)]
+def relation_id(source: str, target: str) -> str:
+    """The Relation node of an ordered entity pair: where the chunks stating it point."""
+    return str(uuid5(ENTITY_NAMESPACE, f"relation:{source}:{target}"))
 
 
-def relates_props(pairs: Iterable[tuple[str, str]]) -> dict[str, Scalar]:
-    ordered = sorted(set(pairs))
-    return {
-        "type": ", ".join(sorted({k for _, k in ordered})),
-        "evidence": json.dumps([list(p) for p in ordered], separators=(",", ":")),
-    }
+def join_types(types: Iterable[str]) -> str:
+    """Relation types as one property: sorted, distinct, comma-separated."""
+    return ", ".join(sorted({t for part in types for t in part.split(", ") if t}))

@@ -157,6 +157,8 @@ class GraphStoreContract:
             edge("b", "RELATES", "a"),
         ]
         assert store.between(ns, []).nodes == []
+        assert [n.id for n in store.nodes(ns, ["b", "absent", "a"])] == ["a", "b"]
+        assert store.nodes(ns, []) == []
         removed = store.delete_edges(
             ns, [("a", "RELATES", "b"), ("a", "NEXT", "b"), ("x", "RELATES", "y")]
         )
