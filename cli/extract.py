@@ -82,16 +82,15 @@ def extract(
 
 def _one_pass(janus: Janus) -> dict[str, Any]:
     extraction = build_extraction(janus)
-    try:
-        extraction.model.check()
-    except ModelUnavailable as error:
-        _fail(f"no model: {error}")
     start, head = extraction.position, janus.app.head()
     columns = (TextColumn("extracting"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("extract", total=max(head - start, 0))
-        while extraction.position < head and extraction.run_once():
-            progress.update(task, completed=min(extraction.position, head) - start)
+        try:
+            while extraction.position < head and extraction.run_once():
+                progress.update(task, completed=min(extraction.position, head) - start)
+        except ModelUnavailable as error:
+            _fail(f"no model: {error}")
     return {"position": extraction.position, "documents": dict(extraction.outcomes)}
 
 

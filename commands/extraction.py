@@ -170,16 +170,20 @@ class EntityExtraction:
 
     def run_once(self) -> int:
         """Extract every document registered in the next batch; returns how many notifications
-        it read. Raises ModelUnavailable (position unchanged) when the model cannot run."""
-        try:
-            self.model.check()
-        except ModelUnavailable as error:
-            self._set_problem(str(error))
-            raise
+        it read. Raises ModelUnavailable (position unchanged) when the model cannot run.
+
+        The model is checked (and so loaded) only once a batch holds a document: a process that
+        never sees one never loads it."""
         batch = self.reader.read_after(self.position, self.batch_size)
-        for notification in batch:
-            if notification.topic == REGISTERED:
-                self.outcomes[self.extract(UUID(str(notification.originator_id)))] += 1
+        registered = [UUID(str(n.originator_id)) for n in batch if n.topic == REGISTERED]
+        if registered:
+            try:
+                self.model.check()
+            except ModelUnavailable as error:
+                self._set_problem(str(error))
+                raise
+        for document_id in registered:
+            self.outcomes[self.extract(document_id)] += 1
         self._set_problem(None)
         if batch:
             self.app.save_tracked(tracking=Tracking(self.name, batch[-1].id))

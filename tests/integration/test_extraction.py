@@ -161,3 +161,13 @@ def test_the_wired_extractor_uses_the_rules_twin_when_the_agent_does(janus: Janu
         assert wired.chunking == ChunkSpec(settings.chunk_size, settings.chunk_overlap)
     finally:
         built.close()
+
+
+def test_with_no_document_to_extract_the_model_is_never_needed(janus: Janus) -> None:
+    janus.commands.submit_goal(m.SubmitGoal(text="lock up"), as_alice())
+    quiet = extractor(janus, FileBlobStore(janus.settings.home / "blobs"), Unavailable())
+
+    assert quiet.run_once() > 0
+
+    assert quiet.position == janus.app.head()
+    assert quiet.status()["state"] == "running"
