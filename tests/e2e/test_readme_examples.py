@@ -39,6 +39,7 @@ from domain.meta import Actor, ActorKind
 from projections.runner import ProjectionStalled
 from replay.cli import app
 from tests.servers import unique_name, wait_until
+from tests.support.extraction import build_graph_view
 from tests.support.rebuild import poison
 from tests.support.relay import delete_streams
 from tests.support.time_travel import effect_of_unknown_outcome
@@ -197,6 +198,8 @@ def prepare(story: Story, line: str) -> None:
                 story.ids["EFFECT_ID"] = str(_unknown_effect(janus))
         elif "goals answer" in line:
             _question(janus, UUID(story.ids["GOAL_ID"]))
+        elif "--graph" in line:
+            build_graph_view(janus)
         elif "projections skip" in line:
             story.ids["N"] = str(poison(janus))
             with pytest.raises(ProjectionStalled):
@@ -472,6 +475,12 @@ def test_the_curl_examples_run_against_a_live_server(
         assert line.startswith("curl "), line
         if "/deny" in line:  # the grant line answered the first confirmation
             _decide_over_http(url, story)
+        if "/graph" in line:  # the graph view of the story so far (no process runs it yet)
+            janus = story.janus()
+            try:
+                build_graph_view(janus)
+            finally:
+                janus.close()
         if "/answer" in line:  # the agent (scripted here) asked the operator a question
             janus = story.janus()
             try:
@@ -547,6 +556,9 @@ def _remember_http(story: Story, line: str, body: str) -> None:
         assert [c["id"] for c in answer["items"]] == [story.ids["CONF_ID"]]
     if "/grant" in line:
         assert answer["outcome"] == "granted" and answer["execution"] == "queued"
+    if "/graph" in line:
+        assert answer["goal_id"] == story.ids["GOAL_ID"]
+        assert {"Goal", "Decision", "Confirmation"} <= {n["label"] for n in answer["nodes"]}
 
 
 # -- the full stack ------------------------------------------------------------------------------
