@@ -1,6 +1,7 @@
 """The graph view: provenance and knowledge from the log, in one GraphStore namespace.
 
-Not registered with any runner yet (the graph CLI and rebuild wiring come with issue 14's rest).
+Run as a projection by the knowledge views' registry (not in this module). Build it with the
+vector view's embedder digest as `model_digest`, so its chunk ids are the vector view's point ids.
 
     Goal -[:DECIDED]-> Decision -[:REQUESTED]-> Confirmation -[:AUTHORISED]-> Effect
     Decision -[:USED_CONTEXT]-> Chunk        Job -[:FIRED]-> Fire
