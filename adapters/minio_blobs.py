@@ -7,12 +7,14 @@ adapters/blobs.py; the contract suite runs this store on a real SeaweedFS (and M
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from minio import Minio
 from minio.error import S3Error
+from urllib3.exceptions import HTTPError
 
 from adapters.blobs import (
     DEFAULT_CONTENT_TYPE,
@@ -56,6 +58,7 @@ class MinioBlobStore(BlobStore):
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (an S3 limit)")
         self.bucket = bucket
+        self.endpoint = parts.netloc
         self.part_size = part_size
         self._client = Minio(
             parts.netloc,
@@ -70,8 +73,9 @@ class MinioBlobStore(BlobStore):
         if self._bucket_ready:
             return
         try:
-            if not self._client.bucket_exists(self.bucket):
-                self._client.make_bucket(self.bucket)
+            with _reachable(self.endpoint):
+                if not self._client.bucket_exists(self.bucket):
+                    self._client.make_bucket(self.bucket)
         except S3Error as exc:
             # Another process created it between our check and our create: that is success.
             if exc.code not in BUCKET_EXISTS_CODES:
@@ -91,20 +95,22 @@ class MinioBlobStore(BlobStore):
         self._ensure_bucket()
         # A single PUT below part_size; above it the SDK uploads parts and completes the upload
         # only when all arrived, so a reader never sees a partial object.
-        self._client.put_object(
-            self.bucket,
-            check_key(key),
-            source,
-            size,
-            content_type=content_type,
-            metadata=dict(metadata),
-            part_size=self.part_size,
-        )
+        with _reachable(self.endpoint):
+            self._client.put_object(
+                self.bucket,
+                check_key(key),
+                source,
+                size,
+                content_type=content_type,
+                metadata=dict(metadata),
+                part_size=self.part_size,
+            )
 
     def stream(self, key: str, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
         self._ensure_bucket()
         try:
-            response = self._client.get_object(self.bucket, check_key(key))
+            with _reachable(self.endpoint):
+                response = self._client.get_object(self.bucket, check_key(key))
         except S3Error as exc:
             raise _translated(exc, key) from exc
         return _response_chunks(response, chunk_size)
@@ -119,7 +125,8 @@ class MinioBlobStore(BlobStore):
     def stat(self, key: str) -> BlobInfo:
         self._ensure_bucket()
         try:
-            found = self._client.stat_object(self.bucket, check_key(key))
+            with _reachable(self.endpoint):
+                found = self._client.stat_object(self.bucket, check_key(key))
         except S3Error as exc:
             raise _translated(exc, key) from exc
         metadata = _s3_user_metadata(found.metadata or {})
@@ -135,17 +142,31 @@ class MinioBlobStore(BlobStore):
         # S3 DELETE succeeds on a missing key, so ask first to report whether anything went.
         if not self.exists(key):
             return False
-        self._client.remove_object(self.bucket, key)
+        with _reachable(self.endpoint):
+            self._client.remove_object(self.bucket, key)
         return True
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         self._ensure_bucket()
-        found = self._client.list_objects(self.bucket, prefix=check_prefix(prefix), recursive=True)
-        return iter(sorted(obj.object_name for obj in found if obj.object_name is not None))
+        with _reachable(self.endpoint):
+            found = self._client.list_objects(
+                self.bucket, prefix=check_prefix(prefix), recursive=True
+            )
+            names = sorted(obj.object_name for obj in found if obj.object_name is not None)
+        return iter(names)
 
     def presigned_url(self, key: str, expires: timedelta = timedelta(minutes=15)) -> str | None:
         self._ensure_bucket()
         return self._client.presigned_get_object(self.bucket, check_key(key), expires=expires)
+
+
+@contextmanager
+def _reachable(endpoint: str) -> Iterator[None]:
+    """A server that cannot be reached is the store's error (a 503 upstream), not the SDK's."""
+    try:
+        yield
+    except (HTTPError, OSError) as exc:
+        raise BlobStoreError(f"S3 at {endpoint} unreachable: {type(exc).__name__}") from exc
 
 
 def _translated(exc: S3Error, key: str) -> Exception:

@@ -8,16 +8,21 @@ exactly what its prompt was built from.
 
 from __future__ import annotations
 
+import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
+from projections.registry import TargetUnavailable
 from projections.relational import goals
+from projections.search import SearchResult, ViewNotReady
+
+log = logging.getLogger(__name__)
 
 WORD = re.compile(r"[a-z0-9]{3,}")
 STOP_WORDS = frozenset({"the", "and", "for", "all", "with", "please", "this", "that"})
@@ -84,3 +89,61 @@ class RelationalHistoryRetriever(Retriever):
             if exclude is None or row.id != str(exclude)
         )
         return Retrieved(items[:limit], position)
+
+
+class SearchRetriever(Retriever):
+    """Chunks of ingested documents closest in meaning to the query (the vector view).
+
+    Each item's id is the chunk's point id, so a decision's context ids name the exact chunks
+    its prompt quoted (the graph view links Decision -[:USED_CONTEXT]-> Chunk by them). While
+    the view cannot be read (another process holds the embedded index, no collection for this
+    model yet) it retrieves nothing rather than stopping the agent.
+    """
+
+    def __init__(
+        self, search: Callable[[str, int], Sequence[SearchResult]], position: Callable[[], int]
+    ) -> None:
+        self.search = search
+        self.position = position
+
+    def retrieve(self, query: str, exclude: UUID | None = None, limit: int = 3) -> Retrieved:
+        position = self.position()  # first: the chunks read after it are at least that fresh
+        if not query.strip():
+            return Retrieved((), position)
+        try:
+            hits = self.search(query, limit)
+        except (TargetUnavailable, ViewNotReady) as error:
+            log.warning("document search unavailable to the agent: %s", error)
+            return Retrieved((), position)
+        items = tuple(
+            Knowledge(
+                str(hit.chunk_id),
+                f"from {hit.citation.title or hit.citation.source} "
+                f"(chunk {hit.citation.chunk_index}): {hit.text}",
+            )
+            for hit in hits
+        )
+        return Retrieved(items, position)
+
+
+class CombinedRetriever(Retriever):
+    """Each retriever's items in turn, up to ``limit``. The position is the least fresh one of
+    the retrievers whose items were kept (the last retriever's when none was)."""
+
+    def __init__(self, *retrievers: Retriever) -> None:
+        if not retrievers:
+            raise ValueError("give at least one retriever")
+        self.retrievers = retrievers
+
+    def retrieve(self, query: str, exclude: UUID | None = None, limit: int = 3) -> Retrieved:
+        items: list[Knowledge] = []
+        positions: list[int] = []
+        last = 0
+        for retriever in self.retrievers:
+            found = retriever.retrieve(query, exclude, limit)
+            last = found.position
+            kept = found.items[: limit - len(items)]
+            if kept:
+                items.extend(kept)
+                positions.append(found.position)
+        return Retrieved(tuple(items), min(positions, default=last))

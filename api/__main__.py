@@ -1,3 +1,3 @@
-from api.serve import main
+from cli.serve import main
 
 main()

@@ -30,7 +30,18 @@ from api.freshness import ViewWaiter
 from api.guard import BrowserGuard
 from api.idempotency import ResponseStore
 from api.reads import ReadModel
-from api.routes import confirmations, effects, events, goals, jobs, keys, ops
+from api.routes import (
+    confirmations,
+    documents,
+    edges,
+    effects,
+    events,
+    goals,
+    jobs,
+    keys,
+    ops,
+    search,
+)
 from api.settings import ApiSettings, auth_required
 from api.telemetry import RequestSpans, auth_denials, meter_provider, tracer_provider
 from bootstrap.container import Janus
@@ -40,7 +51,7 @@ from commands.keys import KeyService
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """Drive Janus over HTTP: goals, confirmations of hazardous actions, effects, jobs,
-the audit trail and the event log.
+documents, the audit trail and the event log.
 
 * Authenticate with `Authorization: Bearer <API key>`; roles are viewer < operator < approver <
   admin, each allowed what the ones before it are.
@@ -51,20 +62,25 @@ the audit trail and the event log.
 
 
 class BodyLimit:
-    """Refuses request bodies over the limit with a 413 problem, declared length or not."""
+    """Refuses request bodies over the limit with a 413 problem, declared length or not.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``uploads``: paths that take files, with their own (larger) limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.uploads = uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.uploads.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             response = problems.problem_response(
-                Request(scope), 413, "content-too-large", self._detail()
+                Request(scope), 413, "content-too-large", self._detail(limit)
             )
             await response(scope, receive, send)
             return
@@ -74,14 +90,14 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise HTTPException(413, self._detail())
+            if seen > limit:
+                raise HTTPException(413, self._detail(limit))
             return message
 
         await self.app(scope, counted, send)
 
-    def _detail(self) -> str:
-        return f"the request body is larger than {self.max_bytes} bytes"
+    def _detail(self, limit: int) -> str:
+        return f"the request body is larger than {limit} bytes"
 
 
 def _responses_engine(janus: Janus) -> Engine:
@@ -146,7 +162,8 @@ def create_app(
         responses=responses,
         denials=auth_denials(metrics.get_meter("janus.api")),
         runtime=runtime,
-        projections=list(janus.projections.runners.values()),
+        # The SQL views gate readiness; the knowledge views' status is `janus projections status`.
+        projections=[janus.relational],
     )
 
     @asynccontextmanager
@@ -173,7 +190,9 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.janus_api = context
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, uploads=documents.upload_limits(janus)
+    )
     app.add_middleware(
         BrowserGuard, allowed_hosts=settings.host_names(), allowed_origins=settings.origins()
     )
@@ -181,7 +200,18 @@ def create_app(
         RequestSpans, tracer=traces.get_tracer("janus.api"), meter=metrics.get_meter("janus.api")
     )
     problems.install(app)
-    for module in (goals, confirmations, effects, jobs, events, keys, ops):
+    for module in (
+        goals,
+        confirmations,
+        effects,
+        jobs,
+        events,
+        keys,
+        ops,
+        documents,
+        edges,
+        search,
+    ):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -16,9 +16,12 @@ from api.reads import ReadModel
 from api.settings import ApiSettings
 from api.workers import Workers
 from bootstrap.container import Janus
+from bootstrap.documents import build_document_ingest, document_view_readers
 from bootstrap.process import JanusProcess
+from commands.ingest import DocumentIngest
 from commands.keys import KeyService
 from commands.scheduler import Scheduler
+from projections.document_views import ViewStatusReader
 from projections.runner import ProjectionRunner
 
 T = TypeVar("T")
@@ -42,6 +45,7 @@ class ApiContext:
     open_streams: int = 0
     streams_by_key: Counter[str] = field(default_factory=Counter)
     _standalone_scheduler: Scheduler | None = field(default=None, repr=False)
+    _documents: DocumentIngest | None = field(default=None, repr=False)
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """Run blocking work (the store, the views) in a worker thread: one hop per request.
@@ -63,3 +67,13 @@ class ApiContext:
         if self._standalone_scheduler is None:
             self._standalone_scheduler = self.janus.scheduler()
         return self._standalone_scheduler
+
+    def documents(self) -> DocumentIngest:
+        """The documents' write path on this node's blob store (built on first use)."""
+        if self._documents is None:
+            self._documents = build_document_ingest(self.janus.settings, self.janus.commands)
+        return self._documents
+
+    def document_views(self) -> dict[str, ViewStatusReader]:
+        """Each view's status of a document (the hook in ``bootstrap.documents``)."""
+        return document_view_readers(self.documents().blobs)

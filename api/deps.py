@@ -232,13 +232,20 @@ class Caller(_ApiKeyScheme):
         return await self.call(request, idempotency_key, None)
 
     async def call(
-        self, request: Request, idempotency_key: str | None, min_position: int | None
+        self,
+        request: Request,
+        idempotency_key: str | None,
+        min_position: int | None,
+        *,
+        body: bool = True,
     ) -> Call:
+        """``body=False``: the route fingerprints the request itself (see ``_UploadCaller``)."""
         api, principal = await self.principal(request)
         if idempotency_key:
             command_key: str | None = f"api:{principal.scope}:{idempotency_key}"
             url = request.url
-            digest = fingerprint(request.method, url.path, url.query, await request.body())
+            raw = await request.body() if body else b""
+            digest = fingerprint(request.method, url.path, url.query, raw)
         else:
             # Only a keyed request is ever compared with another, so only it is fingerprinted.
             command_key, digest = None, ""
@@ -266,7 +273,16 @@ class _FreshCaller(Caller):
         return await self.call(request, idempotency_key, min_position)
 
 
+class _UploadCaller(Caller):
+    """A multipart upload: its raw body (a boundary each client picks anew, a file that may be
+    large) is not read here nor compared; the route fingerprints the parts it received."""
+
+    async def __call__(self, request: Request, idempotency_key: IdempotencyKey = None) -> Call:
+        return await self.call(request, idempotency_key, None, body=False)
+
+
 OperatorCall = Annotated[Call, Depends(Caller(Role.OPERATOR))]
+OperatorUpload = Annotated[Call, Depends(_UploadCaller(Role.OPERATOR))]
 FreshOperatorCall = Annotated[Call, Depends(_FreshCaller(Role.OPERATOR))]
 ApproverCall = Annotated[Call, Depends(Caller(Role.APPROVER))]
 AdminCall = Annotated[Call, Depends(Caller(Role.ADMIN))]

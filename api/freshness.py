@@ -7,7 +7,8 @@ import time
 
 from api.problems import ApiProblem, invalid_field
 from event_store.reader import NotificationReader
-from projections.runner import ProjectionRunner, ProjectionStalled
+from projections.registry import Runner
+from projections.runner import ProjectionStalled
 
 POLL_SECONDS = 0.02
 STATUS_EVERY = 0.5
@@ -23,7 +24,7 @@ class ViewWaiter:
 
     def __init__(
         self,
-        runner: ProjectionRunner,
+        runner: Runner,
         reader: NotificationReader,
         timeout: float,
         drive: bool,

@@ -22,6 +22,7 @@ from sqlalchemy.exc import InternalError as SqlInternalError
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 from starlette.exceptions import HTTPException
 
+from adapters.blobs import BlobStoreError
 from commands.errors import (
     CommandError,
     ConcurrencyConflict,
@@ -29,6 +30,7 @@ from commands.errors import (
     NotFound,
     StoreUnavailable,
 )
+from commands.ingest import DocumentTooLarge, IngestRefused, UnsupportedMediaType
 from domain.errors import (
     AlreadyDecided,
     ConfirmationExpired,
@@ -127,6 +129,9 @@ _DOMAIN: list[tuple[type[Exception], int]] = [
     (IdempotencyConflict, 409),
     (ConcurrencyConflict, 409),
     (StoreUnavailable, 503),
+    (DocumentTooLarge, 413),
+    (UnsupportedMediaType, 415),
+    (IngestRefused, 422),
     (AlreadyDecided, 409),
     (ConfirmationExpired, 410),
     (Overfill, 409),
@@ -270,6 +275,17 @@ def stalled_summary(message: str) -> str:
     return f"{where} (error id {ident}; details: janus projections status)"
 
 
+async def _on_blob_store(request: Request, exc: Exception) -> JSONResponse:
+    """The blob store refused (bad credentials, an unusable bucket, a blob missing): the bytes
+    cannot be stored or served now; nothing was recorded. The log line has the details."""
+    ident = error_id(str(exc))
+    log.error("blob store error %s on %s %s: %s", ident, request.method, request.url.path, exc)
+    detail = f"the blob store is unavailable (error id {ident}); retry later"
+    return problem_response(
+        request, 503, "blob-store-unavailable", detail, headers={"Retry-After": "1"}
+    )
+
+
 async def _on_stalled(request: Request, exc: Exception) -> JSONResponse:
     summary = stalled_summary(str(exc))
     log.error("view stalled on %s %s: %s: %s", request.method, request.url.path, summary, exc)
@@ -299,6 +315,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(InternalError, _on_internal_db)
     app.add_exception_handler(SqlInternalError, _on_internal_db)
     app.add_exception_handler(ProjectionStalled, _on_stalled)
+    app.add_exception_handler(BlobStoreError, _on_blob_store)
     app.add_exception_handler(Exception, _on_bug)
 
 

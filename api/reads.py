@@ -19,9 +19,19 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from adapters.clock import Clock
 from api import schemas as s
+from api.document_schemas import DocumentOut, document_out
 from api.problems import invalid_field
 from commands.errors import NotFound
-from projections.relational import audit, confirmations, decisions, effects, goals, job_fires, jobs
+from projections.relational import (
+    audit,
+    confirmations,
+    decisions,
+    documents,
+    effects,
+    goals,
+    job_fires,
+    jobs,
+)
 
 M = TypeVar("M")
 RECENT_FIRES = 20
@@ -200,6 +210,20 @@ class ReadModel:
             **_job(row).model_dump(),
             recent_fires=[s.FireOut.model_validate(_plain(f)) for f in fires],
         )
+
+    # -- documents -------------------------------------------------------------------------------
+
+    def documents(self, status: str | None, limit: int, cursor: str | None) -> s.Page[DocumentOut]:
+        where = [documents.c.status == status] if status else []
+        return self._page(documents, "registered_at", True, where, limit, cursor, _document)
+
+    def document(self, document_id: UUID) -> DocumentOut:
+        query = select(documents).where(documents.c.id == str(document_id))
+        return _document(self._one(query, "document", document_id))
+
+
+def _document(row: RowMapping) -> DocumentOut:
+    return DocumentOut.model_validate(document_out(_plain(row)))
 
 
 def _goal(row: RowMapping) -> s.GoalOut:

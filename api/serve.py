@@ -1,4 +1,5 @@
-"""``janus serve``: the HTTP API, with the in-process runtime in the embedded default.
+"""The HTTP API server (uvicorn) with the in-process runtime in the embedded default; the
+command line around it is ``cli/serve.py`` (``janus serve``, ``python -m api``).
 
 With NATS configured (the full stack), views, executor, expiry and scheduler run as their own
 processes and this one serves the API only; ``JANUS_API_RUNTIME`` overrides either way.
@@ -9,22 +10,17 @@ from __future__ import annotations
 import gc
 import logging
 import socket
-import sys
-from typing import Annotated, Any
 
-import typer
 import uvicorn
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
-from pydantic import ValidationError
 
 from api.app import create_app
-from api.settings import ApiSettings, UnsafeBinding, auth_required, runtime_in_process
-from api.telemetry import ExporterMissing, meter_provider, tracer_provider
+from api.settings import ApiSettings, auth_required, runtime_in_process
+from api.telemetry import meter_provider, tracer_provider
 from bootstrap.container import Janus
 from bootstrap.process import JanusProcess
 from bootstrap.settings import Settings
-from commands.errors import StoreUnavailable
 
 log = logging.getLogger("janus.api")
 
@@ -103,52 +99,3 @@ def serve(settings: Settings | None = None, api_settings: ApiSettings | None = N
         if runtime is None:
             janus.close()
         traces.shutdown()
-
-
-def serve_command(
-    host: Annotated[
-        str | None, typer.Option(help="Address to bind (default 127.0.0.1; JANUS_API_HOST).")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Port (default 8000; 0 picks one; JANUS_API_PORT).")
-    ] = None,
-    auth: Annotated[
-        str | None,
-        typer.Option(help="keys, off (embedded on 127.0.0.1 only) or auto (JANUS_API_AUTH)."),
-    ] = None,
-    runtime: Annotated[
-        str | None,
-        typer.Option(
-            help="on, off or auto: run views, executor, expiry and scheduler in this process "
-            "(JANUS_API_RUNTIME)."
-        ),
-    ] = None,
-) -> None:
-    """Serve the HTTP API; in the embedded default also run views, executor, expiry, scheduler."""
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in {"host": host, "port": port, "auth": auth, "runtime": runtime}.items()
-        if v is not None
-    }
-    try:
-        api_settings = ApiSettings(**overrides)
-        serve(Settings(), api_settings)
-    except (ValidationError, UnsafeBinding, ExporterMissing, StoreUnavailable) as error:
-        typer.echo(f"error: {_one_line(error)}", err=True)
-        raise typer.Exit(1) from None
-
-
-def _one_line(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-    return str(error)
-
-
-def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    typer.run(serve_command)

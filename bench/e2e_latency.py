@@ -86,7 +86,7 @@ class Latencies:
 def janus_process(args: list[str], env: dict[str, str], ready_line: str) -> Iterator[None]:
     """A ``janus`` subcommand in its own process, waited for until it says it is ready."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "replay.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

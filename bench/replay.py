@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.append import LOCAL_SERVER_URL, throwaway_database
+from bootstrap.history import open_store
 from bootstrap.settings import Settings
 from domain.confirmation import Confirmation, HazardClass
 from domain.effect import Effect
@@ -44,8 +45,8 @@ from domain.goal import Decision, Goal
 from domain.job import Job, MisfirePolicy
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
-from replay.audit import Store
 from replay.exchange import export_events, import_events
+from replay.store import Store
 from replay.time_travel import aggregate_at, replay_to, versions_at
 
 DEFAULT_EVENTS = 1_000_000
@@ -176,7 +177,7 @@ def run_backend(backend: str, events: int, console: Console) -> list[Figure]:
             app.take_snapshot(job_id, version=max(1, job_versions - 3))
         finally:
             app.close()
-        with Store.open(settings, use_views=False) as store:
+        with open_store(settings, use_views=False) as store:
             head = store.head()
             figures.append(timed(backend, "raw read", head, lambda: raw_read(store)))
 
@@ -193,7 +194,7 @@ def run_backend(backend: str, events: int, console: Console) -> list[Figure]:
             figures.append(timed(backend, "export", head, lambda: export_events(store, path)))
             size = path.stat().st_size
             figures[-1].extra["bytes"] = size
-            with Store.open(target, use_views=False) as empty:
+            with open_store(target, use_views=False) as empty:
                 figures.append(timed(backend, "import", head, lambda: import_events(empty, path)))
             path.unlink()
             path.parent.rmdir()

@@ -23,12 +23,18 @@ from adapters.llm import (
     ModelUnavailable,
     bundled_model_path,
 )
-from adapters.retrieval import RelationalHistoryRetriever
+from adapters.retrieval import (
+    CombinedRetriever,
+    RelationalHistoryRetriever,
+    Retriever,
+    SearchRetriever,
+)
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands.agent import Agent
 from commands.agent_step import AgentConfig
 from projections.relational import confirmations
+from projections.search import SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,21 @@ def agent_config(settings: Settings) -> AgentConfig:
     )
 
 
+def build_retriever(janus: Janus) -> Retriever:
+    """Earlier goals, plus document chunks when this process can read the vector view: it runs
+    the view (embedded, one process per folder) or the view lives on a Qdrant server."""
+    history = RelationalHistoryRetriever(janus.views_engine, lambda: janus.relational.position)
+    settings = janus.settings
+    if settings.qdrant_url is None and "vector" not in settings.runtime_views.split(","):
+        return history
+    vector = janus.knowledge_views["vector"]
+
+    def search(query: str, limit: int) -> list[SearchResult]:
+        return janus.knowledge.search().search(query, limit)
+
+    return CombinedRetriever(SearchRetriever(search, lambda: vector.position), history)
+
+
 def build_agent(janus: Janus, model: DecisionModel | None = None) -> Agent:
     settings = janus.settings
 
@@ -84,12 +105,11 @@ def build_agent(janus: Janus, model: DecisionModel | None = None) -> Agent:
         with janus.views_engine.connect() as conn:
             return [UUID(str(row)) for row in conn.execute(query).scalars()]
 
-    retriever = RelationalHistoryRetriever(janus.views_engine, lambda: janus.relational.position)
     return Agent(
         janus.app,
         janus.commands,
         model or decision_model(settings),
-        retriever,
+        build_retriever(janus),
         settings.node_id,
         agent_config(settings),
         pending_confirmations=pending,

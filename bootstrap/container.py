@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.clock import Clock, SystemClock
 from adapters.effects import EffectRegistry, Ledger, SimulatedDoorLock, SimulatedNotifier
-from adapters.graph import GraphStore
 from adapters.locks import FileLeaderLock, LeaderLock, PostgresLeaderLock
-from bootstrap.knowledge import build_graph_store
+from bootstrap.knowledge import KnowledgeParts, knowledge_runners
 from bootstrap.settings import Settings
 from commands.errors import StoreUnavailable
 from commands.executor import Executor
@@ -27,8 +25,9 @@ from commands.service import CommandService
 from event_store.application import JanusApplication
 from event_store.faults import describe
 from event_store.reader import NotificationReader
+from projections.knowledge import KnowledgeRunner
 from projections.queries import Views
-from projections.registry import FeedSource, Projections
+from projections.registry import FeedSource, Projections, Runner
 from projections.relational import RelationalProjection
 from projections.runner import ProjectionRunner
 
@@ -108,6 +107,8 @@ class Janus:
     relational: ProjectionRunner
     effects: EffectRegistry
     clock: Clock
+    knowledge: KnowledgeParts
+    knowledge_views: dict[str, KnowledgeRunner]
     _locks: list[LeaderLock] = field(default_factory=list)
 
     @classmethod
@@ -140,6 +141,8 @@ class Janus:
         commands = CommandService(
             runner, clock, settings.confirmation_ttl_seconds, effects.catalogue
         )
+        # Opened on first use only: a CLI call that never touches them takes no embedded lock.
+        knowledge = KnowledgeParts(settings)
         return cls(
             settings=settings,
             app=app,
@@ -150,6 +153,8 @@ class Janus:
             relational=relational,
             effects=effects,
             clock=clock,
+            knowledge=knowledge,
+            knowledge_views=knowledge_runners(knowledge, reader, engine),
         )
 
     @classmethod
@@ -160,7 +165,9 @@ class Janus:
     @property
     def projections(self) -> Projections:
         """Every projection this node can run, by name: the one registry."""
-        return Projections({self.relational.name: self.relational}, self.leader_lock)
+        runners: dict[str, Runner] = {self.relational.name: self.relational}
+        runners.update(self.knowledge_views)
+        return Projections(runners, self.leader_lock)
 
     def feed_source(self) -> FeedSource:
         """Where this node's projectors read events from (JetStream when NATS is configured)."""
@@ -199,15 +206,11 @@ class Janus:
             confirmation_ttl_seconds=self.settings.confirmation_ttl_seconds,
         )
 
-    @functools.cached_property
-    def graph_store(self) -> GraphStore:
-        """The graph view's store, opened on first use (embedded: one process at a time)."""
-        return build_graph_store(self.settings)
-
     def close(self) -> None:
-        if "graph_store" in self.__dict__:
-            self.graph_store.close()
         for lock in self._locks:
             lock.release()
+        for view in self.knowledge_views.values():
+            view.close()
+        self.knowledge.close()
         self.views_engine.dispose()
         self.app.close()

@@ -8,35 +8,47 @@ same either way.
 
 from __future__ import annotations
 
-from adapters.blobs import BlobStore, FileBlobStore
+import threading
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from adapters.blobs import BlobStore
 from adapters.chunking import ChunkSpec
 from adapters.embeddings import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from adapters.extraction import TextExtractor
 from adapters.graph import GraphStore
 from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
 from adapters.graph_neo4j import Neo4jGraphStore
-from adapters.minio_blobs import MinioBlobStore
-from adapters.vectors import QdrantVectorIndex, VectorIndex
+from adapters.vectors import QdrantVectorIndex, VectorIndex, VectorIndexError
+from bootstrap.documents import build_blob_store, build_extractor
 from bootstrap.settings import Settings
+from event_store.reader import NotificationReader
+from projections.generations import (
+    Generations,
+    GraphGenerations,
+    ObjectGenerations,
+    VectorGenerations,
+    graph_view,
+)
+from projections.knowledge import KnowledgeRunner
+from projections.objects import ObjectProjection
+from projections.registry import TargetUnavailable
+from projections.search import VectorSearch
+from projections.vector import DEFAULT_PREFIX, VectorProjection
 
 __all__ = [
+    "KNOWLEDGE_VIEWS",
+    "KnowledgeParts",
     "build_blob_store",
     "build_embedder",
     "build_graph_store",
     "build_vector_index",
     "chunk_spec",
 ]
-
-
-def build_blob_store(settings: Settings) -> BlobStore:
-    if settings.s3_url is None:
-        return FileBlobStore(settings.home / "blobs")
-    return MinioBlobStore(
-        settings.s3_url,
-        settings.s3_access_key,
-        settings.s3_secret_key.get_secret_value(),
-        settings.s3_bucket,
-    )
 
 
 def build_vector_index(settings: Settings) -> VectorIndex:
@@ -65,3 +77,104 @@ def build_graph_store(settings: Settings) -> GraphStore:
 
 def chunk_spec(settings: Settings) -> ChunkSpec:
     return ChunkSpec(size=settings.chunk_size, overlap=settings.chunk_overlap)
+
+
+KNOWLEDGE_VIEWS = ("objects", "vector", "graph")
+
+
+class KnowledgeParts:
+    """The knowledge views' stores, each opened on first use and shared by everything in this
+    process that needs it (the vector projection and search must share one embedded index)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._opening = threading.Lock()
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return build_blob_store(self.settings)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return build_embedder(self.settings)
+
+    @cached_property
+    def extractor(self) -> TextExtractor:
+        return build_extractor()
+
+    @cached_property
+    def chunking(self) -> ChunkSpec:
+        return chunk_spec(self.settings)
+
+    @cached_property
+    def index(self) -> VectorIndex:
+        return build_vector_index(self.settings)
+
+    @cached_property
+    def graph(self) -> GraphStore:
+        return build_graph_store(self.settings)
+
+    def vector_projection(self, collection: str | None = None) -> VectorProjection:
+        return VectorProjection(
+            self.index,
+            self.embedder,
+            self.blobs,
+            self.extractor,
+            self.chunking,
+            collection=collection,
+        )
+
+    def generations(self, name: str) -> Callable[[], Generations]:
+        def open_generations() -> Generations:
+            with self._opening:  # cached_property is not thread-safe: open each store once
+                return self._generations(name)
+
+        return open_generations
+
+    def _generations(self, name: str) -> Generations:
+        if name == "vector":
+            return VectorGenerations(self.index, self.vector_projection)
+        if name == "objects":
+            return ObjectGenerations(
+                self.blobs,
+                lambda prefix: ObjectProjection(
+                    self.blobs, self.extractor, self.chunking, prefix=prefix
+                ),
+            )
+
+        def graph(**kwargs: Any) -> Any:
+            return graph_view(
+                self.graph,
+                self.blobs,
+                self.extractor,
+                self.embedder.digest,
+                self.chunking,
+                **kwargs,
+            )
+
+        return GraphGenerations(self.graph, graph)
+
+    def search(self) -> VectorSearch:
+        """Search over the vector view; TargetUnavailable when its index cannot be opened here
+        (the embedded folder held by another process: the message names it)."""
+        with self._opening:
+            try:
+                index = self.index
+            except VectorIndexError as error:
+                raise TargetUnavailable(str(error)) from error
+            return VectorSearch(index, self.embedder, DEFAULT_PREFIX)
+
+    def close(self) -> None:
+        for name in ("index", "graph"):
+            part = self.__dict__.pop(name, None)
+            if part is not None:
+                part.close()
+
+
+def knowledge_runners(
+    parts: KnowledgeParts, reader: NotificationReader, engine: Engine
+) -> dict[str, KnowledgeRunner]:
+    return {
+        name: KnowledgeRunner(name, parts.generations(name), reader, engine)
+        for name in KNOWLEDGE_VIEWS
+    }

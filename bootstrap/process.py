@@ -28,6 +28,7 @@ from bootstrap.agent import run_agent
 from bootstrap.container import Janus
 from bootstrap.extraction import run_extraction
 from commands.scheduler import Scheduler
+from projections.registry import TargetUnavailable
 from projections.runner import ProjectionStalled
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class JanusProcess:
             ("scheduler", self._schedule),
             *((("agent", self._agent),) if self.janus.settings.agent_enabled else ()),
             *((("extraction", self._extract),) if self.janus.settings.extraction_enabled else ()),
+            *((f"projections:{name}", self._knowledge(name)) for name in self._knowledge_views()),
         )
         for name, target in duties:
             thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
@@ -125,6 +127,28 @@ class JanusProcess:
     def _project(self) -> None:
         self._set("projections", "running")
         self.janus.relational.run_forever(self.stop_event, self.poll)
+
+    def _knowledge_views(self) -> list[str]:
+        wanted = self.janus.settings.runtime_views.split(",")
+        return [name for name in self.janus.knowledge_views if name in wanted]
+
+    def _knowledge(self, name: str) -> Callable[[], None]:
+        """Keep a knowledge view current. Its target held by another process (an embedded
+        Qdrant folder opened by `janus project vector`) is a standby, not a failure."""
+        role = f"projections:{name}"
+        view = self.janus.knowledge_views[name]
+
+        def run() -> None:
+            view.setup()
+            try:
+                view.view()  # opens the target: raises here while another process holds it
+                self._set(role, "running")
+                view.run_forever(self.stop_event, self.poll)
+            except TargetUnavailable as unavailable:
+                self._set(role, "standby", str(unavailable)[:200])
+                self.stop_event.wait(MAX_RETRY_SECONDS)
+
+        return run
 
     def _execute(self) -> None:
         lock = self._lock("executor")

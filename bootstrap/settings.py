@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     stream_max_bytes: int = Field(default=1024**3, ge=1024**2, le=2**62)
     stream_duplicate_window_seconds: int = Field(default=2 * 3600, ge=1, le=30 * 24 * 3600)
     relay_max_in_flight: int = Field(default=512, ge=1, le=100_000)
+    # Edge sync (issue 15): an edge publishes under <root>.edge.<node>.>; the hub stream sources
+    # every edge named in JANUS_EDGE_NODES (comma-separated) and the ingester reads it.
+    edge_subject_root: str = Field(default="janus", pattern=r"^[A-Za-z0-9_\-]+$")
+    edge_hub_stream: str = Field(default="janus-edges", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    edge_ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
+    edge_nodes: str = Field(
+        default="", pattern=r"^([A-Za-z0-9_\-]{1,48}(,[A-Za-z0-9_\-]{1,48})*)?$"
+    )
     export_hmac_key: SecretStr | None = Field(
         default=None,
         description="Signs `events export` files (HMAC-SHA256) and verifies them on import.",
@@ -90,6 +98,12 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=1000, ge=1, le=100_000)
     chunk_overlap: int = Field(default=150, ge=0, le=99_999)
     ingest_max_bytes: int = Field(default=50 * 1024**2, ge=1, le=2**40)
+    runtime_views: str = Field(
+        default="objects,vector,graph",
+        pattern=r"^(none|((objects|vector|graph)(,(objects|vector|graph))*))$",
+        description="The knowledge views `janus run`/`janus serve` keep current (comma list, or "
+        "none when `janus project <view>` processes run them).",
+    )
 
     extraction_enabled: bool = Field(
         default=True,

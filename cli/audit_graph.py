@@ -19,7 +19,7 @@ from projections.graph_queries import (
     goal_provenance,
     render_provenance,
 )
-from replay.audit import BadInput
+from replay.values import BadInput
 
 __all__ = ["GraphFormat", "print_goal_graph"]
 

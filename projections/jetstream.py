@@ -65,13 +65,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from event_store.messages import H_POSITION, StreamSpec, notification_from_message
 from projections.collector import collector_paused
-from projections.runner import ProjectionRunner
+from projections.registry import Runner, TargetUnavailable
 
 log = logging.getLogger(__name__)
 
 # Errors that mean "NATS or the store is not reachable right now": retried with backoff.
 NATS_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
-STORE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, PersistenceError)
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    PersistenceError,
+    TargetUnavailable,
+)
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
 # A feed that has not reported for this many heartbeats is presumed dead (e.g. SIGKILLed).
@@ -268,7 +272,7 @@ class _Resubscribe(Exception):
 class JetStreamFeed:
     def __init__(
         self,
-        runner: ProjectionRunner,
+        runner: Runner,
         nats_url: str,
         spec: StreamSpec,
         config: FeedConfig | None = None,

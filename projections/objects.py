@@ -1,10 +1,11 @@
 """The object view's derived artifacts: each document's extracted text and chunk manifest.
 
-Not registered with any runner yet: the ingestion pipeline wires it once the Document events are
-final. Keys are deterministic under a versioned prefix (`views/objects/v1/...`), so a rebuild
-writes beside the live generation (blue/green) and a replay rewrites the same objects. Every object
-carries the event id and position that produced it (BlobStore metadata). The blob store is not
-transactional, so the artifacts of a batch are written first and the position object after.
+Run by a KnowledgeRunner (projections/knowledge.py). Keys are deterministic under a generation's
+prefix (`views/objects/g1/...`), so a rebuild writes beside the live generation (blue/green) and a
+replay rewrites the same objects; which generation is live is a pointer object the runner keeps.
+Every object carries the event id and position that produced it (BlobStore metadata). The blob
+store is not transactional, so the artifacts of a batch are written first and the position object
+after.
 
 A document whose text cannot be extracted gets a manifest with status "failed" and the reason,
 and the projection moves on to the next event.
@@ -13,20 +14,21 @@ and the projection moves on to the next event.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
-from adapters.blobs import BlobNotFound, BlobStore
+from adapters.blobs import BlobNotFound, BlobStore, canonical_json
 from adapters.chunking import ChunkSpec, chunk_text
 from adapters.extraction import ExtractionFailed, TextExtractor
 from domain.document import Document
 from event_store.reader import LoggedEvent
 from projections.documents import Provenance, registered_blob_key, registered_text
+from projections.vector import Drift
 
 __all__ = ["EXTRACTED", "FAILED", "ObjectProjection"]
 
-DEFAULT_PREFIX = "views/objects/v1"
+DEFAULT_PREFIX = "views/objects/g1"
 EXTRACTED, FAILED, RETRACTED = "extracted", "failed", "retracted"
 
 
@@ -46,6 +48,7 @@ class ObjectProjection:
         self.chunking = chunking or ChunkSpec()
         self.prefix = prefix.rstrip("/")
         self._position: int | None = None
+        self.failed: dict[UUID, str | None] = {}  # as VectorProjection.failed
 
     def text_key(self, document_id: UUID) -> str:
         return f"{self.prefix}/documents/{document_id}/text.txt"
@@ -92,8 +95,48 @@ class ObjectProjection:
                 self._extract(logged.originator_id, event, Provenance.of(logged))
             case Document.Retracted() as event:
                 self._mark_retracted(logged.originator_id, event.reason, logged)
+                self.failed[logged.originator_id] = None
             case _:
                 pass
+
+    def verify(self, events: Iterable[LoggedEvent]) -> Drift:
+        """Compare the stored manifests (and whether each text object exists) with what `events`
+        imply; a manifest's digest covers its whole content."""
+        expected: dict[UUID, str] = {}
+        manifests: dict[UUID, dict[str, Any]] = {}
+        for logged in events:
+            document_id = logged.originator_id
+            match logged.event:
+                case Document.Registered() as event:
+                    manifest, text = self._derive(document_id, event)
+                    manifests[document_id] = manifest
+                    expected[document_id] = _digest(manifest, text is not None)
+                case Document.Retracted() as event:
+                    gone = manifests.get(document_id, {"document_id": str(document_id)})
+                    gone = gone | {"status": RETRACTED, "reason": event.reason, "chunks": []}
+                    manifests[document_id] = gone
+                    expected[document_id] = _digest(gone, False)
+                case _:
+                    pass
+        actual = {
+            document_id: _digest(
+                dict(self.blobs.get_json(self.manifest_key(document_id))),
+                self.blobs.exists(self.text_key(document_id)),
+            )
+            for document_id in self._stored_documents()
+        }
+        return Drift(
+            missing=sorted(expected.keys() - actual.keys()),
+            unexpected=sorted(actual.keys() - expected.keys()),
+            changed=sorted(i for i in expected.keys() & actual.keys() if expected[i] != actual[i]),
+        )
+
+    def _stored_documents(self) -> list[UUID]:
+        found = []
+        for key in self.blobs.list_keys(f"{self.prefix}/documents/"):
+            if key.endswith("/manifest.json"):
+                found.append(UUID(key.split("/")[-2]))
+        return found
 
     def retract(self, document_id: UUID) -> None:
         """Remove a document's derived objects (its raw blob stays: it is source of truth)."""
@@ -101,6 +144,22 @@ class ObjectProjection:
             self.blobs.delete(key)
 
     def _extract(self, document_id: UUID, event: Document.Registered, prov: Provenance) -> None:
+        manifest, text = self._derive(document_id, event)
+        self.failed[document_id] = manifest.get("reason") if text is None else None
+        if text is not None:
+            self.blobs.put_artifact(
+                self.text_key(document_id),
+                text.encode(),
+                event_id=prov.event_id,
+                position=prov.position,
+                content_type="text/plain; charset=utf-8",
+            )
+        self._write_manifest(document_id, manifest, prov.event_id, prov.position)
+
+    def _derive(
+        self, document_id: UUID, event: Document.Registered
+    ) -> tuple[dict[str, Any], str | None]:
+        """A registered document's manifest and extracted text (None when extraction failed)."""
         manifest: dict[str, Any] = {
             "document_id": str(document_id),
             "source": event.source_uri,
@@ -113,17 +172,8 @@ class ObjectProjection:
         try:
             text = registered_text(self.blobs, self.extractor, event)
         except ExtractionFailed as failed:
-            manifest |= {"status": FAILED, "reason": failed.reason, "chunks": []}
-        else:
-            self.blobs.put_artifact(
-                self.text_key(document_id),
-                text.encode(),
-                event_id=prov.event_id,
-                position=prov.position,
-                content_type="text/plain; charset=utf-8",
-            )
-            manifest |= {"status": EXTRACTED, "chunks": self._chunk_entries(text)}
-        self._write_manifest(document_id, manifest, prov.event_id, prov.position)
+            return manifest | {"status": FAILED, "reason": failed.reason, "chunks": []}, None
+        return manifest | {"status": EXTRACTED, "chunks": self._chunk_entries(text)}, text
 
     def _chunk_entries(self, text: str) -> list[dict[str, Any]]:
         return [
@@ -156,3 +206,7 @@ class ObjectProjection:
             position=position,
             metadata={"document-id": str(document_id), "status": str(manifest["status"])},
         )
+
+
+def _digest(manifest: dict[str, Any], has_text: bool) -> str:
+    return hashlib.sha256(canonical_json({"manifest": manifest, "text": has_text})).hexdigest()

@@ -121,6 +121,10 @@ class Views:
             query = query.where(documents.c.status == status)
         return self._all(query)
 
+    def document(self, document_id: UUID) -> RowMapping | None:
+        rows = self._all(select(documents).where(documents.c.id == str(document_id)).limit(1))
+        return rows[0] if rows else None
+
     def orders(
         self, status: str | None = None, symbol: str | None = None, limit: int = 100
     ) -> list[RowMapping]:

@@ -61,7 +61,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateTable
 
 from projections.collector import collector_paused
-from projections.registry import Projections
+from projections.registry import Projections, Runner
 from projections.runner import (
     RUNNING,
     STALLED,
@@ -105,7 +105,7 @@ class RebuildFailed(RuntimeError):
 # -- which projections there are -------------------------------------------------------------------
 
 
-def runner_for(projections: Projections, name: str) -> ProjectionRunner:
+def runner_for(projections: Projections, name: str) -> Runner:
     runners = projections.runners
     if name not in runners:
         known = ", ".join(sorted(runners))
@@ -113,9 +113,23 @@ def runner_for(projections: Projections, name: str) -> ProjectionRunner:
     return runners[name]
 
 
+def sql_runner_for(projections: Projections, name: str) -> ProjectionRunner:
+    """The SQL projection ``name``: the only kind this module rebuilds (the knowledge views
+    rebuild themselves, projections/knowledge.py)."""
+    runner = runner_for(projections, name)
+    if not isinstance(runner, ProjectionRunner):
+        raise UnknownProjection(f"{name} is not a SQL projection")
+    return runner
+
+
 def projection_statuses(projections: Projections) -> list[ProjectionStatus]:
     """Each projection's status, with a build nobody is running any more called abandoned."""
-    return [build_status(projections, runner) for runner in projections.runners.values()]
+    return [
+        build_status(projections, runner)
+        if isinstance(runner, ProjectionRunner)
+        else runner.status()
+        for runner in projections.runners.values()
+    ]
 
 
 def build_status(projections: Projections, runner: ProjectionRunner) -> ProjectionStatus:
@@ -162,7 +176,7 @@ def rebuild(
     batch_size: int = BUILD_BATCH,
 ) -> RebuildResult:
     """Build the next generation of ``name`` from the log, switch to it, drop the old one."""
-    runner = runner_for(projections, name)
+    runner = sql_runner_for(projections, name)
     started = time.perf_counter()
     with _exclusive(projections, runner) as live_generation:
         build = _Build(runner, live_generation + 1, "rebuild", batch_size)
@@ -533,7 +547,7 @@ def verify(
     The comparison runs under the live projection's position lock, so the live runner pauses
     while the tables are read; the scratch generation is dropped whatever happens.
     """
-    runner = runner_for(projections, name)
+    runner = sql_runner_for(projections, name)
     with _exclusive(projections, runner) as live_generation:
         build = _Build(runner, live_generation + 1, "verify", batch_size)
         try:

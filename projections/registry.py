@@ -6,17 +6,69 @@ supervisor take it instead of the container, so they never import the compositio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+from eventsourcing.persistence import Notification
+from sqlalchemy.engine import Engine
 
 from adapters.locks import LeaderLock
 from event_store.messages import StreamSpec
-from projections.runner import ProjectionRunner
+from event_store.reader import NotificationReader
+from projections.runner import Applied, ProjectionStatus
+
+
+class TargetUnavailable(Exception):
+    """A projection's target store (object store, vector index, graph) cannot be reached or is
+    held by another process: retried like an unreachable database, never a stalled view."""
+
+
+class Runner(Protocol):
+    """What runs one projection from the log or a feed, whatever its target store.
+
+    ``ProjectionRunner`` (SQL views, one transaction per batch) and ``KnowledgeRunner`` (object,
+    vector and graph views, idempotent writes then the position; projections/knowledge.py) both
+    satisfy it; the supervisor, the JetStream feed and the status commands need nothing more.
+    """
+
+    name: str
+    reader: NotificationReader
+    engine: Engine  # where the runner reports its state (and a feed its status)
+
+    @property
+    def projection(self) -> Any:
+        """What is projected: has ``name`` and ``version`` (the JetStream consumer's name)."""
+
+    @property
+    def position(self) -> int: ...
+
+    def setup(self) -> None: ...
+
+    def status(self) -> ProjectionStatus: ...
+
+    def run_once(self) -> int: ...
+
+    def apply(self, batch: Sequence[Notification]) -> Applied: ...
+
+    def apply_batch(self, batch: Sequence[Notification]) -> int: ...
+
+    def catch_up(self, timeout: float = 60.0) -> int: ...
+
+    def wait_for(self, position: int, timeout: float = 10.0) -> None: ...
+
+    def run_forever(self, stop: threading.Event, poll_interval: float = 0.5) -> None: ...
+
+    def retry(self) -> None: ...
+
+    def skip(self, position: int) -> None:
+        """Step over the stalled event at ``position``; ValueError when that cannot be done."""
 
 
 @dataclass(frozen=True)
 class Projections:
-    runners: Mapping[str, ProjectionRunner]
+    runners: Mapping[str, Runner]
     leader_lock: Callable[[str], LeaderLock]
 
 

@@ -243,18 +243,14 @@ def relational_tables(metadata: MetaData, suffix: str = "") -> RelationalTables:
             "documents",
             Column("id", ID, primary_key=True),
             Column("source_uri", Text, nullable=False),
+            Column("title", Text, nullable=False),
             Column("content_type", String(200), nullable=False),
             Column("sha256", String(64), nullable=False),
             Column("size_bytes", BIG, nullable=False),
             Column("status", String(20), nullable=False),
-            Column("blob_key", Text),
-            Column("text_chars", BIG),
-            Column("entity_count", Integer),
-            Column("extractor", Text),
-            Column("chunk_count", BIG),
-            Column("embedding_model", Text),
-            Column("failed_stage", Text),
-            Column("error", Text),
+            Column("blob_key", Text, nullable=False),
+            Column("retraction_reason", Text),
+            Column("retracted_at", DateTime(timezone=True)),
             Column("registered_at", DateTime(timezone=True), nullable=False),
             Column("updated_at", DateTime(timezone=True), nullable=False),
             indexes=(("status", "registered_at"), ("sha256",)),
@@ -581,10 +577,12 @@ def _aware(value: datetime) -> datetime:
 
 class RelationalProjection(RebuildableProjection):
     """Version 2 added documents, orders, positions and jobs.next_fire_at; version 3 job-fired
-    confirmations (job_id, fire_id), jobs.overlap and job_fires.confirmation_id."""
+    confirmations (job_id, fire_id), jobs.overlap and job_fires.confirmation_id; version 4
+    documents' title, blob key, retraction reason and time (the pipeline columns went: whether
+    a view indexed a document is that view's state)."""
 
     name = "relational"
-    version = 3
+    version = 4
 
     def __init__(self, tables: RelationalTables = LIVE) -> None:
         self.t = tables
@@ -987,26 +985,28 @@ class RelationalProjection(RebuildableProjection):
                     {
                         "id": did,
                         "source_uri": event.source_uri,
+                        "title": event.title,
                         "content_type": event.content_type,
                         "sha256": event.sha256,
                         "size_bytes": event.size_bytes,
                         "status": "registered",
                         "blob_key": event.blob_key,
-                        "text_chars": None,
-                        "entity_count": None,
-                        "extractor": None,
-                        "chunk_count": None,
-                        "embedding_model": None,
-                        "failed_stage": None,
-                        "error": None,
+                        "retraction_reason": None,
+                        "retracted_at": None,
                         "registered_at": event.timestamp,
                         "updated_at": event.timestamp,
                     },
                 )
                 return
             case Document.Retracted():
-                changes: dict[str, Any] = {"status": "retracted", "error": event.reason}
+                changes: dict[str, Any] = {
+                    "status": "retracted",
+                    "retraction_reason": event.reason,
+                    "retracted_at": event.timestamp,
+                }
             case _:
+                # Entity extractions are the graph view's; whether a view indexed a document
+                # is that view's state.
                 return
         self._batch.update(conn, self.t.documents, did, updated_at=event.timestamp, **changes)
 

@@ -229,6 +229,8 @@ class ProjectionStatus:
     building_position: int | None = None
     skipped: tuple[int, ...] = ()
     code_version: int | None = None
+    # Knowledge views: (document id, reason) for each document whose text could not be had.
+    failed_documents: tuple[tuple[str, str], ...] = ()
 
     @property
     def lag(self) -> int:

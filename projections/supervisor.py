@@ -19,8 +19,7 @@ import psycopg
 
 from adapters.locks import LeaderLock
 from projections.jetstream import STORE_ERRORS, FeedConfig, JetStreamFeed, pause
-from projections.registry import FeedSource, Projections
-from projections.runner import ProjectionRunner
+from projections.registry import FeedSource, Projections, Runner
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ class UnknownProjection(ValueError):
     pass
 
 
-def select_runners(projections: Projections, name: str) -> list[ProjectionRunner]:
+def select_runners(projections: Projections, name: str) -> list[Runner]:
     runners = projections.runners
     if name == ALL:
         return list(runners.values())
@@ -64,7 +63,7 @@ class ProjectorProcess:
     def __init__(
         self,
         projections: Projections,
-        runners: Sequence[ProjectionRunner],
+        runners: Sequence[Runner],
         source: FeedSource,
         config: FeedConfig | None = None,
     ) -> None:
@@ -119,7 +118,7 @@ class ProjectorProcess:
         ready = _ReadyWhenAll(len(self.runners), on_ready)
         await asyncio.gather(*(self._lead(runner, ready) for runner in self.runners))
 
-    async def _lead(self, runner: ProjectionRunner, ready: _ReadyWhenAll) -> None:
+    async def _lead(self, runner: Runner, ready: _ReadyWhenAll) -> None:
         nats_url = self.source.nats_url
         assert nats_url is not None
         feed = JetStreamFeed(runner, nats_url, self.source.stream, self.config)
@@ -180,7 +179,7 @@ class ProjectorProcess:
         for thread in threads:
             thread.join()
 
-    def _follow_log(self, runner: ProjectionRunner) -> None:
+    def _follow_log(self, runner: Runner) -> None:
         poll = self.source.poll_interval_seconds
         failures = 0
         while not self._stop.is_set():

@@ -1,13 +1,14 @@
 """The vector view: chunks of every registered document, embedded, searchable, rebuildable.
 
-Not registered with any runner yet: the ingestion pipeline wires it once the Document events are
-final. The target (a VectorIndex) is not transactional with the log, so a batch is applied as
-idempotent upserts first (deterministic point ids: uuid5(document, chunk index, model digest)) and
-the position is stored in the collection after. A crash in between replays the batch into the
+Run by a KnowledgeRunner (projections/knowledge.py), which also keeps the generations. The
+target (a VectorIndex) is not transactional with the log, so a batch is applied as idempotent
+upserts first (deterministic point ids: uuid5(document, chunk index, model digest)) and the
+position is stored in the collection after. A crash in between replays the batch into the
 same points; events at or below the stored position are skipped.
 
 The collection name carries the model (`<prefix>__<model>-<digest12>`): another model is another
-collection, built beside the live one and switched to by alias (blue/green).
+collection, built beside the live one and switched to by alias (blue/green): readers resolve the
+alias (`prefix`), each generation is a collection of its own (`collection`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ __all__ = ["Drift", "VectorProjection", "payload_digest"]
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "chunks"
-DEFAULT_EMBED_BATCH = 64
+# Chunks embedded and upserted per call, across documents (the embedder batches within it).
+DEFAULT_EMBED_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class VectorProjection:
         *,
         prefix: str = DEFAULT_PREFIX,
         embed_batch: int = DEFAULT_EMBED_BATCH,
+        collection: str | None = None,
     ) -> None:
         if embed_batch <= 0:
             raise ValueError("embed_batch must be positive")
@@ -74,9 +77,15 @@ class VectorProjection:
         self.blobs = blobs
         self.extractor = extractor
         self.chunking = chunking or ChunkSpec()
-        self.collection = collection_name(prefix, embedder)
+        self.alias = prefix
+        self.base = collection_name(prefix, embedder)
+        self.collection = collection or self.base
         self.embed_batch = embed_batch
         self._position: int | None = None
+        # Documents whose text could not be extracted (reason), or None once they no longer
+        # fail (indexed again, retracted); the runner records and clears them.
+        self.failed: dict[UUID, str | None] = {}
+        self._pending: list[tuple[UUID, Document.Registered, Provenance, Chunk]] = []
 
     def spec(self) -> dict[str, Any]:
         """What this view is built with; a change of any of it needs a rebuild."""
@@ -103,8 +112,13 @@ class VectorProjection:
     def apply(self, events: Sequence[LoggedEvent]) -> int:
         """Apply a batch in order, then store its last position; returns how many were new."""
         fresh = [e for e in events if e.position > self.position]
-        for logged in fresh:
-            self.process_event(logged)
+        try:
+            for logged in fresh:
+                self.process_event(logged)
+            self.flush()
+        except BaseException:
+            self._pending = []  # the batch is applied again from the stored position
+            raise
         if fresh:
             # After the upserts: a crash before this line replays the batch into the same points.
             self.index.set_position(self.collection, fresh[-1].position)
@@ -117,12 +131,27 @@ class VectorProjection:
                 self._index(logged.originator_id, event, Provenance.of(logged))
             case Document.Retracted():
                 self.retract(logged.originator_id)
+                self.failed[logged.originator_id] = None
             case _:
                 pass
 
     def retract(self, document_id: UUID) -> None:
         """Remove a document's points (a retraction or a failed ingestion)."""
+        self.flush()  # points of earlier events first, so none of them outlives the delete
         self.index.delete_by_document(self.collection, document_id)
+
+    def flush(self) -> None:
+        """Embed and upsert the buffered chunks: across documents, in batches, so the model and
+        the index see a few large calls rather than one small one per document."""
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), self.embed_batch):
+            part = pending[start : start + self.embed_batch]
+            vectors = self.embedder.embed_documents([chunk.text for *_, chunk in part])
+            points = [
+                self._point(document_id, event, prov, chunk, vector)
+                for (document_id, event, prov, chunk), vector in zip(part, vectors, strict=True)
+            ]
+            self.index.upsert(self.collection, points)
 
     def _index(self, document_id: UUID, event: Document.Registered, prov: Provenance) -> None:
         try:
@@ -130,16 +159,14 @@ class VectorProjection:
         except ExtractionFailed as failed:
             # The object view records the reason; here the document simply has no chunks.
             log.info("vector view: document %s has no text: %s", document_id, failed.reason)
+            self.failed[document_id] = failed.reason
             return
-        chunks = chunk_text(text, self.chunking)
-        for start in range(0, len(chunks), self.embed_batch):
-            batch = chunks[start : start + self.embed_batch]
-            vectors = self.embedder.embed_documents([c.text for c in batch])
-            points = [
-                self._point(document_id, event, prov, chunk, vector)
-                for chunk, vector in zip(batch, vectors, strict=True)
-            ]
-            self.index.upsert(self.collection, points)
+        self.failed[document_id] = None
+        self._pending.extend(
+            (document_id, event, prov, chunk) for chunk in chunk_text(text, self.chunking)
+        )
+        if len(self._pending) >= self.embed_batch:
+            self.flush()
 
     def verify(self, events: Iterable[LoggedEvent]) -> Drift:
         """Compare the stored points (ids and payload digests) with what `events` imply.
@@ -201,6 +228,7 @@ class VectorProjection:
             "sha256": event.sha256,
             "blob_key": registered_blob_key(event),
             "source": event.source_uri,
+            "title": event.title,
             "media_type": event.content_type,
             "event_id": str(prov.event_id),
             "position": prov.position,

@@ -44,7 +44,7 @@ from domain.confirmation import Confirmation
 from domain.imports import IMPORT_LOG_ID, ImportLog, ImportMode
 from domain.job import Job
 from domain.meta import Actor, ActorKind, CommandContext
-from replay.audit import ProgressFn, Store
+from event_store.bulk_sql import EventsSql, Key
 from replay.exchange_file import (
     FORMAT_VERSION,
     ExchangeError,
@@ -55,7 +55,7 @@ from replay.exchange_file import (
     new_mac,
     signing_key,
 )
-from replay.exchange_store import EventsSql, Key
+from replay.store import ProgressFn, Store
 
 __all__ = ["ExchangeError", "ImportRefused", "export_events", "import_events"]
 
@@ -348,7 +348,7 @@ def _batches(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
 def _check(
     store: Store, path: Path, key: bytes | None, extend: bool, progress: ProgressFn, batch: int
 ) -> Imported:
-    sql = EventsSql(store)
+    sql = EventsSql(store.app)
     reader = FileReader(store, path, key)
     with sql.reading() as curs:
         mode = ImportMode.RESTORE if sql.head(curs) == 0 else ImportMode.APPEND
@@ -380,7 +380,7 @@ def _chain(first: Line | None, rest: Iterator[Line]) -> Iterator[Line]:
 
 
 def _write(store: Store, plan: Imported, key: bytes | None, actor: Actor, batch: int) -> None:
-    sql = EventsSql(store)
+    sql = EventsSql(store.app)
     reader = FileReader(store, plan.path, key, decode=False)
     first = last = count = 0
     with sql.writing() as curs:

@@ -37,7 +37,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
-from replay.audit import Store
+from replay.store import Store
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)

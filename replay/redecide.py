@@ -24,7 +24,8 @@ from commands import models as m
 from commands.invocation import Invocation
 from domain.goal import Goal
 from domain.meta import Actor
-from replay.audit import ProgressFn, Store, plain
+from replay.store import ProgressFn, Store
+from replay.values import plain
 
 if TYPE_CHECKING:
     from bootstrap.container import Janus

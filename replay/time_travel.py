@@ -27,14 +27,9 @@ from event_store.messages import aggregate_type
 from event_store.reader import LoggedEvent
 from projections.relational import RelationalProjection
 from projections.runner import ProjectionRunner, ProjectionStalled
-from replay.audit import (
-    BadInput,
-    ProgressFn,
-    Store,
-    UnreadableEvent,
-    aggregate_json,
-    goal_story,
-)
+from replay.store import ProgressFn, Store, UnreadableEvent
+from replay.story import goal_story
+from replay.values import BadInput, aggregate_json
 
 
 def _no_progress(_: int) -> None:

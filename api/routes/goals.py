@@ -194,7 +194,7 @@ async def goal_graph(
 
     def answer() -> Response:
         try:
-            sub = goal_provenance(read.api.janus.graph_store, str(goal_id))
+            sub = goal_provenance(read.api.janus.knowledge.graph, str(goal_id))
         except GoalNotInGraph as missing:
             raise ApiProblem(404, "not-found", str(missing)) from None
         except NamespaceNotFound:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from adapters.llm import DecisionModel, LlamaCppDecisionModel, bundled_model_path
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
-from replay.audit_cli import replay_app
+from cli.replay import app as replay_app
 from tests.e2e.agent_story import unlock_story
 from tests.e2e.procs import JanusProcess
 from tests.support.agent import goal as load_goal

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.keys import app
 from commands.keys import KeyService
-from replay.keys_cli import app
 
 
 @pytest.fixture

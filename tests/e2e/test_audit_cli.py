@@ -2,7 +2,7 @@
 
 Every command is run through ``CliRunner`` for its output and exit code, error paths included.
 The groups are mounted here on a root like ``janus`` itself (same ``--debug`` option), so the
-tests do not depend on how ``replay/cli.py`` mounts them.
+tests do not depend on how ``cli/main.py`` mounts them.
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ from typer.testing import CliRunner, Result
 from adapters.clock import ManualClock
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli import events as events_cli
+from cli.audit import app as audit_app
+from cli.common import cli_errors
+from cli.events import app as events_app
+from cli.replay import app as replay_app
 from commands import models as m
 from commands.invocation import Invocation
-from replay import events_cli
-from replay.audit_cli import audit_app, cli_errors, replay_app
-from replay.events_cli import events_app
 from tests.servers import wait_until
 from tests.support.time_travel import (
     ALICE,

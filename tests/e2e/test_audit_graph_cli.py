@@ -18,12 +18,9 @@ from bootstrap.settings import Settings
 from commands import goal_flow
 from commands import models as m
 from commands.extraction import EntityExtraction
-from projections.graph import GraphProjection
 from tests.support.cli import assert_clean_failure, cli, ok
 from tests.support.commands import as_alice
-from tests.support.extraction import CountingEntityModel, ingest_text, logged
-
-DIGEST = "embedder-1"
+from tests.support.extraction import CountingEntityModel, build_graph_view, ingest_text
 
 
 @pytest.fixture
@@ -53,7 +50,7 @@ def goal_with_context(janus: Janus) -> UUID:
             goal_id=goal.aggregate_id,
             model="external",
             prompt="unlock?",
-            context_ids=[str(chunk_id(doc, 0, DIGEST))],
+            context_ids=[str(chunk_id(doc, 0, janus.knowledge.embedder.digest))],
             raw_output="{}",
             action=m.Action(name="unlock_door", parameters={"door": "front"}),
         ),
@@ -70,10 +67,8 @@ def build_graph(janus: Janus) -> None:
     )
     while extraction.run_once():
         pass
-    view = GraphProjection(janus.graph_store, blobs, PlainTextExtractor(), DIGEST, spec)
-    view.start()
-    view.apply(logged(janus))
-    janus.graph_store.close()  # the embedded graph is opened by one process at a time
+    build_graph_view(janus)
+    janus.knowledge.graph.close()  # the embedded graph is opened by one process at a time
 
 
 def test_audit_goal_graph_prints_json_mermaid_and_dot(janus: Janus) -> None:

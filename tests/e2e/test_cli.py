@@ -379,7 +379,7 @@ def test_a_bad_database_url_fails_cleanly(home: Path, monkeypatch: pytest.Monkey
 def test_run_serves_the_cli_and_stops_cleanly_on_sigterm(home: Path) -> None:
     confirmation_id = pending_confirmation()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "replay.cli", "run"],
+        [sys.executable, "-m", "cli.main", "run"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -406,7 +406,7 @@ def test_demo_runs_the_whole_story_and_the_door_unlocks_exactly_once(tmp_path: P
     env = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_")}
     env["COLUMNS"] = "120"
     result = subprocess.run(
-        [sys.executable, "-m", "replay.cli", "demo", "--fast", "--home", str(tmp_path / "demo")],
+        [sys.executable, "-m", "cli.main", "demo", "--fast", "--home", str(tmp_path / "demo")],
         env=env,
         capture_output=True,
         text=True,

@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from adapters.llm import LlamaCppDecisionModel, parse_action
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.replay import app as replay_app
 from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
-from replay.audit_cli import replay_app
 
 pytest.importorskip("llama_cpp", reason="the llm extra (llama-cpp-python) is not installed")
 

@@ -15,10 +15,10 @@ from typer.testing import CliRunner, Result
 from adapters.role_status import RoleBoard, RoleState
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.projections import app
 from commands import models as m
 from projections import relational
 from projections.runner import projection_positions
-from replay.projections_cli import app
 from tests.support.commands import as_alice
 from tests.support.rebuild import goal_with_confirmation, poison
 
@@ -51,8 +51,7 @@ def status(janus: Janus) -> dict[str, Any]:
 
 
 def relational_status(janus: Janus) -> dict[str, Any]:
-    [projection] = status(janus)["projections"]
-    assert projection["name"] == "relational"
+    [projection] = [p for p in status(janus)["projections"] if p["name"] == "relational"]
     return projection  # type: ignore[no-any-return]
 
 
@@ -202,7 +201,9 @@ def test_retry_and_skip_take_a_stalled_view_past_its_poison_event(janus: Janus) 
 )
 @pytest.mark.usefixtures("env")
 def test_an_unknown_projection_is_one_clear_line(args: tuple[str, ...]) -> None:
-    assert_clean_failure(cli(*args), "unknown projection 'nope'", "known: relational")
+    assert_clean_failure(
+        cli(*args), "unknown projection 'nope'", "known: graph, objects, relational, vector"
+    )
 
 
 @pytest.mark.usefixtures("env")

@@ -1,6 +1,6 @@
 """Story: a JetStream projector is SIGKILLed at random moments while events keep arriving.
 
-Each round starts a real ``python -m replay.project_cli relational`` and kills it: sometimes
+Each round starts a real ``python -m cli.project relational`` and kills it: sometimes
 during start-up, mostly once its view has passed a random position among freshly published
 events, polled at a random pace so the kill lands anywhere in the batch after it (between a
 commit and its ack above all): no cleanup, no flush, no ack sent after the last commit. At the
@@ -52,11 +52,11 @@ EARLY_KILLS = 0.2
 # How often the view's position is polled before the kill: the slower, the further past it.
 MAX_POLL_SECONDS = 0.05
 READY_LINE = "projector ready"
-COMMAND = [sys.executable, "-m", "replay.project_cli", "relational"]
+COMMAND = [sys.executable, "-m", "cli.project", "relational"]
 
 
 class Projector:
-    """``python -m replay.project_cli relational`` in its own process group."""
+    """``python -m cli.project relational`` in its own process group."""
 
     def __init__(self, settings: Settings) -> None:
         self.env = janus_env(settings) | {
@@ -75,7 +75,7 @@ class Projector:
                 [
                     sys.executable,
                     "-m",
-                    "replay.project_cli",
+                    "cli.project",
                     "relational",
                     "--batch-size",
                     str(BATCH),

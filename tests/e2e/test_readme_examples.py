@@ -31,14 +31,15 @@ from typer.testing import CliRunner, Result
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.main import app
 from commands import models as m
 from commands.agent_commands import AgentCommands, AskOperator
 from commands.invocation import Invocation
 from domain.confirmation import HazardClass
 from domain.meta import Actor, ActorKind
 from projections.runner import ProjectionStalled
-from replay.cli import app
 from tests.servers import unique_name, wait_until
+from tests.support.documents import write_notes
 from tests.support.extraction import build_graph_view
 from tests.support.rebuild import poison
 from tests.support.relay import delete_streams
@@ -46,7 +47,14 @@ from tests.support.time_travel import effect_of_unknown_outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-LONG_RUNNING = ("janus relay", "janus project", "janus run", "janus serve")
+LONG_RUNNING = (
+    "janus relay",
+    "janus project",
+    "janus run",
+    "janus serve",
+    "janus edge start",
+    "janus edge ingest",
+)
 
 
 def long_running(line: str) -> bool:
@@ -150,7 +158,9 @@ class Story:
     def fill(self, line: str) -> str:
         for name, value in sorted(self.ids.items(), key=lambda item: -len(item[0])):
             line = re.sub(rf"\b{name}\b", value, line)
-        assert not re.search(r"\b(GOAL|CONFIRMATION|CONF|EFFECT|JOB|EVENT)_ID\b", line), line
+        assert not re.search(r"\b(GOAL|CONFIRMATION|CONF|EFFECT|JOB|EVENT|DOCUMENT)_ID\b", line), (
+            line
+        )
         return line
 
     def janus(self) -> Janus:
@@ -181,6 +191,7 @@ def remember(story: Story, line: str, output: str) -> None:
             found = re.search(pattern, output)
             assert found, output
             story.ids[name] = found.group(1)
+    remember_documents(story, line, output)
     decided_at = re.search(r"at position (\d+)", output)
     if "janus goals decide" in line and decided_at:
         story.ids["DECIDED_AT"] = decided_at.group(1)
@@ -189,6 +200,7 @@ def remember(story: Story, line: str, output: str) -> None:
 def prepare(story: Story, line: str) -> None:
     """What the README's scenario has before some lines: a confirmation still to deny, an
     effect nobody could vouch for, a stalled view to skip, positions and event ids."""
+    prepare_documents(line)
     janus = story.janus()
     try:
         if "confirmations deny" in line:
@@ -307,7 +319,7 @@ def block_with(blocks: list[list[str]], command: str) -> list[str]:
 
 
 def janus_argv(line: str) -> list[str]:
-    return [sys.executable, "-m", "replay.cli", *shlex.split(line)[1:]]
+    return [sys.executable, "-m", "cli.main", *shlex.split(line)[1:]]
 
 
 def process_env(**extra: str) -> dict[str, str]:
@@ -475,12 +487,12 @@ def test_the_curl_examples_run_against_a_live_server(
         assert line.startswith("curl "), line
         if "/deny" in line:  # the grant line answered the first confirmation
             _decide_over_http(url, story)
-        if "/graph" in line:  # the graph view of the story so far (no process runs it yet)
-            janus = story.janus()
-            try:
-                build_graph_view(janus)
-            finally:
-                janus.close()
+        if "/graph" in line:  # the server's runtime keeps the graph view: wait until it has it
+            wait_until(
+                lambda: _graph_has_goal(url, shell_env["KEY"], story.ids["GOAL_ID"]),
+                timeout=60,
+                message="the graph view holds the goal",
+            )
         if "/answer" in line:  # the agent (scripted here) asked the operator a question
             janus = story.janus()
             try:
@@ -507,6 +519,13 @@ def _decide_over_http(url: str, story: Story) -> None:
     )
     assert response.status_code == 202, response.text
     story.ids["CONF_ID"] = response.json()["confirmation_id"]
+
+
+def _graph_has_goal(url: str, key: str, goal_id: str) -> bool:
+    answer = httpx.get(
+        f"{url}/v1/goals/{goal_id}/graph", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    return answer.status_code == 200 and "Confirmation" in answer.text
 
 
 def _curl(line: str, env: dict[str, str]) -> str:
@@ -608,3 +627,60 @@ def test_the_full_stack_commands_start_on_postgres_and_nats(
     # API answers, the others have connected to Postgres and NATS.
     dead = [f"{s.line} exited {s.proc.returncode}:\n{s.output()}" for s in servers if not s.alive()]
     assert servers and not dead, "\n".join(dead)
+
+
+# -- the documents examples (issue 13) -------------------------------------------------------------
+
+
+def prepare_documents(line: str) -> None:
+    """The README's ./notes folder (text, Markdown, HTML, PDF), in the directory lines run in."""
+    if "notes" in line and not Path("notes").exists():
+        write_notes(Path("notes"))
+
+
+def remember_documents(story: Story, line: str, output: str) -> None:
+    """The id of the first document `janus ingest` (or an upload) answered with."""
+    if "janus ingest" in line and "DOCUMENT_ID" not in story.ids:
+        found = re.search(rf"document ({UUID_RE})", output)
+        assert found, output
+        story.ids["DOCUMENT_ID"] = found.group(1)
+
+
+def test_the_documents_curl_examples_run_against_a_live_server(
+    blocks: list[list[str]], story: Story, started: Callable[..., Running]
+) -> None:
+    block = block_with(blocks, "/v1/documents")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = process_env(
+        JANUS_HOME=str(story.home), JANUS_API_PORT=str(port), JANUS_AGENT_ENABLED="false"
+    )
+    server = started("janus serve", env, story.home)
+    wait_until(lambda: serving(url, server), timeout=60, message="janus serve answered")
+    shell_env = process_env(JANUS_HOME=str(story.home), JANUS_API_PORT=str(port))
+    prepare_documents("notes")
+    for line in block:
+        if line.startswith("KEY=$(janus "):
+            created = ok(line.removeprefix("KEY=$(").removesuffix(")"), story)
+            shell_env["KEY"] = created.stdout.strip()
+            continue
+        if line.startswith("H="):
+            shell_env["H"] = f"Authorization: Bearer {shell_env['KEY']}"
+            continue
+        assert line.startswith("curl "), line
+        filled = story.fill(line).replace("localhost:8000", f"127.0.0.1:{port}")
+        answer = _curl(filled, shell_env)
+        if "-F file=@" in line:
+            uploaded = json.loads(answer)
+            assert uploaded["outcome"] == "registered", answer
+            story.ids["DOCUMENT_ID"], story.ids["POSITION"] = (
+                uploaded["id"],
+                str(uploaded["position"]),
+            )
+        if "-o " in line:
+            assert (
+                Path(line.split("-o ")[1].split()[0]).read_bytes()
+                == Path("notes/plants.md").read_bytes()
+            )
+        if "/retract" in line:
+            assert json.loads(answer)["outcome"] == "retracted", answer

@@ -1,6 +1,6 @@
 """The relay SIGKILLed at random moments while events keep arriving: the stream stays the log.
 
-A real ``python -m replay.relay_cli`` process is started and killed (no cleanup, no final save)
+A real ``python -m cli.relay`` process is started and killed (no cleanup, no final save)
 over and over, sometimes while it is still starting, mostly while it is following the log, and
 a writer appends goals the whole time. Afterwards one relay runs to the head, and the stream must
 hold every event exactly once, in log order.
@@ -43,7 +43,7 @@ STARTUP_KILLS = 0.25
 
 
 class RelayProcess:
-    """``python -m replay.relay_cli`` in its own process group, so a kill takes all of it."""
+    """``python -m cli.relay`` in its own process group, so a kill takes all of it."""
 
     def __init__(self, settings: Settings) -> None:
         self.env = janus_env(settings)
@@ -64,7 +64,7 @@ class RelayProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "replay.relay_cli"],
+                [sys.executable, "-m", "cli.relay"],
                 env=self.env,
                 stdout=subprocess.PIPE,
                 stderr=log,

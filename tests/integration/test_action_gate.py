@@ -18,13 +18,13 @@ from adapters.clock import SystemClock
 from adapters.effects import Ledger
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.main import app
 from commands import models as m
 from domain.actions import POLICY_GRANTOR
 from domain.api_key import Role
 from domain.confirmation import Confirmation, ConfirmationStatus, HazardClass
 from domain.effect import Effect, effect_id_for
 from domain.errors import InvalidValue
-from replay.cli import app
 from tests.servers import wait_until
 from tests.support.api import Api, is_problem, serve_api
 from tests.support.commands import as_alice

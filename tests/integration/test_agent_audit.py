@@ -9,8 +9,9 @@ import typer
 from typer.testing import CliRunner
 
 from bootstrap.container import Janus
-from replay.audit_cli import audit_app, replay_app
-from replay.cli import app
+from cli.audit import app as audit_app
+from cli.main import app
+from cli.replay import app as replay_app
 from tests.support.agent import make_agent, settle, submit
 
 

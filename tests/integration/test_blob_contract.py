@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import urllib.request
 import uuid
 from datetime import timedelta
@@ -292,6 +293,16 @@ class S3Contract(BlobStoreContract):
     def test_a_non_http_endpoint_is_refused(self) -> None:
         with pytest.raises(ValueError, match="http"):
             MinioBlobStore("s3.example:9000", "a", "b", "bucket")
+
+
+def test_an_unreachable_s3_server_is_the_stores_error_not_the_sdks() -> None:
+    with socket.socket() as sock:  # a port nothing listens on once this closes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = MinioBlobStore(f"http://127.0.0.1:{port}", "a", "b", unique_bucket())
+
+    with pytest.raises(BlobStoreError, match="unreachable"):
+        store.put(b"x")
 
 
 class TestSeaweedBlobStore(S3Contract):

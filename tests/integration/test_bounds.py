@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.main import app
 from commands import models as m
 from commands.errors import CommandError
 from commands.invocation import Invocation
 from domain.errors import DomainError
 from domain.meta import Actor, ActorKind
-from replay.cli import app
 from tests.support.api import Api, is_problem, serve_api
 
 INT4_MAX = 2**31 - 1

@@ -118,6 +118,7 @@ def test_a_crash_before_the_position_replays_into_the_same_points(
     # The crash: every upsert done, the position never stored.
     for logged in log.events:
         crashed.process_event(logged)
+    crashed.flush()
     written = {p.id for p in index.points(crashed.collection)}
 
     restarted = vector_view(index, blobs)

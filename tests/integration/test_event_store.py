@@ -10,6 +10,7 @@ from eventsourcing.utils import get_topic
 from bootstrap.container import Janus
 from commands import models as m
 from commands.invocation import Invocation
+from domain.document import Document, content_key
 from domain.goal import DEFAULT_PRIORITY, Decision, Goal
 from domain.meta import Actor, ActorKind, CommandContext
 
@@ -113,3 +114,31 @@ def test_a_decision_recorded_before_agent_steps_existed_reads_with_defaults(
     (read,) = janus.app.repository.get(goal.id).decisions
     assert (read.step, read.usage, read.context_position, read.runtime) == (0, {}, 0, {})
     assert read.action == {"name": "notify"}
+
+
+def test_a_document_registered_before_titles_and_blob_keys_reads_with_both(janus: Janus) -> None:
+    """A v1 Document.Registered (no title, no blob key) stored by an old release: its bytes were
+    stored at their content address, and its title is its source's last segment."""
+    document_id, sha = uuid4(), "c" * 64
+    modern = Document.register(
+        document_id, "s3://inbox/notes/door.md", "x", "text/markdown", sha, 3, "k", _ctx()
+    )
+    [event] = modern.collect_events()
+    stored = janus.app.mapper.to_stored_event(event)
+    transcoder = janus.app.mapper.transcoder
+    state = transcoder.decode(stored.state)
+    for field in ("title", "blob_key", "class_version"):
+        del state[field]
+    old = StoredEvent(
+        originator_id=document_id,
+        originator_version=1,
+        topic=get_topic(Document.Registered),
+        state=transcoder.encode(state),
+    )
+    janus.app.recorder.insert_events([old])
+
+    document = janus.app.repository.get(document_id)
+    assert (document.title, document.blob_key) == ("door.md", content_key(sha))
+    janus.relational.catch_up()
+    [row] = janus.views.documents()
+    assert row["blob_key"] == content_key(sha)

@@ -17,7 +17,9 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from bootstrap.container import Janus
+from bootstrap.history import open_store
 from bootstrap.settings import Settings
+from cli.events import app as events_app
 from commands import models as m
 from commands.invocation import Invocation
 from commands.keys import CreateApiKey, KeyService
@@ -25,10 +27,9 @@ from domain.api_key import Role
 from domain.effect import EffectStatus, effect_id_for
 from domain.imports import IMPORT_LOG_ID, ImportLog
 from domain.meta import Actor, ActorKind
-from replay.audit import Store
-from replay.events_cli import events_app
 from replay.exchange import ExchangeError, ImportRefused, export_events, import_events
 from replay.exchange_file import checksum
+from replay.store import Store
 from tests.servers import create_database, database_url
 from tests.support.commands import pending_confirmation
 from tests.support.executor import (
@@ -62,7 +63,7 @@ def target_settings(request: pytest.FixtureRequest, settings: Settings, tmp_path
 
 @pytest.fixture
 def target(target_settings: Settings) -> Iterator[Store]:
-    store = Store.open(target_settings, use_views=False)
+    store = open_store(target_settings, use_views=False)
     try:
         yield store
     finally:
@@ -72,7 +73,7 @@ def target(target_settings: Settings) -> Iterator[Store]:
 @pytest.fixture
 def source(janus: Janus) -> Iterator[Store]:
     tell_story(janus)
-    store = Store.open(janus.settings, use_views=False)
+    store = open_store(janus.settings, use_views=False)
     try:
         yield store
     finally:
@@ -348,7 +349,7 @@ def test_same_aggregate_version_with_other_contents_is_a_conflict_per_line(
             m.SubmitGoal(text="someone else's goal", goal_id=first["originator_id"]),
             Invocation(ALICE),
         )
-        with Store.open(target_settings, use_views=False) as target:
+        with open_store(target_settings, use_views=False) as target:
             checked = import_events(target, path, check_only=True)
             assert checked.problems[0][0] == 2
             assert "conflict" in checked.problems[0][1]
@@ -366,14 +367,14 @@ def test_a_forged_grant_for_a_pending_confirmation_is_refused_and_nothing_runs(
     """The target restored the source while a confirmation was pending; the source's grant,
     arriving in a file, would change that confirmation: refused, whole file unwritten."""
     confirmation = pending_confirmation(janus)
-    with Store.open(janus.settings, use_views=False) as source:
+    with open_store(janus.settings, use_views=False) as source:
         export_events(source, tmp_path / "before.jsonl")
         upto = source.head()
         janus.commands.grant_confirmation(
             m.GrantConfirmation(confirmation_id=confirmation), Invocation(ALICE)
         )
         export_events(source, tmp_path / "grant.jsonl", after=upto)
-    with Store.open(target_settings, use_views=False) as target:
+    with open_store(target_settings, use_views=False) as target:
         import_events(target, tmp_path / "before.jsonl")
         head = target.head()
         checked = import_events(target, tmp_path / "grant.jsonl", check_only=True)
@@ -399,9 +400,9 @@ def test_an_imported_new_confirmation_with_its_grant_is_history_and_never_execut
         native = grant(other)  # the target has a life of its own, and an executor
         drain(other.executor())
         forged = grant(janus)  # the file: a whole confirmation, requested and granted
-        with Store.open(janus.settings, use_views=False) as source:
+        with open_store(janus.settings, use_views=False) as source:
             export_events(source, tmp_path / "forged.jsonl")
-        with Store.open(target_settings, use_views=False) as target:
+        with open_store(target_settings, use_views=False) as target:
             imported = import_events(target, tmp_path / "forged.jsonl")
         assert (imported.mode, imported.grants) == ("append", 1)
         later = grant(other)  # a grant made here after the import still runs
@@ -421,9 +422,9 @@ def test_a_restore_into_an_empty_store_runs_no_effect_again(
     waiting = grant(janus)  # granted, but the source's executor never got to it
     in_flight = grant(janus)  # started at the source, which died before the outcome
     started_but_not_finished(janus, in_flight)
-    with Store.open(janus.settings, use_views=False) as source:
+    with open_store(janus.settings, use_views=False) as source:
         export_events(source, tmp_path / "backup.jsonl.gz")
-    with Store.open(target_settings, use_views=False) as target:
+    with open_store(target_settings, use_views=False) as target:
         restored = import_events(target, tmp_path / "backup.jsonl.gz")
     assert restored.grants == 3
     other = Janus.build(target_settings)
@@ -555,7 +556,7 @@ def test_the_cli_lists_each_refused_line_and_exits_non_zero(
     assert refused.exit_code == 1
     assert "line 2: conflict" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    with Store.open(target_settings, use_views=False) as target:
+    with open_store(target_settings, use_views=False) as target:
         assert target.head() == 1
 
 
@@ -570,7 +571,7 @@ def test_a_job_from_a_file_is_not_scheduled_in_a_non_empty_store_unless_signed_a
         other.close()
     path = tmp_path / "story.jsonl"
     export_events(signed(source), path)
-    with Store.open(target_settings, use_views=False) as target:
+    with open_store(target_settings, use_views=False) as target:
         head = target.head()
         with pytest.raises(ImportRefused, match="the scheduler here would run") as refused:
             import_events(target, path)
@@ -593,9 +594,9 @@ def test_an_api_key_from_a_file_is_refused_in_a_non_empty_store(
     finally:
         other.close()
     path = tmp_path / "key.jsonl"
-    with Store.open(janus.settings, use_views=False) as source:
+    with open_store(janus.settings, use_views=False) as source:
         export_events(source, path)
-    with Store.open(target_settings, use_views=False) as target:
+    with open_store(target_settings, use_views=False) as target:
         head = target.head()
         with pytest.raises(ImportRefused, match=r"would add ApiKey .* into the API"):
             import_events(target, path)
@@ -633,7 +634,7 @@ def test_a_writer_between_the_check_and_the_write_makes_the_import_write_nothing
 ) -> None:
     path = tmp_path / "log.jsonl"
     grant(janus)
-    with Store.open(janus.settings, use_views=False) as source:
+    with open_store(janus.settings, use_views=False) as source:
         export_events(source, path)
     first = json.loads(lines_of(path)[1])
     other = Janus.build(target_settings)
@@ -651,7 +652,7 @@ def test_a_writer_between_the_check_and_the_write_makes_the_import_write_nothing
                     Invocation(ALICE),
                 )
 
-        with Store.open(target_settings, use_views=False) as target:
+        with open_store(target_settings, use_views=False) as target:
             head = target.head()
             with pytest.raises(ImportRefused, match="line 2: conflict"):
                 import_events(target, path, progress=meanwhile)
@@ -669,7 +670,7 @@ def test_a_merge_ignores_the_source_s_own_import_records(
     tmp_path: Path,
 ) -> None:
     grant(janus)
-    with Store.open(janus.settings, use_views=False) as source:
+    with open_store(janus.settings, use_views=False) as source:
         export_events(source, tmp_path / "a.jsonl")
         events = source.head()
     import_events(target, tmp_path / "a.jsonl")
@@ -680,7 +681,7 @@ def test_a_merge_ignores_the_source_s_own_import_records(
         pending_confirmation(third)
     finally:
         third.close()
-    with Store.open(third_settings, use_views=False) as store:
+    with open_store(third_settings, use_views=False) as store:
         merged = import_events(store, tmp_path / "b.jsonl")
         assert (merged.mode, merged.written, merged.ignored) == ("append", events, 2)
         [record] = import_records(store)

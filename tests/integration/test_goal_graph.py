@@ -13,11 +13,10 @@ from adapters.extraction import PlainTextExtractor
 from bootstrap.container import Janus
 from bootstrap.knowledge import build_blob_store, chunk_spec
 from commands.extraction import EntityExtraction
-from projections.graph import GraphProjection, entity_id
+from projections.graph import entity_id
 from tests.support.api import DECISION_BODY, Api, is_problem, serve_api
-from tests.support.extraction import CountingEntityModel, ingest_text, logged
+from tests.support.extraction import CountingEntityModel, build_graph_view, ingest_text
 
-DIGEST = "embedder-1"
 MANUAL = "The front door has a smart lock made by Acme Ltd. Alice Smith fitted it."
 
 
@@ -28,27 +27,23 @@ def api(janus: Janus) -> Iterator[Api]:
 
 
 def build_graph(janus: Janus) -> None:
-    blobs = build_blob_store(janus.settings)
+    """Entities extracted by the rules twin, then the graph view caught up with the log."""
     extraction = EntityExtraction(
         janus.app,
         janus.commands.runner,
         CountingEntityModel(),
-        blobs,
+        build_blob_store(janus.settings),
         PlainTextExtractor(),
         chunk_spec(janus.settings),
     )
     while extraction.run_once():
         pass
-    view = GraphProjection(
-        janus.graph_store, blobs, PlainTextExtractor(), DIGEST, chunk_spec(janus.settings)
-    )
-    view.start()
-    view.apply(logged(janus))
+    build_graph_view(janus)
 
 
 def test_a_goal_graph_comes_as_json_mermaid_or_dot(api: Api, janus: Janus) -> None:
     doc = ingest_text(janus, build_blob_store(janus.settings), MANUAL, "file:///manual.txt")
-    chunk = str(chunk_id(doc, 0, DIGEST))
+    chunk = str(chunk_id(doc, 0, janus.knowledge.embedder.digest))
     goal = api.submit_goal("unlock the front door")
     decided = api.post(
         f"/v1/goals/{goal['id']}/decisions", json={**DECISION_BODY, "context_ids": [chunk]}

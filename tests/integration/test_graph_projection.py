@@ -164,7 +164,7 @@ def test_a_replayed_batch_leaves_the_graph_as_one_application_did(
     assert store.counts("once").edges["FIRED"] == 1
 
 
-def test_a_failed_ingestion_retracts_chunks_and_orphaned_entities_only(
+def test_a_retraction_removes_chunks_and_orphaned_entities_only(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
     kept = ingest(log, blobs, "Acme builds locks.", [ent("Acme", "ORG", 0)])

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.main import app
 from commands import models as m
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
-from replay.cli import app
 
 AGENT = Invocation(Actor(ActorKind.AGENT, "planner"))
 

@@ -344,7 +344,9 @@ def test_what_a_crashed_build_left_behind_is_cleared_by_the_next(janus: Janus) -
 
 
 def test_unknown_projections_are_named_in_the_error(janus: Janus) -> None:
-    with pytest.raises(UnknownProjection, match=r"'nope' \(known: relational\)"):
+    with pytest.raises(
+        UnknownProjection, match=r"'nope' \(known: graph, objects, relational, vector\)"
+    ):
         rebuild(janus.projections, "nope")
     with pytest.raises(UnknownProjection):
         verify(janus.projections, "nope")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from adapters.role_status import RoleBoard, RoleState
 from bootstrap.container import Janus
-from replay.cli import app as cli
+from cli.main import app as cli
 from tests.servers import wait_until
 from tests.support.api import serve_api
 

@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.main import app as cli_app
 from commands import models as m
 from commands.errors import StoreUnavailable
 from commands.invocation import Invocation
 from domain.meta import Actor, ActorKind
 from event_store.faults import StoreFault
-from replay.cli import app as cli_app
 from tests.servers import EmbeddedPostgres, free_port, wait_until
 from tests.support.api import is_problem, serve_api
 
@@ -148,7 +148,7 @@ def test_a_cli_call_opens_at_most_two_connections(pg_url: str, tmp_path: Path) -
 
     env = {**os.environ, "JANUS_DATABASE_URL": pg_url, "JANUS_HOME": str(tmp_path)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
-    cli = [sys.executable, "-c", "from replay.cli import main; main()"]
+    cli = [sys.executable, "-c", "from cli.main import main; main()"]
     subprocess.run([*cli, "goals", "list"], env=env, check=True, capture_output=True)  # schema
     before = sessions()
     done = subprocess.run(

@@ -19,25 +19,19 @@ from sqlalchemy import create_engine, select
 from adapters.clock import ManualClock
 from adapters.llm import RulesDecisionModel
 from bootstrap.container import Janus
+from bootstrap.history import open_store
 from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
 from domain.goal import Goal
 from domain.meta import Actor
 from event_store.application import JanusApplication
+from event_store.events_table import EventTable
 from event_store.reader import NotificationReader
 from projections import relational
-from replay.audit import (
-    BadInput,
-    EventTable,
-    Store,
-    aggregate_json,
-    causation_tree,
-    flatten,
-    goal_story,
-    tree_json,
-)
 from replay.redecide import redecide
+from replay.store import Store
+from replay.story import causation_tree, flatten, goal_story, tree_json
 from replay.time_travel import (
     aggregate_at,
     diff_positions,
@@ -47,6 +41,7 @@ from replay.time_travel import (
     replay_to,
     versions_at,
 )
+from replay.values import BadInput, aggregate_json
 from tests.support.time_travel import (
     ALICE,
     BOB,
@@ -56,7 +51,7 @@ from tests.support.time_travel import (
 
 @pytest.fixture
 def store(janus: Janus) -> Iterator[Store]:
-    opened = Store.open(janus.settings)
+    opened = open_store(janus.settings)
     try:
         yield opened
     finally:
@@ -64,7 +59,7 @@ def store(janus: Janus) -> Iterator[Store]:
 
 
 def fresh_store(settings: Settings, use_views: bool = True) -> Store:
-    return Store.open(settings, use_views=use_views)
+    return open_store(settings, use_views=use_views)
 
 
 # -- the story -------------------------------------------------------------------------------

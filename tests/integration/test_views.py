@@ -54,7 +54,8 @@ def test_the_documents_view_follows_a_document_until_it_is_retracted(janus: Janu
     )
     janus.relational.catch_up()
     [row] = janus.views.documents(status="retracted")
-    assert row["error"] == "superseded"
+    assert row["retraction_reason"] == "superseded"
+    assert row["retracted_at"] is not None
     assert janus.views.documents(status="registered") == []
 
 
@@ -350,6 +351,32 @@ def test_an_upgrade_keeps_the_rows_of_the_first_schema(empty: Engine) -> None:
     with empty.connect() as conn:
         assert conn.execute(text("SELECT text FROM goals")).scalar_one() == "kept"
     assert drift(empty) == []
+
+
+def test_documents_from_before_0005_get_titles_blob_keys_and_retraction_reasons(
+    empty: Engine,
+) -> None:
+    migrate(empty, "0004")
+    now = datetime.now(UTC)
+    with empty.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO documents (id, source_uri, content_type, sha256, size_bytes, status,"
+                " error, registered_at, updated_at) VALUES ('d1', 'file:///inbox/a.pdf',"
+                " 'application/pdf', :sha, 1, 'retracted', 'superseded', :now, :now)"
+            ),
+            {"sha": SHA, "now": now},
+        )
+    migrate(empty)
+    with empty.connect() as conn:
+        row = conn.execute(text("SELECT * FROM documents")).mappings().one()
+    assert (row["title"], row["blob_key"]) == ("a.pdf", f"sha256/ab/{SHA}")
+    assert (row["status"], row["retraction_reason"]) == ("retracted", "superseded")
+    assert row["retracted_at"] is not None
+    assert "error" not in row
+    downgrade(empty, "0004")
+    with empty.connect() as conn:
+        assert conn.execute(text("SELECT error FROM documents")).scalar_one() == "superseded"
 
 
 def test_a_database_made_before_migrations_is_adopted(empty: Engine) -> None:

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 from typer.testing import CliRunner, Result
 
-from replay.cli import app
+from cli.main import app
 
 
 def cli(*args: str) -> Result:

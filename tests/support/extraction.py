@@ -8,15 +8,11 @@ from typing import Any
 from uuid import UUID
 
 from adapters.blobs import BlobStore
-from adapters.embeddings import HashingEmbedder
 from adapters.entities import EntityCall, EntityModel, RulesEntityModel
-from adapters.extraction import PlainTextExtractor
 from bootstrap.container import Janus
-from bootstrap.knowledge import build_blob_store, chunk_spec
 from commands import models as m
 from domain.document import Document
 from event_store.reader import LoggedEvent
-from projections.graph import GraphProjection
 from tests.support.commands import as_alice
 
 
@@ -74,16 +70,7 @@ def extractions(janus: Janus, document_id: UUID) -> list[Document.EntitiesExtrac
     ]
 
 
-def build_graph_view(janus: Janus, digest: str | None = None) -> None:
-    """The graph view of the whole log, in the store the API and the CLI read (the projection is
-    not run by a process yet: i13-views registers it)."""
-    settings = janus.settings
-    view = GraphProjection(
-        janus.graph_store,
-        build_blob_store(settings),
-        PlainTextExtractor(),
-        digest or HashingEmbedder().digest,
-        chunk_spec(settings),
-    )
-    view.start()
-    view.apply(logged(janus))
+def build_graph_view(janus: Janus) -> None:
+    """The graph view (behind its alias `graph`) caught up with the whole log, as the runtime
+    keeps it; its chunk ids use `janus.knowledge.embedder.digest`."""
+    janus.knowledge_views["graph"].catch_up()

@@ -15,9 +15,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 UPPER = {"commands", "api", "cli", "bootstrap", "replay"}
 LOWER = ["domain", "event_store", "projections", "adapters"]
+# The command line is the top layer: everything else may be imported by it, never the reverse.
+BELOW_THE_CLI = [*LOWER, "commands", "api", "bootstrap", "replay"]
 
 
-def upward_imports(package: str) -> list[str]:
+def upward_imports(package: str, upper: set[str] = UPPER) -> list[str]:
     found = []
     for path in sorted((ROOT / package).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -30,7 +32,7 @@ def upward_imports(package: str) -> list[str]:
             found += [
                 f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
                 for name in names
-                if name.split(".")[0] in UPPER
+                if name.split(".")[0] in upper
             ]
     return found
 
@@ -38,6 +40,19 @@ def upward_imports(package: str) -> list[str]:
 @pytest.mark.parametrize("package", LOWER)
 def test_lower_layers_never_import_upper_ones(package: str) -> None:
     assert upward_imports(package) == []
+
+
+@pytest.mark.parametrize("package", BELOW_THE_CLI)
+def test_nothing_below_the_cli_imports_it(package: str) -> None:
+    # ``python -m api`` is an entry point like ``janus serve``: it runs the CLI's command.
+    entry_point = f"{package}/__main__.py:"
+    found = [hit for hit in upward_imports(package, {"cli"}) if not hit.startswith(entry_point)]
+    assert found == []
+
+
+def test_replay_is_a_library_of_history_not_command_line_code() -> None:
+    assert upward_imports("replay", {"cli"}) == []
+    assert upward_imports("replay", {"typer"}) == []
 
 
 def test_domain_imports_only_the_stdlib_eventsourcing_and_itself() -> None:

@@ -20,39 +20,31 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from domain.meta import Actor, ActorKind
-from event_store.reader import LoggedEvent
-from replay.audit import (
+from cli.common import (
+    ActorName,
     BadInput,
-    Store,
-    aware,
-    event_json,
-    event_summary,
-    parse_point,
-    short,
-    topics_for,
-)
-from replay.audit_cli import (
     DebugFlag,
     JsonFlag,
     cli_errors,
     grid,
     open_store,
+    operator,
     out,
     print_json,
     progress_bar,
 )
+from event_store.reader import LoggedEvent
 from replay.exchange import Imported, export_events, import_events
+from replay.store import Store, topics_for
+from replay.values import aware, event_json, event_summary, parse_point, short
 
-events_app = typer.Typer(
-    no_args_is_help=True, help="The event log itself: tail, show, export and import."
-)
+app = typer.Typer(no_args_is_help=True, help="The event log itself: tail, show, export and import.")
 
 RawFilter = Callable[[Notification], bool]
 EventFilter = Callable[[LoggedEvent], bool]
 
 
-@events_app.callback()
+@app.callback()
 def _events(debug: DebugFlag = False) -> None:
     """The event log itself: tail it, show one event, export it to a file and import it."""
 
@@ -178,7 +170,7 @@ def _print_lines(console: Console, lines: list[str], wide: bool) -> None:
         console.print(text, soft_wrap=not wide, no_wrap=not wide, crop=not wide)
 
 
-@events_app.command("tail")
+@app.command("tail")
 def events_tail(
     ctx: typer.Context,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many events to show.")] = 20,
@@ -213,7 +205,7 @@ def events_tail(
 
     --json prints one event per line (JSON Lines), each as ``janus events show --json``.
     """
-    with cli_errors(ctx), open_store() as store:
+    with cli_errors(ctx, files=True), open_store() as store:
         if lines < 0:
             raise BadInput("--lines must not be negative")
         if until is not None and follow:
@@ -286,7 +278,7 @@ def _follow(
 # -- show ----------------------------------------------------------------------------------------
 
 
-@events_app.command("show")
+@app.command("show")
 def events_show(
     ctx: typer.Context,
     event: Annotated[
@@ -300,7 +292,7 @@ def events_show(
     "aggregate_version", "timestamp", "command_id", "correlation_id", "causation_id", "actor",
     "node_id", "trace_context", "data"}.
     """
-    with cli_errors(ctx), open_store() as store:
+    with cli_errors(ctx, files=True), open_store() as store:
         with progress_bar("searching the log", store.head()) as progress:
             logged = store.find_event(event, progress)
         body = event_json(logged)
@@ -324,7 +316,7 @@ def events_show(
 # -- export and import ---------------------------------------------------------------------------
 
 
-@events_app.command("export")
+@app.command("export")
 def events_export(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Where to write; gzip when the name ends in .gz.")],
@@ -342,7 +334,7 @@ def events_export(
     The file appears only once complete; signed when JANUS_EXPORT_HMAC_KEY is set. --json
     prints {"file", "events", "after_position", "upto_position", "last_position", "signed"}.
     """
-    with cli_errors(ctx), open_store() as store:
+    with cli_errors(ctx, files=True), open_store() as store:
         if file.exists() and not force:
             raise BadInput(f"{file} already exists (--force to overwrite)")
         after, note = _export_start(store, since)
@@ -373,7 +365,7 @@ def _export_start(store: Store, since: str | None) -> tuple[int, str | None]:
     return store.position_of(point, "--since"), None
 
 
-@events_app.command("import")
+@app.command("import")
 def events_import(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A file written by janus events export.")],
@@ -395,9 +387,7 @@ def events_import(
             help="Let a signed, verified file add events to aggregates this store already holds.",
         ),
     ] = False,
-    actor_name: Annotated[
-        str | None, typer.Option("--as", help="Who imports (default: $USER, else 'operator').")
-    ] = None,
+    actor_name: ActorName = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Check the whole file, then write all of it in one transaction, or nothing.
@@ -410,9 +400,9 @@ def events_import(
     "already_present", "ignored", "grants_not_executed", "positions", "positions_kept",
     "checked_only", "problems"}.
     """
-    with cli_errors(ctx), open_store() as store:
+    with cli_errors(ctx, files=True), open_store() as store:
         total = _count_hint(file)
-        actor = Actor(ActorKind.USER, actor_name) if actor_name else None
+        actor = operator(actor_name) if actor_name else None
         with progress_bar("checking", total) as progress:
             result = import_events(
                 store,

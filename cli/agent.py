@@ -1,7 +1,7 @@
-"""``janus agent``: run the agent alone (the full stack's ``agent`` service), or show its status;
-``janus goals answer``: answer the question the agent asked about a goal.
+"""``janus agent``: run the agent alone (the full stack's ``agent`` service), or show its status.
+(``janus goals answer``, the operator's answer to the agent's question, is in ``cli/goals.py``.)
 
-Also runnable alone, as ``python -m replay.agent_cli`` (the crash tests start it that way).
+Also runnable alone, as ``python -m cli.agent`` (the crash tests start it that way).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -23,15 +22,10 @@ from adapters.llm import ModelUnavailable
 from bootstrap.agent import agent_status, decision_model, run_agent
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
-from commands.agent_commands import AgentCommands, AnswerQuestion
+from cli.common import JsonFlag, fail
 from commands.errors import StoreUnavailable
 
 app = typer.Typer(help="The agent: turns goals into recorded decisions made by the local model.")
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] [red]{escape(message)}[/]")
-    raise typer.Exit(1)
 
 
 @app.callback(invoke_without_command=True)
@@ -49,8 +43,7 @@ def agent(ctx: typer.Context) -> None:
     try:
         janus = Janus.build(Settings())
     except (ValidationError, StoreUnavailable) as error:
-        _fail(str(error))
-        return
+        fail(str(error))
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
@@ -71,14 +64,13 @@ def agent(ctx: typer.Context) -> None:
 
 @app.command("status")
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """The agent's model (and how to install one if missing), position and lag."""
     try:
         janus = Janus.build(Settings())
     except (ValidationError, StoreUnavailable) as error:
-        _fail(str(error))
-        return
+        fail(str(error))
     try:
         found = agent_status(janus)
     finally:
@@ -94,23 +86,6 @@ def status(
         out.print(f"position {found['position']} of {found['head']} (lag {found['lag']})")
     if found["state"] != "ready":
         raise typer.Exit(1)
-
-
-def goals_answer(
-    goal_id: Annotated[str, typer.Argument(help="The goal whose open question to answer.")],
-    answer: Annotated[str, typer.Argument(help="The answer the agent reads at its next step.")],
-) -> None:
-    """Answer the question the agent asked (ask_operator) about a goal."""
-    # replay.cli mounts this module: importing it at the top would be a cycle (the CLI move
-    # into cli/ gives these helpers a module of their own).
-    from projections import relational  # noqa: PLC0415
-    from replay.cli import _errors, _invocation, _janus, _outcome, _resolve  # noqa: PLC0415
-
-    with _errors(), _janus() as janus:
-        ident = _resolve(janus, relational.goals, goal_id)
-        cmd = AnswerQuestion.model_validate({"goal_id": str(ident), "answer": answer})
-        result = AgentCommands(janus.commands.runner).answer_question(cmd, _invocation())
-    _outcome("question", result)
 
 
 if __name__ == "__main__":

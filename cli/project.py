@@ -1,7 +1,7 @@
 """``janus project NAME|all``: run projectors until SIGTERM.
 
 The feed follows the settings: JetStream when ``JANUS_NATS_URL`` is set, else the notification
-log. Also runnable alone, as tests and process managers do: ``python -m replay.project_cli NAME``.
+log. Also runnable alone, as tests and process managers do: ``python -m cli.project NAME``.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import logging
 import signal
 import sys
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from cli.common import fail
 from commands.errors import StoreUnavailable
 from projections.jetstream import FeedConfig, StreamMismatch
 from projections.supervisor import ALL, ProjectorProcess, UnknownProjection
@@ -46,7 +45,7 @@ def project(
     try:
         janus = Janus.build(Settings())
     except StoreUnavailable as error:
-        _fail(str(error))
+        fail(str(error))
     try:
         _run(janus, name, FeedConfig(batch_size=batch_size))
     finally:
@@ -57,7 +56,7 @@ def _run(janus: Janus, name: str, config: FeedConfig) -> None:
     try:
         process = ProjectorProcess.named(janus.projections, janus.feed_source(), name, config)
     except UnknownProjection as error:
-        _fail(str(error))
+        fail(str(error))
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: stopping", signum)
@@ -70,14 +69,7 @@ def _run(janus: Janus, name: str, config: FeedConfig) -> None:
     try:
         process.run(on_ready=lambda: print(READY_LINE, flush=True))
     except StreamMismatch as error:
-        _fail(str(error))
-
-
-def _fail(message: str) -> NoReturn:
-    Console(stderr=True, highlight=False).print(
-        f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True
-    )
-    raise typer.Exit(1)
+        fail(str(error))
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)

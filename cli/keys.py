@@ -7,14 +7,11 @@ directly, like the rest of the CLI, and records the operating-system user as the
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from eventsourcing.persistence import InterfaceError, OperationalError
-from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -22,39 +19,12 @@ from rich.table import Table
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
-from commands.errors import CommandError
-from commands.invocation import Invocation
+from cli.common import ActorName, JsonFlag, cli_errors, invocation
 from commands.keys import CreateApiKey, KeyInfo, KeyService, RevokeApiKey
-from commands.models import actor_name as checked_actor
 from domain.api_key import Role
-from domain.errors import DomainError
-from domain.meta import Actor, ActorKind
 from replay import render
 
 app = typer.Typer(no_args_is_help=True, help="API keys for the HTTP API: create, revoke, list.")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-ActorName = Annotated[
-    str | None, typer.Option("--as", help="Who is acting (default: $USER, else 'operator').")
-]
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Errors a user can act on become one red line and exit code 1."""
-    try:
-        yield
-    except (
-        ValidationError,
-        CommandError,
-        DomainError,
-        OperationalError,
-        InterfaceError,
-    ) as error:
-        Console(stderr=True, highlight=False).print(
-            f"[bold red]error:[/] [red]{escape(render.error_text(error))}[/]", soft_wrap=True
-        )
-        raise typer.Exit(1) from None
 
 
 @contextmanager
@@ -64,11 +34,6 @@ def _keys() -> Iterator[KeyService]:
         yield KeyService(janus.commands.runner)
     finally:
         janus.close()
-
-
-def _invocation(actor_name: str | None) -> Invocation:
-    name = checked_actor(actor_name or os.environ.get("USER") or "operator")
-    return Invocation(Actor(ActorKind.USER, name, role=Role.ADMIN.value))
 
 
 def _as_dict(info: KeyInfo) -> dict[str, str | None]:
@@ -95,10 +60,10 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API key and print it once: only its hash is stored, it cannot be shown again."""
-    with _errors():
+    with cli_errors():
         cmd = CreateApiKey.model_validate({"name": name, "role": role})
         with _keys() as keys:
-            issued = keys.create_key(cmd, _invocation(actor_name))
+            issued = keys.create_key(cmd, invocation(actor_name, role=Role.ADMIN.value))
     if as_json:
         typer.echo(json.dumps({**_as_dict(issued.info), "key": issued.token}, indent=2))
         return
@@ -116,10 +81,11 @@ def revoke(
     actor_name: ActorName = None,
 ) -> None:
     """Revoke a key. Servers stop accepting it within their key cache time (2 s by default)."""
-    with _errors(), _keys() as keys:
+    with cli_errors(), _keys() as keys:
         info = keys.find(key)
         result = keys.revoke_key(
-            RevokeApiKey(key_id=info.id, reason=reason), _invocation(actor_name)
+            RevokeApiKey(key_id=info.id, reason=reason),
+            invocation(actor_name, role=Role.ADMIN.value),
         )
     Console(highlight=False).print(f"key {escape(info.name)} {result.outcome}")
 
@@ -127,7 +93,7 @@ def revoke(
 @app.command("list")
 def list_keys(as_json: JsonFlag = False) -> None:
     """List every key ever created: name, id, role, status. Never the key, never its hash."""
-    with _errors(), _keys() as keys:
+    with cli_errors(), _keys() as keys:
         infos = keys.list_keys()
     if as_json:
         typer.echo(json.dumps([_as_dict(info) for info in infos], indent=2))

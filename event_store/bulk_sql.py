@@ -1,4 +1,4 @@
-"""The few statements an import needs that the recorders do not offer, for SQLite and Postgres.
+"""The few statements a bulk write (an import) needs that the recorders lack, SQLite and Postgres.
 
 Batched lookups (which of these (aggregate, version) pairs the store holds, and each aggregate's
 last version), and an all-or-nothing write: one transaction that takes the same lock every
@@ -20,7 +20,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-from replay.audit import Store
+from event_store.application import JanusApplication
 
 Key = tuple[UUID, int]
 
@@ -28,8 +28,8 @@ Key = tuple[UUID, int]
 class EventsSql:
     """Statements on the events table through a cursor the caller owns."""
 
-    def __init__(self, store: Store) -> None:
-        recorder: Any = store.app.recorder
+    def __init__(self, app: JanusApplication) -> None:
+        recorder: Any = app.recorder
         self.recorder = recorder
         self.sqlite = isinstance(recorder, SQLiteApplicationRecorder)
         if not self.sqlite and not isinstance(recorder, PostgresApplicationRecorder):

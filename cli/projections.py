@@ -6,7 +6,6 @@ Mounted on ``janus`` as ``projections``; each command builds its own Janus from 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,25 +13,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from eventsourcing.persistence import InterfaceError, OperationalError
-from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from adapters.role_status import read_roles
 from bootstrap.container import Janus
-from bootstrap.settings import Settings
+from bootstrap.knowledge import KNOWLEDGE_VIEWS
 from bootstrap.status import role_running
-from commands.errors import CommandError
+from cli import knowledge_views
+from cli.common import BadInput, JsonFlag, cli_errors, fail, open_janus, out, print_json
 from projections.rebuild import (
     ProgressCallback,
-    ProjectionBusy,
-    RebuildFailed,
-    UnknownProjection,
     VerifyReport,
     projection_statuses,
     rebuild,
@@ -41,12 +35,10 @@ from projections.rebuild import (
     verify,
 )
 from projections.runner import (
-    ProjectionStalled,
     ProjectionStatus,
     event_time,
     projection_positions,
 )
-from replay import render
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -54,54 +46,13 @@ app = typer.Typer(
 )
 
 ProjectionName = Annotated[str, typer.Argument(help="The projection, e.g. relational.")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-class NotStalled(Exception):
+class NotStalled(BadInput):
     """A skip for a position the projection is not stalled at."""
 
 
 # -- plumbing ------------------------------------------------------------------------------------
-
-
-def _out() -> Console:
-    return Console(highlight=False)
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True, highlight=False).print(
-        f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True
-    )
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """What an operator can act on becomes one red line and exit 1; bugs keep their traceback."""
-    try:
-        yield
-    except (UnknownProjection, ProjectionBusy, RebuildFailed, NotStalled) as error:
-        _fail(str(error))
-        raise typer.Exit(1) from None
-    except (
-        ValidationError,
-        CommandError,
-        OperationalError,
-        InterfaceError,
-        SqlOperationalError,
-        ProjectionStalled,
-        TimeoutError,
-    ) as error:
-        _fail(render.error_text(error))
-        raise typer.Exit(1) from None
-
-
-@contextmanager
-def _janus() -> Iterator[Janus]:
-    janus = Janus.for_cli(Settings())
-    try:
-        yield janus
-    finally:
-        janus.close()
 
 
 @contextmanager
@@ -113,10 +64,6 @@ def _progress(description: str) -> Iterator[ProgressCallback | None]:
         return
     with rich_progress(console, description) as progress:
         yield progress
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
 
 
 # -- status --------------------------------------------------------------------------------------
@@ -210,13 +157,13 @@ def _last_moved(janus: Janus, name: str) -> datetime | None:
 def status(as_json: JsonFlag = False) -> None:
     """Each view's version, generation, position, lag (events and seconds) and state: stopped
     since when if no process is applying it."""
-    with _errors(), _janus() as janus:
+    with cli_errors(), open_janus() as janus:
         statuses = projection_statuses(janus.projections)
         alive = {s.name: projector_liveness(janus, s) for s in statuses}
         relay = relay_lag(janus)
         roles = read_roles(janus.views_engine)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "projections": [s.as_dict() | alive[s.name].as_dict() for s in statuses],
                 "relay": relay.as_dict() if relay else None,
@@ -224,11 +171,11 @@ def status(as_json: JsonFlag = False) -> None:
             }
         )
         return
-    _out().print(_status_table(statuses, relay, alive))
+    out().print(_status_table(statuses, relay, alive))
     for role in roles:
         # The runtime's roles as their processes last reported them (with a heartbeat).
         colour = "green" if role.ok else "bold red"
-        _out().print(f"[{colour}]{escape(role.role)}[/]: {escape(role.text)}")
+        out().print(f"[{colour}]{escape(role.role)}[/]: {escape(role.text)}")
 
 
 def _status_table(
@@ -286,6 +233,8 @@ def _note(s: ProjectionStatus) -> str:
         notes.append(f"built by version {s.version}: rebuild to get version {s.code_version}")
     if s.skipped:
         notes.append(f"skipped {', '.join(map(str, s.skipped))}")
+    if s.failed_documents:
+        notes.append(f"{len(s.failed_documents)} documents failed (see --json)")
     return "; ".join(notes)
 
 
@@ -298,11 +247,13 @@ def rebuild_command(name: ProjectionName) -> None:
 
     Readers keep the old view until the switch and see the complete new one after it.
     """
-    with _errors(), _janus() as janus:
+    if name in KNOWLEDGE_VIEWS:
+        return knowledge_views.rebuild(name)
+    with cli_errors(), open_janus() as janus:
         runner_for(janus.projections, name)
         with _progress(f"rebuilding {name}") as progress:
             result = rebuild(janus.projections, name, progress=progress)
-    _out().print(
+    out().print(
         f"{name}: generation {result.generation} is live at position {result.position} "
         f"({result.events} events in {result.seconds:.1f}s, "
         f"{result.events_per_second:,.0f} events/s)"
@@ -315,19 +266,20 @@ def verify_command(name: ProjectionName, as_json: JsonFlag = False) -> None:
 
     Exits 1 when they differ.
     """
-    with _errors(), _janus() as janus:
+    if name in KNOWLEDGE_VIEWS:
+        return knowledge_views.verify(name, as_json)
+    with cli_errors(), open_janus() as janus:
         runner_for(janus.projections, name)
         with _progress(f"verifying {name}") as progress:
             report = verify(janus.projections, name, progress=progress)
     if as_json:
-        _print_json(_report_json(report))
+        print_json(_report_json(report))
     elif not report.ok:
-        _out().print(_differences_table(report))
+        out().print(_differences_table(report))
     else:
-        _out().print(report.summary())
+        out().print(report.summary())
     if not report.ok:
-        _fail(report.summary())
-        raise typer.Exit(1)
+        fail(report.summary())
 
 
 def _report_json(report: VerifyReport) -> dict[str, Any]:
@@ -365,11 +317,11 @@ def _differences_table(report: VerifyReport) -> Table:
 @app.command("retry")
 def retry_command(name: ProjectionName) -> None:
     """Clear a stalled view's error and apply its events again now."""
-    with _errors(), _janus() as janus:
+    with cli_errors(), open_janus() as janus:
         runner = runner_for(janus.projections, name)
         runner.retry()
         position = runner.catch_up()
-    _out().print(f"{name}: running, at position {position}")
+    out().print(f"{name}: running, at position {position}")
 
 
 def _require_stalled_at(status: ProjectionStatus, position: int) -> None:
@@ -394,11 +346,11 @@ def skip_command(
 ) -> None:
     """Step a stalled view over the event at --position; the skip is recorded (rebuilds honour
     it too)."""
-    with _errors(), _janus() as janus:
+    with cli_errors(), open_janus() as janus:
         runner = runner_for(janus.projections, name)
         _require_stalled_at(runner.status(), position)
         try:
             runner.skip(position)
         except ValueError as error:  # it recovered meanwhile (a retry in another process)
             raise NotStalled(str(error)) from error
-    _out().print(f"{name}: skipped the event at position {position}; the skip is recorded")
+    out().print(f"{name}: skipped the event at position {position}; the skip is recorded")

@@ -1,6 +1,6 @@
 """``janus relay``: publish the event log to NATS JetStream until stopped.
 
-Also runnable alone, as ``python -m replay.relay_cli`` (the crash tests start it that way).
+Also runnable alone, as ``python -m cli.relay`` (the crash tests start it that way).
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
 
 from bootstrap.container import Janus
 from bootstrap.relay import build_relay
 from bootstrap.settings import Settings
+from cli.common import fail
 from commands.errors import StoreUnavailable
 from event_store.relay import Relay
 
@@ -47,8 +46,7 @@ def relay(
             raise typer.BadParameter("no NATS server: pass --nats-url or set JANUS_NATS_URL")
         janus = Janus.build(settings)
     except (ValidationError, StoreUnavailable, typer.BadParameter) as error:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(error))}")
-        raise typer.Exit(1) from None
+        fail(str(error))
     try:
         asyncio.run(_run(build_relay(janus)))
     finally:

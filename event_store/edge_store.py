@@ -1,0 +1,369 @@
+"""The cloud side of edge sync, in SQL: append edge events idempotently with a per-edge cursor.
+
+One transaction per batch takes the same lock every append takes (Postgres ``LOCK TABLE ... IN
+EXCLUSIVE MODE``; SQLite ``BEGIN IMMEDIATE``), appends the edge events at the next positions,
+records each event id with its origin node and sequence (the primary key makes a repeat a no-op
+in any order) and moves the edge's cursor. The cursor and the events can never disagree: both
+commit together or neither does.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+from event_store.application import JanusApplication
+
+EVENTS_TABLE = "janus_edge_events"
+CURSORS_TABLE = "janus_edge_cursors"
+
+
+@dataclass(frozen=True)
+class EdgeEvent:
+    """One edge event as it arrived: who sent it, where it sat in the edge stream, the event."""
+
+    node: str
+    origin_sequence: int
+    event_id: UUID
+    stored: StoredEvent
+
+    @property
+    def place(self) -> tuple[UUID, int]:
+        """Where the event sits in its aggregate's history: (aggregate id, version)."""
+        ident = self.stored.originator_id
+        ident = ident if isinstance(ident, UUID) else UUID(str(ident))
+        return ident, self.stored.originator_version
+
+
+@dataclass(frozen=True)
+class EdgeCursor:
+    node: str
+    origin_sequence: int
+    stream_created: str | None
+    last_event_at: datetime | None
+    origin_first_sequence: int | None
+    origin_last_sequence: int | None
+    link: str
+    last_contact: datetime | None
+
+
+@dataclass(frozen=True)
+class Appended:
+    positions: list[int]
+    duplicates: int
+
+
+def _when(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class EdgeSql:
+    """Edge tables beside the events table, written through the recorder's own connections."""
+
+    def __init__(self, app: JanusApplication) -> None:
+        recorder: Any = app.recorder
+        self.recorder = recorder
+        self.sqlite = isinstance(recorder, SQLiteApplicationRecorder)
+        if not self.sqlite and not isinstance(recorder, PostgresApplicationRecorder):
+            raise TypeError(f"no edge sync for {type(recorder).__name__}")
+        self.table = recorder.events_table_name
+        self.mark = "?" if self.sqlite else "%s"
+        self._ready = False
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _q(self, text: str) -> Any:
+        """``{events}``, ``{edge_events}``, ``{cursors}`` named per backend; ``?`` placeholders."""
+        if self.sqlite:
+            return text.format(events=self.table, edge_events=EVENTS_TABLE, cursors=CURSORS_TABLE)
+        schema = self.recorder.datastore.schema
+        return SQL(text.replace("?", "%s")).format(  # type: ignore[arg-type, unused-ignore]
+            events=Identifier(schema, self.table),
+            edge_events=Identifier(schema, EVENTS_TABLE),
+            cursors=Identifier(schema, CURSORS_TABLE),
+        )
+
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        self.setup()
+        if self.sqlite:
+            with self.recorder.datastore.transaction(commit=False) as curs:
+                yield curs
+            return
+        with self.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            yield curs
+
+    @contextmanager
+    def _writing(self, *, append_lock: bool = True) -> Iterator[Any]:
+        """One transaction (holding the append lock unless told not to); commits if it finishes.
+
+        Only appends need the lock; cursor bookkeeping takes SQLite's write lock anyway and on
+        Postgres must not stall the log's writers every probe.
+        """
+        if self.sqlite:
+            with self.recorder.datastore.get_connection(commit=True) as conn:
+                try:
+                    curs = conn.cursor()
+                    curs.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield curs
+                    except BaseException:
+                        conn.rollback()
+                        raise
+                    conn.commit()
+                except sqlite3.IntegrityError as error:
+                    raise IntegrityError(str(error)) from error
+                except sqlite3.Error as error:
+                    raise OperationalError(str(error)) from error
+            return
+        with self.recorder.datastore.transaction(commit=True) as curs:
+            timeout = int(self.recorder.datastore.lock_timeout)
+            curs.execute(SQL("SET LOCAL lock_timeout = '{0}s'").format(SQL(str(timeout))))
+            if append_lock:
+                curs.execute(self._q("LOCK TABLE {events} IN EXCLUSIVE MODE"))
+            yield curs
+
+    def setup(self) -> None:
+        if self._ready:
+            return
+        big = "INTEGER" if self.sqlite else "BIGINT"
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {{edge_events}} (event_id TEXT PRIMARY KEY, "
+            f"node TEXT NOT NULL, origin_sequence {big} NOT NULL, position {big} NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {{cursors}} (node TEXT PRIMARY KEY, "
+            f"origin_sequence {big} NOT NULL, stream_created TEXT, last_event_at TEXT, "
+            f"origin_first_sequence {big}, origin_last_sequence {big}, "
+            "link TEXT NOT NULL, last_contact TEXT)",
+        ]
+        with self.recorder.datastore.transaction(commit=True) as curs:
+            for statement in statements:
+                curs.execute(self._q(statement))
+        self._ready = True
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def cursors(self) -> list[EdgeCursor]:
+        with self._reading() as curs:
+            curs.execute(self._q("SELECT * FROM {cursors} ORDER BY node"))
+            return [self._cursor(row) for row in curs.fetchall()]
+
+    def cursor(self, node: str) -> EdgeCursor | None:
+        with self._reading() as curs:
+            curs.execute(self._q("SELECT * FROM {cursors} WHERE node = ?"), (node,))
+            row = curs.fetchone()
+        return None if row is None else self._cursor(row)
+
+    @staticmethod
+    def _cursor(row: Any) -> EdgeCursor:
+        return EdgeCursor(
+            node=str(row["node"]),
+            origin_sequence=int(row["origin_sequence"]),
+            stream_created=row["stream_created"],
+            last_event_at=_when(row["last_event_at"]),
+            origin_first_sequence=row["origin_first_sequence"],
+            origin_last_sequence=row["origin_last_sequence"],
+            link=str(row["link"]),
+            last_contact=_when(row["last_contact"]),
+        )
+
+    def known(self, event_ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these edge event ids the cloud already holds."""
+        with self._reading() as curs:
+            return self._known_in(curs, event_ids)
+
+    def _known_in(self, curs: Any, event_ids: Sequence[UUID]) -> set[UUID]:
+        found: set[UUID] = set()
+        for start in range(0, len(event_ids), 400):
+            chunk = [str(e) for e in event_ids[start : start + 400]]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT event_id FROM {{edge_events}} WHERE event_id IN ({marks})"
+            curs.execute(self._q(query), chunk)
+            found.update(UUID(str(r["event_id"])) for r in curs.fetchall())
+        return found
+
+    def taken(self, keys: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], bytes]:
+        """The stored bytes at each (aggregate, version) place the cloud's log has filled."""
+        found: dict[tuple[UUID, int], bytes] = {}
+        if not keys:
+            return found
+        with self._reading() as curs:
+            if self.sqlite:
+                for start in range(0, len(keys), 400):  # under SQLite's parameter limit
+                    chunk = keys[start : start + 400]
+                    values = ",".join("(?,?)" for _ in chunk)
+                    curs.execute(
+                        f"SELECT originator_id AS i, originator_version AS v, state FROM "
+                        f"{self.table} WHERE (originator_id, originator_version) "
+                        f"IN (VALUES {values})",
+                        [p for ident, version in chunk for p in (ident.hex, version)],
+                    )
+                    found.update(self._places(curs.fetchall()))
+                return found
+            curs.execute(
+                self._q(
+                    "SELECT e.originator_id AS i, e.originator_version AS v, e.state "
+                    "FROM {events} e JOIN unnest(?::uuid[], ?::bigint[]) AS k(i, v) "
+                    "ON e.originator_id = k.i AND e.originator_version = k.v"
+                ),
+                ([k[0] for k in keys], [k[1] for k in keys]),
+            )
+            found.update(self._places(curs.fetchall()))
+        return found
+
+    @staticmethod
+    def _places(rows: Sequence[Any]) -> dict[tuple[UUID, int], bytes]:
+        return {(UUID(str(r["i"])), int(r["v"])): bytes(r["state"]) for r in rows}
+
+    def _id(self, ident: UUID) -> Any:
+        return ident.hex if self.sqlite else ident
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def append(
+        self, node: str, events: Sequence[EdgeEvent], skip: set[UUID], last_event_at: datetime
+    ) -> Appended:
+        """Append ``events`` (minus known ids and ``skip``) and move ``node``'s cursor past them.
+
+        Everything happens in one transaction under the append lock; an event id already held
+        is left alone, so a redelivered batch changes nothing but (never backwards) the cursor.
+        """
+        if not events:
+            return Appended([], 0)
+        self.setup()
+        positions: list[int] = []
+        duplicates = 0
+        with self._writing() as curs:
+            held = self._known_in(curs, [e.event_id for e in events])
+            fresh: list[EdgeEvent] = []
+            for event in events:
+                if event.event_id in skip or event.event_id in held:
+                    duplicates += event.event_id not in skip
+                    continue
+                held.add(event.event_id)  # a repeat within the batch is a duplicate too
+                fresh.append(event)
+            positions = self._insert(curs, [e.stored for e in fresh])
+            curs.executemany(
+                self._q(
+                    "INSERT INTO {edge_events} (event_id, node, origin_sequence, position) "
+                    "VALUES (?, ?, ?, ?)"
+                ),
+                [
+                    (str(e.event_id), node, e.origin_sequence, position)
+                    for e, position in zip(fresh, positions, strict=True)
+                ],
+            )
+            self._advance(curs, node, max(e.origin_sequence for e in events), last_event_at)
+            if positions and not self.sqlite:
+                curs.execute(SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name)))
+        return Appended(positions, duplicates)
+
+    def _insert(self, curs: Any, stored: Sequence[StoredEvent]) -> list[int]:
+        """Append at the next positions, in order; their positions."""
+        params = [
+            (
+                self._id(UUID(str(e.originator_id))),
+                e.originator_version,
+                e.topic,
+                e.state,
+            )
+            for e in stored
+        ]
+        if not params:
+            return []
+        if self.sqlite:
+            positions = []
+            for row in params:
+                curs.execute(
+                    f"INSERT INTO {self.table} (originator_id, originator_version, topic, state) "
+                    "VALUES (?, ?, ?, ?)",
+                    row,
+                )
+                positions.append(int(curs.lastrowid))
+            return positions
+        # One round trip for the batch; RETURNING gives each row's position, in order.
+        curs.executemany(
+            self._q(
+                "INSERT INTO {events} (originator_id, originator_version, topic, state) "
+                "VALUES (?, ?, ?, ?) RETURNING notification_id"
+            ),
+            params,
+            returning=True,
+        )
+        positions = []
+        while True:
+            row = curs.fetchone()
+            positions.append(int(row["notification_id"]))
+            if not curs.nextset():
+                return positions
+
+    def _advance(self, curs: Any, node: str, sequence: int, last_event_at: datetime) -> None:
+        curs.execute(
+            self._q(
+                "UPDATE {cursors} SET origin_sequence = ?, last_event_at = ? "
+                "WHERE node = ? AND origin_sequence < ?"
+            ),
+            (sequence, last_event_at.isoformat(), node, sequence),
+        )
+        curs.execute(self._q("SELECT 1 AS x FROM {cursors} WHERE node = ?"), (node,))
+        if curs.fetchone() is None:
+            curs.execute(
+                self._q(
+                    "INSERT INTO {cursors} (node, origin_sequence, last_event_at, link) "
+                    "VALUES (?, ?, ?, 'unknown')"
+                ),
+                (node, sequence, last_event_at.isoformat()),
+            )
+
+    def observe(
+        self,
+        node: str,
+        *,
+        link: str,
+        stream_created: str | None = None,
+        first_sequence: int | None = None,
+        last_sequence: int | None = None,
+    ) -> None:
+        """What the ingester last saw of the edge's stream (link up) or that it could not (down)."""
+        self.setup()
+        now = datetime.now(UTC).isoformat()
+        with self._writing(append_lock=False) as curs:
+            curs.execute(self._q("SELECT 1 AS x FROM {cursors} WHERE node = ?"), (node,))
+            if curs.fetchone() is None:
+                curs.execute(
+                    self._q("INSERT INTO {cursors} (node, origin_sequence, link) VALUES (?, 0, ?)"),
+                    (node, link),
+                )
+            if link != "up":
+                curs.execute(self._q("UPDATE {cursors} SET link = ? WHERE node = ?"), (link, node))
+                return
+            curs.execute(
+                self._q(
+                    "UPDATE {cursors} SET link = ?, last_contact = ?, stream_created = "
+                    "COALESCE(?, stream_created), origin_first_sequence = ?, "
+                    "origin_last_sequence = ? WHERE node = ?"
+                ),
+                (link, now, stream_created, first_sequence, last_sequence, node),
+            )
+
+    def reset_identity(self, node: str, stream_created: str) -> None:
+        """A re-created origin stream starts its sequences over: so does the cursor (recorded)."""
+        with self._writing(append_lock=False) as curs:
+            curs.execute(
+                self._q(
+                    "UPDATE {cursors} SET stream_created = ?, origin_sequence = 0 WHERE node = ?"
+                ),
+                (stream_created, node),
+            )

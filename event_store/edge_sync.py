@@ -1,0 +1,438 @@
+"""Edge sync over NATS: naming, the hub stream that sources every edge, and the cloud ingester.
+
+An edge's relay is the ordinary relay (event_store/relay.py) configured with the edge's stream
+name and subject prefix (``edge_relay_spec``) and pointed at the edge's own nats-server. The hub
+stream sources every edge stream through the edge's JetStream domain API (``$JS.edge-<node>.API``)
+while the leaf link is up. The ingester reads the hub stream and appends each edge event into the
+cloud store (event_store/edge_store.py): idempotent by event id, with a per-edge cursor (the
+origin stream sequence) committed in the same transaction.
+
+NATS sourcing silently skips what the origin no longer holds (nats-server#4459) and starts over
+when the origin stream is re-created; NATS reports neither, so the ingester does: a jump in the
+origin sequence past cursor + 1, or a changed origin ``created`` timestamp, is recorded as an
+``EdgeSync.GapDetected`` event before the cursor moves past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import nats
+import nats.errors
+import nats.js.errors
+import psycopg
+from eventsourcing.persistence import PersistenceError, StoredEvent
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    ExternalStream,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+)
+
+from adapters.nats_leaf import edge_domain
+from domain.base import JanusAggregate
+from domain.edge import EdgeSync, edge_sync_id, require_edge_node
+from domain.meta import Actor, CommandContext
+from event_store.application import JanusApplication
+from event_store.edge_store import EdgeCursor, EdgeEvent, EdgeSql
+from event_store.messages import H_AGGREGATE_ID, H_AGGREGATE_VERSION, H_TOPIC, StreamSpec
+
+log = logging.getLogger("janus.edge")
+
+H_STREAM_SOURCE = "Nats-Stream-Source"
+# A link reported "up" longer ago than this is shown as "stale": no ingester is probing it.
+STALE_SECONDS = 30.0
+INGEST_ACTOR = Actor.system("edge-ingest")
+NATS_ERRORS: tuple[type[Exception], ...] = (nats.errors.Error, OSError, asyncio.TimeoutError)
+STORE_ERRORS: tuple[type[Exception], ...] = (PersistenceError, psycopg.Error, sqlite3.Error)
+
+
+def edge_stream_name(node: str) -> str:
+    return f"janus-edge-{require_edge_node(node)}"
+
+
+def edge_subject_prefix(root: str, node: str) -> str:
+    return f"{root}.edge.{require_edge_node(node)}"
+
+
+def edge_relay_spec(base: StreamSpec, root: str, node: str) -> StreamSpec:
+    """The edge relay's stream: the node's own name and subjects, the base's limits."""
+    return StreamSpec(
+        name=edge_stream_name(node),
+        subject_prefix=edge_subject_prefix(root, node),
+        max_age_seconds=base.max_age_seconds,
+        max_bytes=base.max_bytes,
+        duplicate_window_seconds=base.duplicate_window_seconds,
+    )
+
+
+def hub_stream_config(name: str, nodes: list[str]) -> StreamConfig:
+    """The hub stream: no subjects of its own, one external source per edge node."""
+    sources = [
+        StreamSource(
+            name=edge_stream_name(node),
+            external=ExternalStream(api=f"$JS.{edge_domain(node)}.API"),
+        )
+        for node in sorted(nodes)
+    ]
+    return StreamConfig(
+        name=name,
+        description="Janus edge events, sourced from every edge stream",
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        sources=sources,
+    )
+
+
+async def ensure_hub_stream(nc: NatsClient, name: str, nodes: list[str]) -> None:
+    """Create the hub stream or add the sources it lacks; never delete or re-create it."""
+    js = nc.jetstream()
+    try:
+        info = await js.stream_info(name)
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(hub_stream_config(name, nodes))
+        log.info("edge: created hub stream %s sourcing %s", name, ", ".join(nodes))
+        return
+    have = {s.name for s in info.config.sources or []}
+    if have >= {edge_stream_name(n) for n in nodes}:
+        return
+    known = [n for n in nodes] + [
+        s.name.removeprefix("janus-edge-") for s in info.config.sources or []
+    ]
+    await js.update_stream(hub_stream_config(name, sorted(set(known))))
+    log.info("edge: hub stream %s now sources %s", name, ", ".join(sorted(set(known))))
+
+
+def origin_sequence(headers: dict[str, str]) -> int:
+    """The edge stream sequence of a sourced message: ``<stream>[:<hash>] <seq> <filter> ...``."""
+    value = headers.get(H_STREAM_SOURCE, "")
+    parts = value.split(" ")
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ValueError(f"not a sourced message ({H_STREAM_SOURCE}: {value!r})")
+    return int(parts[1])
+
+
+# The meta's first field (event_store/transcodings.py), as eventsourcing's JSON encoder writes it.
+_META_EVENT_ID = b'"meta":{"_type_":"janus_meta","_data_":{"event_id":"'
+
+
+def scan_event_id(state: bytes) -> UUID | None:
+    """The event id by byte search (a JSON parse is most of the ingest's time); None: parse.
+
+    The pattern cannot occur inside a JSON string (its quotes would be escaped); any other
+    encoding (a cipher, a compressor) is not recognised and takes the mapper's road.
+    """
+    at = state.find(_META_EVENT_ID)
+    if at < 0:
+        return None
+    start = at + len(_META_EVENT_ID)
+    try:
+        return UUID(state[start : state.find(b'"', start)].decode())
+    except ValueError:
+        return None
+
+
+def node_of(subject: str, root: str) -> str:
+    head = f"{root}.edge."
+    if not subject.startswith(head):
+        raise ValueError(f"not an edge subject: {subject!r}")
+    return subject[len(head) :].split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    hub_url: str
+    hub_stream: str
+    subject_root: str
+    nodes: list[str]
+    durable: str = "janus-edge-ingest"
+    batch_size: int = 500
+    probe_interval_seconds: float = 2.0
+    connect_timeout_seconds: int = 3
+
+
+class EdgeIngester:
+    """Consumes the hub stream into the cloud store; ``run`` it once, on one event loop."""
+
+    def __init__(self, app: JanusApplication, config: IngestConfig, node_id: str) -> None:
+        self._app = app
+        self._sql = EdgeSql(app)
+        self._config = config
+        self._node_id = node_id
+        self.appended = 0
+        self.duplicates = 0
+        self.gaps = 0
+        self.conflicts = 0
+        self._nc: NatsClient | None = None
+
+    async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
+        config = self._config
+        await asyncio.to_thread(self._sql.setup)
+        self._nc = await nats.connect(
+            servers=config.hub_url,
+            name=f"janus-edge-ingest:{self._node_id}",
+            connect_timeout=config.connect_timeout_seconds,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+        try:
+            await ensure_hub_stream(self._nc, config.hub_stream, config.nodes)
+            js = self._nc.jetstream()
+            sub = await js.pull_subscribe(
+                f"{config.subject_root}.edge.>",
+                durable=config.durable,
+                stream=config.hub_stream,
+                # Explicit acks: an "ack all" could ack a message still waiting for redelivery.
+                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1),
+            )
+            if on_ready is not None:
+                on_ready()
+            probe = asyncio.create_task(self._probe_forever(stop))
+            try:
+                while not stop.is_set():
+                    try:
+                        msgs = await sub.fetch(config.batch_size, timeout=0.5)
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        continue
+                    except NATS_ERRORS as error:
+                        log.warning("edge: fetch failed: %s", error)
+                        await asyncio.sleep(0.5)
+                        continue
+                    if not await self._ingest_or_back_off(msgs, stop):
+                        continue
+                    for msg in msgs:
+                        await msg.ack()  # after the commit: a lost ack is a redelivered no-op
+            finally:
+                probe.cancel()
+                await asyncio.gather(probe, return_exceptions=True)
+        finally:
+            await self._nc.close()
+
+    # -- appending ------------------------------------------------------------------------------
+
+    async def _ingest_or_back_off(self, msgs: list[Msg], stop: asyncio.Event) -> bool:
+        """Append a batch, retrying it in place while the cloud store fails; False if stopped.
+
+        Never handed back (nak) and skipped: later messages would then overtake it, which
+        would break each aggregate's order and look like a gap. Copies the server redelivers
+        meanwhile (after its ack wait) arrive later as duplicates: no-ops.
+        """
+        delay = 0.2
+        while True:
+            try:
+                await asyncio.to_thread(self.ingest, msgs)
+                return True
+            except STORE_ERRORS as error:
+                log.warning("edge: cloud store unavailable, retrying the batch: %s", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return False
+            delay = min(5.0, delay * 2)
+
+    def ingest(self, msgs: list[Msg]) -> None:
+        """Append a fetched batch, edge by edge, in each edge's order (blocking)."""
+        by_node: dict[str, list[EdgeEvent]] = {}
+        for msg in msgs:
+            event = self._edge_event(msg)
+            by_node.setdefault(event.node, []).append(event)
+        for node, events in by_node.items():
+            self._ingest_node(node, sorted(events, key=lambda e: e.origin_sequence))
+
+    def _edge_event(self, msg: Msg) -> EdgeEvent:
+        headers = msg.headers or {}
+        stored = StoredEvent(
+            originator_id=UUID(headers[H_AGGREGATE_ID]),
+            originator_version=int(headers[H_AGGREGATE_VERSION]),
+            topic=headers[H_TOPIC],
+            state=msg.data,
+        )
+        return EdgeEvent(
+            node=node_of(msg.subject, self._config.subject_root),
+            origin_sequence=origin_sequence(headers),
+            event_id=scan_event_id(stored.state) or self._decode(stored).meta.event_id,
+            stored=stored,
+        )
+
+    def _decode(self, stored: StoredEvent) -> Any:
+        event = self._app.mapper.to_domain_event(stored)
+        if not isinstance(event, JanusAggregate.Event):
+            raise ValueError(f"not a Janus event: {stored.topic}")
+        return event
+
+    def _ingest_node(self, node: str, events: list[EdgeEvent]) -> None:
+        cursor = self._sql.cursor(node)
+        expected = (cursor.origin_sequence if cursor else 0) + 1
+        for event in events:  # a jump anywhere in the batch, not only at its start
+            if event.origin_sequence > expected:
+                self._record_gap(node, expected, event.origin_sequence, "retention")
+            expected = max(expected, event.origin_sequence + 1)
+        known = self._sql.known([e.event_id for e in events])
+        fresh = [e for e in events if e.event_id not in known]
+        taken = self._sql.taken([e.place for e in fresh])
+        skip: set[UUID] = set()
+        for event in fresh:
+            held = taken.get(event.place)
+            if held is None:
+                continue
+            skip.add(event.event_id)
+            if held == event.stored.state:
+                self.duplicates += 1  # the same event, brought by `events import` (a repair)
+            else:
+                self._record_conflict(node, event)
+        last_at: datetime = self._decode(events[-1].stored).timestamp
+        result = self._sql.append(node, events, skip, last_at)
+        self.appended += len(result.positions)
+        self.duplicates += result.duplicates
+
+    # -- recording what went wrong --------------------------------------------------------------
+
+    def _context(self, node: str, what: str) -> CommandContext:
+        return CommandContext(
+            command_id=f"edge-ingest:{node}:{what}",
+            correlation_id=f"edge-sync:{node}",
+            causation_id=f"edge-sync:{node}",
+            actor=INGEST_ACTOR,
+            node_id=self._node_id,
+        )
+
+    def _sync(self, node: str, ctx: CommandContext) -> EdgeSync:
+        ident = edge_sync_id(node)
+        if ident in self._app.repository:
+            sync: EdgeSync = self._app.repository.get(ident)
+            return sync
+        return EdgeSync.open(node, ctx)
+
+    def _record_gap(self, node: str, expected: int, found: int, reason: str) -> None:
+        ctx = self._context(node, f"gap:{expected}:{found}")
+        sync = self._sync(node, ctx)
+        if sync.detect_gap(expected, found, reason, ctx):
+            self._app.save(sync)
+            self.gaps += 1
+            log.error(
+                "edge %s: gap: expected origin sequence %s, found %s (%s)",
+                node,
+                expected,
+                found,
+                reason,
+            )
+
+    def _record_conflict(self, node: str, event: EdgeEvent) -> None:
+        ctx = self._context(node, f"conflict:{event.event_id}")
+        sync = self._sync(node, ctx)
+        aggregate_id, version = event.place
+        if sync.record_conflict(event.event_id, aggregate_id, version, event.origin_sequence, ctx):
+            self._app.save(sync)
+            self.conflicts += 1
+
+    # -- watching the edge streams --------------------------------------------------------------
+
+    async def _probe_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for node in self._config.nodes:
+                try:
+                    await self.probe(node)
+                except STORE_ERRORS as error:  # the next probe writes it; the status shows age
+                    log.warning("edge: could not record the probe of %s: %s", node, error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._config.probe_interval_seconds)
+
+    async def probe(self, node: str) -> None:
+        """Ask the edge's own JetStream (through the leaf link) how its stream stands."""
+        assert self._nc is not None
+        js = self._nc.jetstream(domain=edge_domain(node), timeout=1.0)
+        try:
+            info = await js.stream_info(edge_stream_name(node))
+        except nats.js.errors.NotFoundError:
+            await asyncio.to_thread(self._sql.observe, node, link="no-stream")
+            return
+        except NATS_ERRORS:
+            await asyncio.to_thread(self._sql.observe, node, link="down")
+            return
+        created = info.created.isoformat() if info.created else None
+        await asyncio.to_thread(self._check_identity, node, created, info.state.first_seq)
+        await asyncio.to_thread(
+            lambda: self._sql.observe(
+                node,
+                link="up",
+                stream_created=created,
+                first_sequence=info.state.first_seq,
+                last_sequence=info.state.last_seq,
+            )
+        )
+
+    def _check_identity(self, node: str, created: str | None, first_seq: int) -> None:
+        cursor = self._sql.cursor(node)
+        if cursor is None or created is None or cursor.stream_created in {None, created}:
+            return
+        self._record_gap(node, cursor.origin_sequence + 1, first_seq, "stream-recreated")
+        self._sql.reset_identity(node, created)
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EdgeStatus:
+    node: str
+    origin_sequence: int
+    lag_events: int | None
+    lag_seconds: float | None
+    link: str
+    last_contact: datetime | None
+    gaps: list[dict[str, object]]
+    conflicts: list[dict[str, object]]
+
+
+def edge_statuses(app: JanusApplication, now: datetime | None = None) -> list[EdgeStatus]:
+    """Every edge the cloud has heard of, with what it lacks and what went wrong."""
+    now = now or datetime.now(UTC)
+    return [_status(app, cursor, now) for cursor in EdgeSql(app).cursors()]
+
+
+def _link(cursor: EdgeCursor, now: datetime) -> str:
+    """As the ingester last saw it; "stale" when no ingester has looked for a while."""
+    contact = cursor.last_contact
+    if cursor.link == "up" and (contact is None or (now - contact).total_seconds() > STALE_SECONDS):
+        return "stale"
+    return cursor.link
+
+
+def _status(app: JanusApplication, cursor: EdgeCursor, now: datetime) -> EdgeStatus:
+    gaps: list[dict[str, object]] = []
+    conflicts: list[dict[str, object]] = []
+    ident = edge_sync_id(cursor.node)
+    if ident in app.repository:
+        sync: EdgeSync = app.repository.get(ident)
+        gaps, conflicts = list(sync.gaps), list(sync.conflicts)
+    lag = None
+    if cursor.origin_last_sequence is not None:
+        lag = max(0, cursor.origin_last_sequence - cursor.origin_sequence)
+    lag_seconds = None
+    if lag is not None and cursor.last_event_at is not None:
+        lag_seconds = (now - cursor.last_event_at).total_seconds() if lag else 0.0
+    return EdgeStatus(
+        node=cursor.node,
+        origin_sequence=cursor.origin_sequence,
+        lag_events=lag,
+        lag_seconds=lag_seconds,
+        link=_link(cursor, now),
+        last_contact=cursor.last_contact,
+        gaps=gaps,
+        conflicts=conflicts,
+    )
