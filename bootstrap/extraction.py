@@ -11,10 +11,8 @@ import threading
 from typing import Any
 
 from adapters.entities import EntityModel, LlmEntityModel, ModelUnavailable, RulesEntityModel
-from adapters.extraction import PlainTextExtractor
 from bootstrap.agent import RULES, decision_model, model_spec
 from bootstrap.container import Janus
-from bootstrap.knowledge import build_blob_store, chunk_spec
 from bootstrap.settings import Settings
 from commands.extraction import EntityExtraction
 
@@ -35,13 +33,16 @@ def entity_model(settings: Settings) -> EntityModel:
 
 def build_extraction(janus: Janus, model: EntityModel | None = None) -> EntityExtraction:
     settings = janus.settings
+    # The knowledge views' own blob store, text extractor and chunking: chunk indexes must name
+    # the views' chunks.
+    parts = janus.knowledge
     return EntityExtraction(
         janus.app,
         janus.commands.runner,
         model or entity_model(settings),
-        build_blob_store(settings),
-        PlainTextExtractor(),
-        chunk_spec(settings),
+        parts.blobs,
+        parts.extractor,
+        parts.chunking,
         max_chunks=settings.extraction_max_chunks,
     )
 
