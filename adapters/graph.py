@@ -353,6 +353,22 @@ class GraphStore(ABC):
             self._delete_ids(namespace, batch) for batch in batches(checked, self.batch_size)
         )
 
+    def delete_edges(self, graph: str, keys: Sequence[EdgeKey]) -> int:
+        """Remove edges by (source, type, target); unknown ones are ignored. Returns how many."""
+        checked: dict[str, set[tuple[str, str]]] = {}
+        for i, key in enumerate(keys):
+            if not isinstance(key, tuple) or len(key) != 3:
+                raise InvalidGraphInput(f"keys[{i}]", "an edge key is (source, type, target)")
+            source, edge_type, target = key
+            pair = (check_id(source, f"keys[{i}][0]"), check_id(target, f"keys[{i}][2]"))
+            checked.setdefault(check_name(edge_type, f"keys[{i}][1]"), set()).add(pair)
+        namespace = self.resolve(graph)
+        return sum(
+            self._delete_edges(namespace, edge_type, batch)
+            for edge_type, pairs in checked.items()
+            for batch in batches(sorted(pairs), self.batch_size)
+        )
+
     def delete_orphans(self, graph: str, label: str = "Entity", via: str = "MENTIONS") -> int:
         """Remove `label` nodes no `via` edge points at any more (entities nobody mentions)."""
         return self._delete_orphans(
@@ -385,6 +401,40 @@ class GraphStore(ABC):
         checked = sorted({check_id(x, f"ids[{i}]") for i, x in enumerate(ids)})
         namespace = self.resolve(graph)
         return sorted(self._missing_ids(namespace, checked)) if checked else []
+
+    def between(self, graph: str, ids: Sequence[str]) -> Subgraph:
+        """The nodes with these ids the namespace holds, and every edge among them."""
+        checked = sorted({check_id(x, f"ids[{i}]") for i, x in enumerate(ids)})
+        namespace = self.resolve(graph)
+        return self._induced(namespace, checked) if checked else Subgraph([], [])
+
+    def neighbours(
+        self, graph: str, ids: Sequence[str], edge_types: Sequence[str], limit: int = 20
+    ) -> dict[str, list[str]]:
+        """For each of `ids`, the ids of the nodes one `edge_types` edge away (either direction),
+        sorted, at most `limit` of them: a bounded expansion, so a hub costs no more than a leaf.
+        Nodes without such neighbours (or absent) are left out."""
+        checked = sorted({check_id(x, f"ids[{i}]") for i, x in enumerate(ids)})
+        types = sorted({check_name(t, f"edge_types[{i}]") for i, t in enumerate(edge_types)})
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_BATCH_SIZE
+        ):
+            raise InvalidGraphInput("limit", f"{limit!r} is not an integer in 1..{MAX_BATCH_SIZE}")
+        namespace = self.resolve(graph)
+        if not checked or not types:
+            return {}
+        found: dict[str, list[str]] = {}
+        for batch in batches(checked, self.batch_size):
+            found.update(self._neighbours(namespace, batch, types, limit))
+        return {k: v for k, v in sorted(found.items()) if v}
+
+    def nodes(self, graph: str, ids: Sequence[str]) -> list[GraphNode]:
+        """The nodes with these ids the namespace holds (no edges: a lookup by id each)."""
+        checked = sorted({check_id(x, f"ids[{i}]") for i, x in enumerate(ids)})
+        namespace = self.resolve(graph)
+        return self._induced(namespace, checked, with_edges=False).nodes if checked else []
 
     def node(self, graph: str, node_id: str) -> GraphNode | None:
         namespace = self.resolve(graph)
@@ -444,11 +494,22 @@ class GraphStore(ABC):
     def _delete_ids(self, namespace: str, ids: Sequence[str]) -> int: ...
 
     @abstractmethod
+    def _delete_edges(
+        self, namespace: str, edge_type: str, pairs: Sequence[tuple[str, str]]
+    ) -> int: ...
+
+    @abstractmethod
     def _delete_orphans(self, namespace: str, label: str, via: str) -> int: ...
 
     @abstractmethod
     def _reachable(self, namespace: str, node_id: str, depth: int) -> list[str]:
         """Ids within `depth` hops, the node itself included; empty when the node is absent."""
+
+    @abstractmethod
+    def _neighbours(
+        self, namespace: str, ids: Sequence[str], types: Sequence[str], limit: int
+    ) -> dict[str, list[str]]:
+        """Per id, its neighbours' ids over `types` edges, sorted, the first `limit`."""
 
     @abstractmethod
     def _induced(self, namespace: str, ids: Sequence[str], with_edges: bool = True) -> Subgraph:

@@ -94,6 +94,17 @@ class CypherGraphStore(GraphStore):
         )
         return self._count(namespace, query, {"ids": list(ids)})
 
+    def _delete_edges(
+        self, namespace: str, edge_type: str, pairs: Sequence[tuple[str, str]]
+    ) -> int:
+        base = self._base(namespace)
+        query = (
+            f"UNWIND $rows AS row MATCH (:{base} {{id: row.s}})-[r:{edge_type}]->"
+            f"(:{base} {{id: row.t}}) WITH collect(r) AS gone UNWIND gone AS r DELETE r "
+            "RETURN count(*)"
+        )
+        return self._count(namespace, query, {"rows": [{"s": s, "t": t} for s, t in pairs]})
+
     def _delete_orphans(self, namespace: str, label: str, via: str) -> int:
         # Counted, not `WHERE NOT ()-[:via]->(n)`: FalkorDB 4 crashes (segfault in
         # AlgebraicExpression_Dest) on that pattern predicate after a two-label MATCH.
@@ -114,6 +125,18 @@ class CypherGraphStore(GraphStore):
         base = self._base(namespace)
         query = f"MATCH (a:{base} {{id: $id}})-[*0..{depth}]-(b:{base}) RETURN DISTINCT b.id"
         return [r[0] for r in self._run(namespace, query, {"id": node_id})]
+
+    def _neighbours(
+        self, namespace: str, ids: Sequence[str], types: Sequence[str], limit: int
+    ) -> dict[str, list[str]]:
+        base = self._base(namespace)
+        query = (
+            f"UNWIND $ids AS x MATCH (:{base} {{id: x}})-[r]-(b:{base}) WHERE type(r) IN $types "
+            "WITH DISTINCT x, b.id AS n ORDER BY x, n "
+            "WITH x, collect(n) AS found RETURN x, found[..$limit]"
+        )
+        rows = self._run(namespace, query, {"ids": list(ids), "types": list(types), "limit": limit})
+        return {str(x): [str(n) for n in found] for x, found in rows}
 
     def _induced(self, namespace: str, ids: Sequence[str], with_edges: bool = True) -> Subgraph:
         base = self._base(namespace)

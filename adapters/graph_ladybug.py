@@ -51,6 +51,7 @@ DB_FILE = "graph.lbug"
 ALIASES = ".aliases"
 DROPPING = ".dropping-"
 DEFAULT_BUFFER_POOL = 256 * 1024 * 1024
+PER_NODE_EXPANSION = 32
 SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS JanusNode("
     "id STRING PRIMARY KEY, label STRING, props STRING, event_id STRING, position INT64)",
@@ -273,6 +274,18 @@ class LadybugGraphStore(GraphStore):
         rows = self._run(namespace, query, {"ids": list(ids)})
         return int(rows[0][0]) if rows else 0
 
+    def _delete_edges(
+        self, namespace: str, edge_type: str, pairs: Sequence[tuple[str, str]]
+    ) -> int:
+        query = (
+            "UNWIND $rows AS row "
+            "MATCH (:JanusNode {id: row.s})-[r:JanusEdge]->(:JanusNode {id: row.t}) "
+            "WHERE r.type = $type DELETE r RETURN count(*)"
+        )
+        rows = [{"s": s, "t": t} for s, t in pairs]
+        found = self._run(namespace, query, {"rows": rows, "type": edge_type})
+        return sum(int(r[0]) for r in found)
+
     def _delete_orphans(self, namespace: str, label: str, via: str) -> int:
         query = (
             "MATCH (n:JanusNode) WHERE n.label = $label AND NOT EXISTS "
@@ -291,20 +304,47 @@ class LadybugGraphStore(GraphStore):
         )
         return [r[0] for r in self._run(namespace, query, {"id": node_id})]
 
+    def _neighbours(
+        self, namespace: str, ids: Sequence[str], types: Sequence[str], limit: int
+    ) -> dict[str, list[str]]:
+        # Ladybug's WITH takes ORDER BY only with LIMIT: the list is sorted after collecting.
+        query = (
+            "UNWIND $ids AS x MATCH (:JanusNode {id: x})-[r:JanusEdge]-(b:JanusNode) "
+            "WHERE r.type IN $types WITH x, collect(DISTINCT b.id) AS found "
+            "RETURN x, list_slice(list_sort(found), 1, $limit)"
+        )
+        rows = self._run(namespace, query, {"ids": list(ids), "types": list(types), "limit": limit})
+        return {str(x): [str(n) for n in found] for x, found in rows}
+
     def _induced(self, namespace: str, ids: Sequence[str], with_edges: bool = True) -> Subgraph:
+        # By primary key, one lookup per id: `WHERE n.id IN $ids` scans every node.
         params = {"ids": list(ids)}
         nodes = self._run(
-            namespace, f"MATCH (n:JanusNode) WHERE n.id IN $ids RETURN {NODE_COLUMNS}", params
+            namespace,
+            f"UNWIND $ids AS x MATCH (n:JanusNode {{id: x}}) RETURN {NODE_COLUMNS}",
+            params,
         )
         if not with_edges:
             return sort_subgraph([_node(n) for n in nodes], [])
-        edges = self._run(
-            namespace,
-            "MATCH (a:JanusNode)-[r:JanusEdge]->(b:JanusNode) "
-            f"WHERE a.id IN $ids AND b.id IN $ids RETURN {EDGE_COLUMNS}",
-            params,
-        )
-        return sort_subgraph([_node(n) for n in nodes], [_edge(e) for e in edges])
+        if len(ids) > PER_NODE_EXPANSION:
+            # Many ids: one pass over the edges beats a lookup and expansion per id.
+            edge_rows = self._run(
+                namespace,
+                "MATCH (a:JanusNode)-[r:JanusEdge]->(b:JanusNode) WHERE list_contains($ids, a.id) "
+                f"AND list_contains($ids, b.id) RETURN {EDGE_COLUMNS}",
+                params,
+            )
+        else:
+            # Few ids: each one's own edges, found from its key (ladybug plans an UNWIND-fed
+            # expansion as a join over every edge, so the ids are looked up one by one).
+            query = (
+                "MATCH (a:JanusNode {id: $x})-[r:JanusEdge]->(b:JanusNode) "
+                f"WHERE list_contains($ids, b.id) RETURN {EDGE_COLUMNS}"
+            )
+            edge_rows = [
+                row for x in ids for row in self._run(namespace, query, {"x": x, "ids": list(ids)})
+            ]
+        return sort_subgraph([_node(n) for n in nodes], [_edge(e) for e in edge_rows])
 
     def _shortest_paths(
         self, namespace: str, source: str, target: str, max_depth: int

@@ -26,6 +26,7 @@ from adapters.locks import LeaderLock, LeadershipLost
 from adapters.role_status import RoleBoard, RoleState
 from bootstrap.agent import run_agent
 from bootstrap.container import Janus
+from bootstrap.extraction import run_extraction
 from commands.scheduler import Scheduler
 from projections.registry import TargetUnavailable
 from projections.runner import ProjectionStalled
@@ -71,6 +72,7 @@ class JanusProcess:
             ("expiry", self._expire),
             ("scheduler", self._schedule),
             *((("agent", self._agent),) if self.janus.settings.agent_enabled else ()),
+            *((("extraction", self._extract),) if self.janus.settings.extraction_enabled else ()),
             *((f"projections:{name}", self._knowledge(name)) for name in self._knowledge_views()),
         )
         for name, target in duties:
@@ -224,6 +226,10 @@ class JanusProcess:
 
     def _agent(self) -> None:
         run_agent(self.janus, self.stop_event, self.poll)
+
+    def _extract(self) -> None:
+        self._set("extraction", "running")
+        run_extraction(self.janus, self.stop_event, self.poll)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()

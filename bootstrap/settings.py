@@ -105,6 +105,16 @@ class Settings(BaseSettings):
         "none when `janus project <view>` processes run them).",
     )
 
+    extraction_enabled: bool = Field(
+        default=True,
+        description="Run entity extraction (recorded once per document) in the embedded process.",
+    )
+    extraction_model: str = Field(
+        default="auto",
+        description="auto (the agent's model), rules (deterministic twin), or a .gguf path.",
+    )
+    extraction_max_chunks: int = Field(default=256, ge=1, le=10_000)
+
     agent_enabled: bool = Field(
         default=True, description="Run the agent in `janus run` and the embedded process."
     )

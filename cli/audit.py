@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
+from cli.audit_graph import GraphFormat, print_goal_graph
 from cli.common import (
     BadInput,
     DebugFlag,
@@ -60,8 +61,18 @@ def audit_goal(
     ] = False,
     scan: ScanFlag = False,
     as_json: JsonFlag = False,
+    graph: Annotated[
+        bool, typer.Option("--graph", help="Print the goal's provenance from the graph view.")
+    ] = False,
+    fmt: Annotated[
+        GraphFormat, typer.Option("--format", help="With --graph: json, mermaid or dot.")
+    ] = GraphFormat.JSON,
 ) -> None:
     """The goal's story: goal -> decisions -> confirmations -> effects -> what they caused.
+
+    --graph prints its provenance subgraph from the graph view instead (decisions, confirmations,
+    effects, the chunks decisions used, their documents and entities) as --format json, mermaid
+    or dot.
 
     Every node lists its events with position, time, actor and node. --json prints
     {"goal_id", "head", "index", "tree"}; a tree node is {"kind", "id", "facts", "events",
@@ -70,6 +81,9 @@ def audit_goal(
     """
     with cli_errors(ctx, files=True), open_store(scan) as store:
         ident = store.resolve_aggregate(goal_id, Goal)
+        if graph:
+            print_goal_graph(ident, fmt)
+            return
         with progress_bar("reading the log", store.head()) as progress:
             story = goal_story(store, ident, progress)
         tree = causation_tree(story, full=full)

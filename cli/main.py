@@ -20,6 +20,7 @@ from cli import (
     edge,
     effects,
     events,
+    extract,
     goals,
     jobs,
     keys,
@@ -64,6 +65,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(events.app, name="events")
 app.add_typer(replay.app, name="replay")
 app.add_typer(agent.app, name="agent")
+app.add_typer(extract.app, name="extract")
 app.command("ingest")(documents.ingest_command)
 app.add_typer(documents.app, name="documents")
 app.add_typer(edge.app, name="edge")

@@ -1,18 +1,24 @@
 """The graph view: provenance and knowledge from the log, in one GraphStore namespace.
 
-Not registered with any runner yet (the graph CLI and rebuild wiring come with issue 14's rest).
+Run as a projection by the knowledge views' registry (not in this module). Build it with the
+vector view's embedder digest as `model_digest`, so its chunk ids are the vector view's point ids.
 
     Goal -[:DECIDED]-> Decision -[:REQUESTED]-> Confirmation -[:AUTHORISED]-> Effect
     Decision -[:USED_CONTEXT]-> Chunk        Job -[:FIRED]-> Fire
-    Document -[:HAS_CHUNK]-> Chunk -[:NEXT]-> Chunk -[:MENTIONS]-> Entity
+    Document -[:HAS_CHUNK]-> Chunk -[:NEXT]-> Chunk -[:MENTIONS]-> Entity -[:RELATES]-> Entity
+    Chunk -[:STATES]-> Relation                (the evidence of each Entity pair's RELATES)
 
 Every node and edge carries the event id and log position that last wrote it. Chunks are the
 deterministic derivation the vector view makes (same text, same `ChunkSpec`, same id:
 uuid5(document, index, model digest)), so a Decision's context ids are the chunk nodes' ids.
-Entities come only from recorded extractions (`Document.EntitiesExtracted`): a rebuild calls no
-model. An entity is mentioned by each chunk whose text contains its name (case-insensitive), or by
-the first chunk when none does. A retraction removes the document's chunks, and every entity no
-chunk mentions any more goes with them.
+Entities come only from recorded extractions (`Document.EntitiesExtracted`, written by
+commands/extraction.py): a rebuild calls no model. Each recorded entity is mentioned by the chunks
+whose indexes the extraction recorded (`Chunk -[:MENTIONS]-> Entity`). Each recorded relation is
+one `Entity -[:RELATES {type}]-> Entity` per ordered pair, with its evidence kept beside it: a
+`Relation` node per pair and `Chunk -[:STATES {type}]-> Relation` from every chunk stating it
+(which also mentions both ends). A retraction removes the document's chunks, every entity no chunk
+mentions any more (with its relations), every relation no chunk states any more (with its RELATES
+edge), and the retracted types from the relations that remain: nothing is orphaned.
 
 The store is not transactional with the log: a batch's nodes and edges are merged (deterministic
 ids, so a replay rewrites the same ones), then the position is stored in the namespace. Writes are
@@ -26,27 +32,48 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from adapters.blobs import BlobStore
 from adapters.chunking import Chunk, ChunkSpec, chunk_id, chunk_text
 from adapters.extraction import ExtractionFailed, TextExtractor
-from adapters.graph import GraphEdge, GraphNode, GraphStore, Scalar, Subgraph
+from adapters.graph import GraphEdge, GraphNode, GraphStore, Scalar
 from domain.confirmation import Confirmation
 from domain.document import Document
 from domain.effect import Effect
 from domain.goal import Goal
 from domain.job import Job, JobFire
 from event_store.reader import LoggedEvent
+from projections.graph_entities import (
+    ENTITY_NAMESPACE,
+    entity_id,
+    join_types,
+    parse_mention,
+    parse_relation,
+    relation_id,
+)
+from projections.graph_writes import GraphDrift, GraphWrites
 
-__all__ = ["ENTITY_NAMESPACE", "GraphDrift", "GraphProjection", "GraphWrites", "entity_id"]
+__all__ = [
+    "ENTITY_NAMESPACE",
+    "RELATES",
+    "STATES",
+    "GraphDrift",
+    "GraphProjection",
+    "GraphWrites",
+    "entity_id",
+    "relation_id",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "graph"
-ENTITY_NAMESPACE = UUID("6f1d5c0e-1b7a-5a43-9a55-0c6f0e3b7d21")
+RELATES = "RELATES"
+STATES = "STATES"
+# A relation's remaining statements are re-read after a retraction in one bounded query.
+MAX_STATEMENTS = 10_000
 STATUS: dict[type, str] = {
     Goal.Completed: "completed",
     Goal.Failed: "failed",
@@ -63,104 +90,6 @@ STATUS: dict[type, str] = {
     Job.Resumed: "active",
     Job.Removed: "removed",
 }
-
-
-def entity_id(kind: str, name: str) -> str:
-    """One node per (kind, name) across documents: what links documents through what they name."""
-    return str(uuid5(ENTITY_NAMESPACE, f"{kind.casefold()}:{name.strip().casefold()}"))
-
-
-def _entity(raw: Mapping[str, Any]) -> tuple[str, str] | None:
-    # Extractors record spaCy-like {"text", "label"} or {"name", "type"}; anything without a
-    # name is not an entity.
-    name = raw.get("name") or raw.get("text")
-    kind = raw.get("type") or raw.get("label") or "thing"
-    if not isinstance(name, str) or not name.strip():
-        return None
-    return name.strip(), str(kind)
-
-
-@dataclasses.dataclass(frozen=True)
-class GraphDrift:
-    """Node ids and edge keys the log implies but the view lacks, the reverse, and those whose
-    label, properties, event id or position differ."""
-
-    missing_nodes: list[str]
-    unexpected_nodes: list[str]
-    changed_nodes: list[str]
-    missing_edges: list[tuple[str, str, str]]
-    unexpected_edges: list[tuple[str, str, str]]
-    changed_edges: list[tuple[str, str, str]]
-
-    @property
-    def clean(self) -> bool:
-        return not any(dataclasses.astuple(self))
-
-    @classmethod
-    def between(cls, expected: Subgraph, actual: Subgraph) -> GraphDrift:
-        want_n = {n.id: n for n in expected.nodes}
-        have_n = {n.id: n for n in actual.nodes}
-        want_e = {e.key: e for e in expected.edges}
-        have_e = {e.key: e for e in actual.edges}
-        return cls(
-            sorted(want_n.keys() - have_n.keys()),
-            sorted(have_n.keys() - want_n.keys()),
-            sorted(i for i in want_n.keys() & have_n.keys() if want_n[i] != have_n[i]),
-            sorted(want_e.keys() - have_e.keys()),
-            sorted(have_e.keys() - want_e.keys()),
-            sorted(k for k in want_e.keys() & have_e.keys() if want_e[k] != have_e[k]),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class _OptionalEdge:
-    """An edge to the first candidate node that exists, or none: each candidate with whether it
-    was already buffered when its event ran (the others are looked up in the store at flush,
-    which no write has touched since that event, so the outcome is the same as looking then)."""
-
-    candidates: tuple[tuple[str, bool], ...]
-    edge: Callable[[str], GraphEdge]
-
-
-class GraphWrites:
-    """Nodes and edges waiting to be merged, last write per id (or edge key) winning."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, GraphNode] = {}
-        self.edges: dict[tuple[str, str, str], GraphEdge] = {}
-        self.optional: list[_OptionalEdge] = []
-
-    def node(self, node: GraphNode) -> None:
-        self.nodes[node.id] = node
-
-    def edge(self, edge: GraphEdge) -> None:
-        self.edges[edge.key] = edge
-
-    def edge_to_first(self, candidates: Sequence[str], edge: Callable[[str], GraphEdge]) -> None:
-        """Link to the first of `candidates` the graph holds by now; to none if it holds none."""
-        known = tuple((c, c in self.nodes) for c in candidates)
-        self.optional.append(_OptionalEdge(known, edge))
-
-    def _resolve(self, store: GraphStore, namespace: str) -> None:
-        # One look-up for the whole batch instead of one per event; before any merge, so the
-        # store is as every buffered event saw it.
-        unknown = {c for o in self.optional for c, buffered in o.candidates if not buffered}
-        absent = set(store.missing(namespace, sorted(unknown))) if unknown else set()
-        for optional in self.optional:
-            found = [c for c, buffered in optional.candidates if buffered or c not in absent]
-            if found:
-                self.edge(optional.edge(found[0]))
-
-    def flush(self, store: GraphStore, namespace: str) -> None:
-        if self.optional:
-            self._resolve(store, namespace)
-        if self.nodes:
-            store.merge_nodes(namespace, list(self.nodes.values()))
-        if self.edges:
-            store.merge_edges(namespace, list(self.edges.values()))
-        self.nodes.clear()
-        self.edges.clear()
-        self.optional.clear()
 
 
 class GraphProjection:
@@ -184,7 +113,6 @@ class GraphProjection:
         self.namespace = namespace
         self.pending = GraphWrites()
         self._position: int | None = None
-        self._chunk_cache: tuple[str, list[Chunk]] | None = None
 
     def start(self) -> int:
         """Create the namespace if needed; the position to resume after (0: from the start)."""
@@ -370,16 +298,12 @@ class GraphProjection:
     # --- knowledge -----------------------------------------------------------------------------
 
     def _chunks(self, document_id: str, blob_key: str, content_type: str) -> list[Chunk]:
-        # Registered and Extracted both need a document's chunks; one extraction serves both.
-        if self._chunk_cache is not None and self._chunk_cache[0] == document_id:
-            return self._chunk_cache[1]
         data = self.blobs.get(blob_key)
         try:
             chunks = chunk_text(self.extractor.extract(data, content_type), self.chunking)
         except ExtractionFailed as failed:
             log.info("graph view: document %s has no text: %s", document_id, failed.reason)
             chunks = []
-        self._chunk_cache = (document_id, chunks)
         return chunks
 
     def _chunk_id(self, document_id: UUID, chunk: Chunk) -> str:
@@ -413,39 +337,147 @@ class GraphProjection:
                 self._link(logged, previous, "NEXT", node)
             previous = node
 
+    def _present_chunks(self, document_id: UUID, indexes: Iterable[int]) -> dict[int, str]:
+        """The recorded chunk indexes whose chunk node the graph holds, with their ids.
+
+        Chunk nodes are written only by Registered (buffered) and deleted only by Retracted
+        (which flushes first), so a chunk not buffered is in the store exactly when it exists.
+        """
+        ids = {i: self._chunk_id_at(document_id, i) for i in indexes}
+        unbuffered = [c for c in ids.values() if c not in self.pending.nodes]
+        absent = set(self.store.missing(self.namespace, unbuffered)) if unbuffered else set()
+        return {i: c for i, c in ids.items() if c not in absent}
+
+    def _chunk_id_at(self, document_id: UUID, index: int) -> str:
+        return str(chunk_id(document_id, index, self.model_digest))
+
     def _entities(self, logged: LoggedEvent, event: Document.EntitiesExtracted) -> None:
+        """Chunk -[:MENTIONS]-> Entity for each recorded chunk index; Entity -[:RELATES]->
+        Entity for each recorded relation, its chunk as evidence (and as a mention of both)."""
         doc_uuid = logged.originator_id
-        document = self.pending.nodes.get(str(doc_uuid)) or self.store.node(
-            self.namespace, str(doc_uuid)
-        )
-        if document is None:
-            return
-        props = document.properties
-        chunks = self._chunks(document.id, str(props["blob_key"]), str(props["content_type"]))
-        if not chunks:
-            return
-        for raw in event.entities:
-            found = _entity(raw) if isinstance(raw, Mapping) else None
-            if found is None:
+        mentions = [m for m in (parse_mention(raw) for raw in event.entities) if m is not None]
+        relations = [r for r in (parse_relation(raw) for raw in event.relations) if r is not None]
+        indexes = {i for m in mentions for i in m.chunks} | {r.chunk for r in relations}
+        chunks = self._present_chunks(doc_uuid, sorted(indexes))
+        named: dict[str, str] = {}
+        for mention in mentions:
+            present = [chunks[i] for i in mention.chunks if i in chunks]
+            if not present:
+                continue  # an entity no chunk mentions would be an orphan from the start
+            entity = self._put(
+                logged,
+                "Entity",
+                entity_id(mention.kind, mention.name),
+                name=mention.name,
+                type=mention.kind,
+            )
+            named.setdefault(mention.name.casefold(), entity)
+            for chunk in present:
+                self._link(logged, chunk, "MENTIONS", entity)
+        stated: list[tuple[str, str, str, str]] = []
+        for relation in relations:
+            source = named.get(relation.source.casefold())
+            target = named.get(relation.target.casefold())
+            evidence = chunks.get(relation.chunk)
+            if source is None or target is None or evidence is None or source == target:
                 continue
-            name, kind = found
-            entity = self._put(logged, "Entity", entity_id(kind, name), name=name, type=kind)
-            mentioning = [c for c in chunks if name.casefold() in c.text.casefold()] or chunks[:1]
-            for chunk in mentioning:
-                self._link(logged, self._chunk_id(doc_uuid, chunk), "MENTIONS", entity)
+            self._link(logged, evidence, "MENTIONS", source)
+            self._link(logged, evidence, "MENTIONS", target)
+            stated.append((source, target, relation.kind, evidence))
+        if stated:
+            self._relate(logged, stated)
+
+    def _relate(self, logged: LoggedEvent, stated: Sequence[tuple[str, str, str, str]]) -> None:
+        """Each (source, target, type, chunk): `chunk -[:STATES {type}]-> Relation` (the
+        evidence, one edge per chunk, so a pair stated by thousands of chunks costs no more per
+        statement than a rare one) and `source -[:RELATES {type}]-> target`, whose type, like the
+        Relation node's, is every type still stated for the pair."""
+        by_chunk: dict[tuple[str, str, str], set[str]] = {}
+        for source, target, kind, chunk in stated:
+            by_chunk.setdefault((source, target, chunk), set()).add(kind)
+        pairs = {(s, t) for s, t, _ in by_chunk}
+        types = self._relation_types(sorted(relation_id(s, t) for s, t in pairs))
+        for (source, target, chunk), kinds in sorted(by_chunk.items()):
+            relation = relation_id(source, target)
+            types.setdefault(relation, set()).update(kinds)
+            edge = self._edge(logged, chunk, STATES, relation)
+            self.pending.edge(dataclasses.replace(edge, properties={"type": join_types(kinds)}))
+        for source, target in sorted(pairs):
+            self._put_relation(logged, source, target, types[relation_id(source, target)])
+
+    def _relation_types(self, relations: Sequence[str]) -> dict[str, set[str]]:
+        """The types the (buffered or stored) Relation nodes already hold."""
+        unbuffered = [r for r in relations if r not in self.pending.nodes]
+        stored = {n.id: n for n in self.store.nodes(self.namespace, unbuffered)}
+        found: dict[str, set[str]] = {}
+        for relation in relations:
+            node = self.pending.nodes.get(relation) or stored.get(relation)
+            if node is not None:
+                found[relation] = set(str(node.properties.get("type", "")).split(", ")) - {""}
+        return found
+
+    def _put_relation(
+        self, logged: LoggedEvent, source: str, target: str, kinds: Iterable[str]
+    ) -> None:
+        kind = join_types(kinds)
+        self._put(
+            logged, "Relation", relation_id(source, target), source=source, target=target, type=kind
+        )
+        edge = self._edge(logged, source, RELATES, target)
+        self.pending.edge(dataclasses.replace(edge, properties={"type": kind}))
 
     def retract(self, document_id: UUID, logged: LoggedEvent) -> None:
-        """Remove a document's chunks and every entity no remaining chunk mentions."""
+        """Remove a document's chunks, every entity no remaining chunk mentions (with its
+        relations), every relation no remaining chunk states, and the retracted statements'
+        types from the relations that remain."""
         self.flush()
         doc = str(document_id)
         if self.store.node(self.namespace, doc) is None:
             return
-        around = self.store.subgraph(self.namespace, doc, depth=1)
-        chunks = [
+        around = self.store.subgraph(self.namespace, doc, depth=2)
+        chunks = {
             n.id
             for n in around.nodes
             if n.label == "Chunk" and n.properties.get("document_id") == doc
-        ]
-        self.store.delete_nodes(self.namespace, chunks)
+        }
+        relations = [n for n in around.nodes if n.label == "Relation"]
+        self.store.delete_nodes(self.namespace, sorted(chunks))
         self.store.delete_orphans(self.namespace, "Entity", "MENTIONS")
+        self.store.delete_orphans(self.namespace, "Relation", STATES)
+        self._restate(logged, relations)
         self._restamp(doc, logged, status="retracted")
+
+    def _restate(self, logged: LoggedEvent, relations: Sequence[GraphNode]) -> None:
+        """After a retraction: a relation without evidence loses its RELATES edge; one with
+        evidence left gets the types its remaining statements give."""
+        if not relations:
+            return
+        ids = [r.id for r in relations]
+        gone = set(self.store.missing(self.namespace, ids))
+        ends = {str(r.properties["source"]) for r in relations} | {
+            str(r.properties["target"]) for r in relations
+        }
+        absent = set(self.store.missing(self.namespace, sorted(ends)))
+        self.store.delete_edges(
+            self.namespace,
+            [
+                (str(r.properties["source"]), RELATES, str(r.properties["target"]))
+                for r in relations
+                if r.id in gone
+            ],
+        )
+        kept = [r for r in relations if r.id not in gone]
+        stating = self.store.neighbours(
+            self.namespace, [r.id for r in kept], [STATES], MAX_STATEMENTS
+        )
+        around = self.store.between(
+            self.namespace, [*(r.id for r in kept), *(c for cs in stating.values() for c in cs)]
+        )
+        types: dict[str, set[str]] = {r.id: set() for r in kept}
+        for edge in around.edges:
+            if edge.type == STATES and edge.target in types:
+                types[edge.target].update(str(edge.properties.get("type", "")).split(", "))
+        for relation in kept:
+            source, target = str(relation.properties["source"]), str(relation.properties["target"])
+            if source not in absent and target not in absent:
+                self._put_relation(logged, source, target, types[relation.id] - {""})

@@ -25,6 +25,8 @@ from tests.servers import (
 # Tests that script decisions by hand run without the agent deciding beside them; the agent's
 # own tests turn it on (Settings(agent_enabled=True), or the variable for child processes).
 os.environ.setdefault("JANUS_AGENT_ENABLED", "false")
+# Entity extraction likewise: its own tests run it (tests/integration/test_entity_extraction.py).
+os.environ.setdefault("JANUS_EXTRACTION_ENABLED", "false")
 
 
 @pytest.fixture(scope="session")

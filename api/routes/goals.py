@@ -7,16 +7,24 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from adapters.graph import GraphStoreError, NamespaceNotFound
 from api import schemas as s
 from api.actions import accepted
-from api.deps import Call, Cursor, FreshViewer, Limit, OperatorCall, Produced
-from api.problems import responses
+from api.deps import Call, Cursor, FreshViewer, Limit, OperatorCall, Produced, Viewer
+from api.problems import ApiProblem, responses
 from commands import goal_flow
 from commands import models as m
 from commands.agent_commands import AgentCommands, AnswerQuestion
 from domain.goal import GoalStatus
+from projections.graph_queries import (
+    GoalNotInGraph,
+    GraphFormat,
+    goal_provenance,
+    provenance_json,
+    render_provenance,
+)
 
 router = APIRouter(prefix="/v1/goals", tags=["goals"])
 
@@ -161,3 +169,43 @@ async def goal_timeline(
     """Every event of the goal (its confirmations and effects too), in log order, with the
     command or event that caused each one."""
     return await read(lambda: read.api.reads.timeline(goal_id, after, limit))
+
+
+GRAPH_MEDIA = {GraphFormat.MERMAID: "text/vnd.mermaid", GraphFormat.DOT: "text/vnd.graphviz"}
+
+
+@router.get(
+    "/{goal_id}/graph",
+    responses={
+        200: {"content": {"text/vnd.mermaid": {}, "text/vnd.graphviz": {}}},
+        **responses(401, 403, 404, 422, 503),
+    },
+)
+async def goal_graph(
+    read: Viewer,
+    goal_id: UUID,
+    fmt: Annotated[
+        GraphFormat, Query(alias="format", description="json, or mermaid / dot text for people.")
+    ] = GraphFormat.JSON,
+) -> Response:
+    """The goal's provenance subgraph from the graph view: its decisions, confirmations and
+    effects, the chunks its decisions used, their documents and the entities they mention,
+    each node and edge with the event id and log position that wrote it."""
+
+    def answer() -> Response:
+        try:
+            sub = goal_provenance(read.api.janus.knowledge.graph, str(goal_id))
+        except GoalNotInGraph as missing:
+            raise ApiProblem(404, "not-found", str(missing)) from None
+        except NamespaceNotFound:
+            # Nothing is in a graph not built yet, this goal included.
+            detail = f"goal {goal_id} is not in the graph view: it has not been built yet"
+            raise ApiProblem(404, "not-found", detail) from None
+        except GraphStoreError as error:
+            raise ApiProblem(503, "graph-unavailable", str(error)[:200]) from None
+        if fmt is GraphFormat.JSON:
+            return JSONResponse(provenance_json(str(goal_id), sub))
+        text = render_provenance(str(goal_id), sub, fmt)
+        return PlainTextResponse(text, media_type=GRAPH_MEDIA[fmt])
+
+    return await read(answer)

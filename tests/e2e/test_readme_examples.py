@@ -40,6 +40,7 @@ from domain.meta import Actor, ActorKind
 from projections.runner import ProjectionStalled
 from tests.servers import unique_name, wait_until
 from tests.support.documents import write_notes
+from tests.support.extraction import build_graph_view
 from tests.support.rebuild import poison
 from tests.support.relay import delete_streams
 from tests.support.time_travel import effect_of_unknown_outcome
@@ -209,6 +210,8 @@ def prepare(story: Story, line: str) -> None:
                 story.ids["EFFECT_ID"] = str(_unknown_effect(janus))
         elif "goals answer" in line:
             _question(janus, UUID(story.ids["GOAL_ID"]))
+        elif "--graph" in line:
+            build_graph_view(janus)
         elif "projections skip" in line:
             story.ids["N"] = str(poison(janus))
             with pytest.raises(ProjectionStalled):
@@ -484,6 +487,12 @@ def test_the_curl_examples_run_against_a_live_server(
         assert line.startswith("curl "), line
         if "/deny" in line:  # the grant line answered the first confirmation
             _decide_over_http(url, story)
+        if "/graph" in line:  # the server's runtime keeps the graph view: wait until it has it
+            wait_until(
+                lambda: _graph_has_goal(url, shell_env["KEY"], story.ids["GOAL_ID"]),
+                timeout=60,
+                message="the graph view holds the goal",
+            )
         if "/answer" in line:  # the agent (scripted here) asked the operator a question
             janus = story.janus()
             try:
@@ -510,6 +519,13 @@ def _decide_over_http(url: str, story: Story) -> None:
     )
     assert response.status_code == 202, response.text
     story.ids["CONF_ID"] = response.json()["confirmation_id"]
+
+
+def _graph_has_goal(url: str, key: str, goal_id: str) -> bool:
+    answer = httpx.get(
+        f"{url}/v1/goals/{goal_id}/graph", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    return answer.status_code == 200 and "Confirmation" in answer.text
 
 
 def _curl(line: str, env: dict[str, str]) -> str:
@@ -559,6 +575,9 @@ def _remember_http(story: Story, line: str, body: str) -> None:
         assert [c["id"] for c in answer["items"]] == [story.ids["CONF_ID"]]
     if "/grant" in line:
         assert answer["outcome"] == "granted" and answer["execution"] == "queued"
+    if "/graph" in line:
+        assert answer["goal_id"] == story.ids["GOAL_ID"]
+        assert {"Goal", "Decision", "Confirmation"} <= {n["label"] for n in answer["nodes"]}
 
 
 # -- the full stack ------------------------------------------------------------------------------

@@ -136,6 +136,65 @@ class GraphStoreContract:
         assert exported.node_ids == {"k2", "shared"}
         assert exported.edge_keys == {("k2", "MENTIONS", "shared")}
 
+    def test_edges_are_deleted_by_key_and_read_back_between_nodes(
+        self, store: GraphStore, ns: str
+    ) -> None:
+        store.merge_nodes(ns, [node("k1"), node("a", "Entity"), node("b", "Entity")])
+        store.merge_edges(
+            ns,
+            [
+                edge("a", "RELATES", "b", kind="owns"),
+                edge("b", "RELATES", "a"),
+                edge("k1", "MENTIONS", "a"),
+                edge("k1", "MENTIONS", "b"),
+            ],
+        )
+
+        between = store.between(ns, ["a", "b", "absent"])
+        assert between.node_ids == {"a", "b"}
+        assert between.edges == [
+            edge("a", "RELATES", "b", kind="owns"),
+            edge("b", "RELATES", "a"),
+        ]
+        assert store.between(ns, []).nodes == []
+        assert [n.id for n in store.nodes(ns, ["b", "absent", "a"])] == ["a", "b"]
+        assert store.nodes(ns, []) == []
+        removed = store.delete_edges(
+            ns, [("a", "RELATES", "b"), ("a", "NEXT", "b"), ("x", "RELATES", "y")]
+        )
+        assert removed == 1
+        assert store.delete_edges(ns, [("a", "RELATES", "b")]) == 0
+        assert store.export(ns).edge_keys == {
+            ("b", "RELATES", "a"),
+            ("k1", "MENTIONS", "a"),
+            ("k1", "MENTIONS", "b"),
+        }
+        with pytest.raises(InvalidGraphInput, match=r"keys\[0\]\[1\]"):
+            store.delete_edges(ns, [("b", "bad type", "a")])
+        assert len(store.export(ns).edges) == 3
+
+    def test_neighbours_are_bounded_sorted_and_follow_only_the_given_edge_types(
+        self, store: GraphStore, ns: str
+    ) -> None:
+        chunks = [node(f"c{i}") for i in range(6)]
+        store.merge_nodes(ns, [*chunks, node("hub", "Entity"), node("d", "Decision")])
+        store.merge_edges(
+            ns,
+            [
+                *(edge(f"c{i}", "MENTIONS", "hub") for i in range(6)),
+                edge("c1", "NEXT", "c2"),
+                edge("d", "USED_CONTEXT", "c1"),
+            ],
+        )
+
+        found = store.neighbours(ns, ["hub", "c1", "c5", "absent"], ["MENTIONS", "NEXT"], limit=3)
+
+        assert found == {"c1": ["c2", "hub"], "c5": ["hub"], "hub": ["c0", "c1", "c2"]}
+        assert store.neighbours(ns, ["c1"], ["USED_CONTEXT"]) == {"c1": ["d"]}
+        assert store.neighbours(ns, [], ["NEXT"]) == {}
+        with pytest.raises(InvalidGraphInput, match="limit"):
+            store.neighbours(ns, ["c1"], ["NEXT"], limit=0)
+
     def test_position_round_trips_and_is_not_a_view_node(self, store: GraphStore, ns: str) -> None:
         assert store.get_position(ns) is None
 

@@ -1,14 +1,14 @@
 """The graph projection fed real domain events, on the embedded graph store and on FalkorDB, with
 the file blob twin.
 
-A list stands in for the notification log (the projection is not registered with a runner yet).
+A list stands in for the notification log (tests/support/graph_log.py).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,7 @@ import pytest
 from rich.console import Console
 
 from adapters.blobs import BlobNotFound, FileBlobStore, blob_key_for
-from adapters.chunking import ChunkSpec, chunk_id
-from adapters.extraction import PlainTextExtractor
+from adapters.chunking import chunk_id
 from adapters.graph import GraphNode, GraphStore
 from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
@@ -25,36 +24,20 @@ from bench import graph as bench_graph
 from domain.confirmation import Confirmation, HazardClass
 from domain.document import Document
 from domain.effect import Effect
-from domain.goal import Decision, Goal
+from domain.goal import Goal
 from domain.job import Job, JobFire, MisfirePolicy
-from domain.meta import Actor, ActorKind, CommandContext
-from event_store.reader import LoggedEvent
-from projections.graph import GraphProjection, entity_id
-
-CHUNKING = ChunkSpec(size=80, overlap=0)
-DIGEST = "model-digest-1"
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-DOOR_TEXT = (
-    "The front door has a smart lock made by Acme.\n\n"
-    "To open it, ask the operator for a confirmation first.\n\n"
-    "The back door is always locked at night."
+from projections.graph import entity_id, relation_id
+from tests.support.graph_log import (
+    DIGEST,
+    DOOR_TEXT,
+    T0,
+    Log,
+    decide,
+    ent,
+    ingest,
+    rel,
+    view,
 )
-
-
-class Log:
-    """The notification log, as far as a projection sees it: events with positions, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[LoggedEvent] = []
-        self.ctx = CommandContext("cmd", "corr", "cmd", Actor(ActorKind.USER, "alice"), "test")
-
-    def record(self, aggregate: Any) -> list[LoggedEvent]:
-        new = [
-            LoggedEvent(len(self.events) + i + 1, "", e.originator_id, e.originator_version, e)
-            for i, e in enumerate(aggregate.collect_events())
-        ]
-        self.events += new
-        return new
 
 
 @pytest.fixture
@@ -80,52 +63,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore
     graph.close()
 
 
-def view(store: GraphStore, blobs: FileBlobStore, namespace: str = "graph") -> GraphProjection:
-    projection = GraphProjection(
-        store, blobs, PlainTextExtractor(), DIGEST, CHUNKING, namespace=namespace
-    )
-    projection.start()
-    return projection
-
-
-def ingest(log: Log, blobs: FileBlobStore, text: str, entities: list[dict[str, Any]]) -> Document:
-    stored = blobs.put(text.encode(), "text/plain")
-    document = Document.register(
-        uuid.uuid4(),
-        "file:///door.txt",
-        "door.txt",
-        "text/plain",
-        stored.sha256,
-        stored.size,
-        stored.key,
-        log.ctx,
-    )
-    document.record_entities("extractor-v1", "test", {}, [], entities, [], log.ctx)
-    log.record(document)
-    return document
-
-
-def decide(log: Log, goal: Goal, context: list[str]) -> Decision:
-    decision = Decision(
-        decision_id=uuid.uuid4(),
-        model="rules",
-        model_digest="rules-1",
-        parameters={},
-        prompt="open the door",
-        context_ids=context,
-        raw_output="{}",
-        action={"name": "unlock_door"},
-        timings={},
-    )
-    goal.record_decision(decision, log.ctx)
-    log.record(goal)
-    return decision
-
-
 def test_provenance_runs_from_goal_through_decision_and_confirmation_to_effect(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    doc = ingest(log, blobs, DOOR_TEXT, [{"text": "Acme", "label": "ORG"}])
+    doc = ingest(log, blobs, DOOR_TEXT, [ent("Acme", "ORG", 0)])
     first_chunk = str(chunk_id(doc.id, 0, DIGEST))
     goal = Goal.submit(uuid.uuid4(), "open the front door", "alice", 5, log.ctx)
     log.record(goal)
@@ -169,7 +110,12 @@ def test_provenance_runs_from_goal_through_decision_and_confirmation_to_effect(
 def test_chunks_follow_each_other_and_mention_recorded_entities(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    doc = ingest(log, blobs, DOOR_TEXT, [{"text": "back door", "label": "PLACE"}, {"label": "X"}])
+    doc = ingest(
+        log,
+        blobs,
+        DOOR_TEXT,
+        [ent("back door", "PLACE", 2), {"type": "X", "chunks": [0]}, ent("nowhere", "X", 7)],
+    )
 
     view(store, blobs).apply(log.events)
 
@@ -190,7 +136,7 @@ def test_chunks_follow_each_other_and_mention_recorded_entities(
 def test_a_replayed_batch_leaves_the_graph_as_one_application_did(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    ingest(log, blobs, DOOR_TEXT, [{"text": "Acme", "label": "ORG"}])
+    ingest(log, blobs, DOOR_TEXT, [ent("Acme", "ORG", 0)])
     job = Job.schedule(
         uuid.uuid4(),
         "nightly",
@@ -221,12 +167,12 @@ def test_a_replayed_batch_leaves_the_graph_as_one_application_did(
 def test_a_retraction_removes_chunks_and_orphaned_entities_only(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    kept = ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    kept = ingest(log, blobs, "Acme builds locks.", [ent("Acme", "ORG", 0)])
     doomed = ingest(
         log,
         blobs,
         "Acme and Globex make doors.",
-        [{"text": "Acme", "label": "ORG"}, {"text": "Globex", "label": "ORG"}],
+        [ent("Acme", "ORG", 0), ent("Globex", "ORG", 0)],
     )
     projection = view(store, blobs)
     projection.apply(log.events)
@@ -248,7 +194,7 @@ def test_a_retraction_removes_chunks_and_orphaned_entities_only(
 def test_verify_finds_missing_unexpected_and_changed_nodes_and_edges(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    doc = ingest(log, blobs, DOOR_TEXT, [{"text": "Acme", "label": "ORG"}])
+    doc = ingest(log, blobs, DOOR_TEXT, [ent("Acme", "ORG", 0)])
     projection = view(store, blobs)
     projection.apply(log.events)
     assert projection.verify(log.events).clean
@@ -272,24 +218,29 @@ def test_verify_finds_missing_unexpected_and_changed_nodes_and_edges(
     assert "graph_verify" not in store.namespaces()
 
 
-def test_the_graph_benchmark_projects_and_rewrites_the_same_graph(tmp_path: Path) -> None:
+def test_the_graph_benchmark_projects_rebuilds_without_model_calls_and_searches(
+    tmp_path: Path,
+) -> None:
     store = LadybugGraphStore(tmp_path / "bench")
     try:
-        result = bench_graph.measure(store, "ladybug", 2, Console(quiet=True))
+        result = bench_graph.measure(store, "ladybug", 2, Console(quiet=True), queries=3)
     finally:
         store.close()
 
-    # Per document: 2 document events (registered, entities), 2 goal, 2 confirmation, 2 effect.
+    # Per document: 2 document events, 2 goal, 2 confirmation and 2 effect events.
     assert result.events == 2 * 8
+    assert result.chunks > 2 and result.extraction_calls == result.chunks
+    assert result.rebuild_model_calls == 0
     assert result.nodes > 2 * 8
     assert result.edges > 2 * 7
     assert min(result.projection_s, result.raw_s, result.rebuild_s) > 0
+    assert result.hybrid_queries == 3 and result.hybrid_p95_ms >= result.hybrid_p50_ms > 0
 
 
 def test_a_failed_batch_stops_the_view_and_leaves_no_buffered_writes_behind(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    ingest(log, blobs, "Acme builds locks.", [ent("Acme", "ORG", 0)])
     before = len(log.events)
     lost = Document.register(
         uuid.uuid4(),
@@ -321,7 +272,7 @@ def test_a_failed_batch_stops_the_view_and_leaves_no_buffered_writes_behind(
 def test_the_graph_does_not_depend_on_how_the_log_is_batched(
     log: Log, blobs: FileBlobStore, store: GraphStore
 ) -> None:
-    early = ingest(log, blobs, "Acme builds locks.", [{"text": "Acme", "label": "ORG"}])
+    early = ingest(log, blobs, "Acme builds locks.", [ent("Acme", "ORG", 0)])
     goal = Goal.submit(uuid.uuid4(), "lock up", "alice", 5, log.ctx)
     log.record(goal)
     late_text = "Globex makes doors."
@@ -343,3 +294,99 @@ def test_the_graph_does_not_depend_on_how_the_log_is_batched(
     assert store.export("whole") == store.export("single")
     used = {e.target for e in store.export("whole").edges if e.type == "USED_CONTEXT"}
     assert used == {str(chunk_id(early.id, 0, DIGEST))}
+
+
+def relates(store: GraphStore, namespace: str = "graph") -> dict[tuple[str, str], Any]:
+    """Each RELATES edge's (source, target) with its type and the chunks stating it (STATES
+    edges into the pair's Relation node, with their types)."""
+    exported = store.export(namespace)
+    states: dict[str, list[tuple[str, str]]] = {}
+    for e in exported.edges:
+        if e.type == "STATES":
+            states.setdefault(e.target, []).append((e.source, str(e.properties["type"])))
+    return {
+        (e.source, e.target): (
+            e.properties["type"],
+            sorted(states.get(relation_id(e.source, e.target), [])),
+        )
+        for e in exported.edges
+        if e.type == "RELATES"
+    }
+
+
+def test_relations_gather_evidence_across_documents_and_lose_it_with_each_retraction(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    acme, door = entity_id("ORG", "Acme"), entity_id("PLACE", "front door")
+    first = ingest(
+        log,
+        blobs,
+        DOOR_TEXT,
+        [ent("Acme", "ORG", 0), ent("front door", "PLACE", 0)],
+        [rel("Acme", "front door", "MAKES_LOCK_FOR", 0), rel("Acme", "nobody", "X", 0)],
+    )
+    second = ingest(
+        log,
+        blobs,
+        "Acme fitted the front door. Bolt Ltd fitted the bolt.",
+        [ent("acme", "ORG", 0), ent("Front Door", "PLACE", 0), ent("Bolt Ltd", "ORG", 0)],
+        [rel("Acme", "Front door", "FITTED", 0), rel("Bolt Ltd", "Acme", "KNOWS", 0)],
+        source="file:///fitting.txt",
+    )
+    first_chunk = str(chunk_id(first.id, 0, DIGEST))
+    second_chunk = str(chunk_id(second.id, 0, DIGEST))
+    bolt = entity_id("ORG", "Bolt Ltd")
+    projection = view(store, blobs)
+    projection.apply(log.events)
+
+    assert relates(store) == {
+        (acme, door): (
+            "FITTED, MAKES_LOCK_FOR",
+            sorted([(first_chunk, "MAKES_LOCK_FOR"), (second_chunk, "FITTED")]),
+        ),
+        (bolt, acme): ("KNOWS", [(second_chunk, "KNOWS")]),
+    }
+    assert projection.verify(log.events).clean
+
+    second.retract("wrong document", log.ctx)
+    log.record(second)
+    projection.apply(log.events)
+    # Bolt Ltd was only mentioned by the retracted document: it goes, and its relation with it.
+    assert relates(store) == {(acme, door): ("MAKES_LOCK_FOR", [(first_chunk, "MAKES_LOCK_FOR")])}
+    assert bolt not in store.export("graph").node_ids
+    assert relation_id(bolt, acme) not in store.export("graph").node_ids
+    assert projection.verify(log.events).clean
+
+    first.retract("withdrawn", log.ctx)
+    log.record(first)
+    projection.apply(log.events)
+    exported = store.export("graph")
+    assert relates(store) == {}
+    assert store.counts("graph").nodes == {"Document": 2}
+    assert {e.type for e in exported.edges} == set()
+    assert projection.verify(log.events).clean
+
+
+def test_a_relation_between_surviving_entities_goes_when_its_only_evidence_is_retracted(
+    log: Log, blobs: FileBlobStore, store: GraphStore
+) -> None:
+    ingest(log, blobs, "Acme and Globex.", [ent("Acme", "ORG", 0), ent("Globex", "ORG", 0)])
+    doomed = ingest(
+        log,
+        blobs,
+        "Acme bought Globex.",
+        [ent("Acme", "ORG", 0), ent("Globex", "ORG", 0)],
+        [rel("Acme", "Globex", "BOUGHT", 0)],
+        source="file:///rumour.txt",
+    )
+    projection = view(store, blobs)
+    projection.apply(log.events)
+    assert len(relates(store)) == 1
+
+    doomed.retract("a rumour", log.ctx)
+    log.record(doomed)
+    projection.apply(log.events)
+
+    assert relates(store) == {}
+    assert store.counts("graph").nodes == {"Document": 2, "Chunk": 1, "Entity": 2}
+    assert projection.verify(log.events).clean

@@ -212,6 +212,7 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/goals/{goal_id}/fail", Role.OPERATOR, {"reason": "no water"}),
     Endpoint("POST", "/v1/goals/{goal_id}/answer", Role.OPERATOR, {"answer": "the back door"}),
     Endpoint("GET", "/v1/goals/{goal_id}/timeline", Role.VIEWER),
+    Endpoint("GET", "/v1/goals/{goal_id}/graph", Role.VIEWER, query={"format": "mermaid"}),
     Endpoint("GET", "/v1/confirmations", Role.VIEWER, query={"status": "pending"}),
     Endpoint("GET", "/v1/confirmations/{confirmation_id}", Role.VIEWER),
     Endpoint("POST", "/v1/confirmations/{confirmation_id}/grant", Role.OPERATOR),
