@@ -33,7 +33,7 @@ class EventsSql:
         self.recorder = recorder
         self.sqlite = isinstance(recorder, SQLiteApplicationRecorder)
         if not self.sqlite and not isinstance(recorder, PostgresApplicationRecorder):
-            raise TypeError(f"no import for {type(recorder).__name__}")
+            raise TypeError(f"no bulk statements for {type(recorder).__name__}")
         self.table = recorder.events_table_name
 
     def _id(self, ident: UUID) -> Any:
@@ -54,8 +54,10 @@ class EventsSql:
             yield curs
 
     @contextmanager
-    def writing(self) -> Iterator[Any]:
-        """One transaction holding the append lock; commits only if the block finishes."""
+    def writing(self, *, append_lock: bool = True) -> Iterator[Any]:
+        """One transaction holding the append lock (unless told not to: bookkeeping beside the
+        log that must not stall its writers); commits only if the block finishes. SQLite's
+        transaction is its one write lock either way."""
         if self.sqlite:
             with self.recorder.datastore.get_connection(commit=True) as conn:
                 try:
@@ -76,7 +78,8 @@ class EventsSql:
             # As every append does: a stuck writer gives a clear error, not a hang.
             timeout = int(self.recorder.datastore.lock_timeout)
             curs.execute(SQL("SET LOCAL lock_timeout = '{0}s'").format(SQL(str(timeout))))
-            curs.execute(self._pg("LOCK TABLE {table} IN EXCLUSIVE MODE"))
+            if append_lock:
+                curs.execute(self._pg("LOCK TABLE {table} IN EXCLUSIVE MODE"))
             yield curs
 
     def head(self, curs: Any) -> int:

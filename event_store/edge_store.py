@@ -9,7 +9,6 @@ commit together or neither does.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,12 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Identifier
 
 from event_store.application import JanusApplication
+from event_store.bulk_sql import EventsSql
 
 EVENTS_TABLE = "janus_edge_events"
 CURSORS_TABLE = "janus_edge_cursors"
@@ -70,16 +68,12 @@ def _when(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class EdgeSql:
-    """Edge tables beside the events table, written through the recorder's own connections."""
+class EdgeSql(EventsSql):
+    """Edge tables beside the events table, written through the recorder's own connections
+    (the transactions and the append lock are the bulk writer's: event_store/bulk_sql.py)."""
 
     def __init__(self, app: JanusApplication) -> None:
-        recorder: Any = app.recorder
-        self.recorder = recorder
-        self.sqlite = isinstance(recorder, SQLiteApplicationRecorder)
-        if not self.sqlite and not isinstance(recorder, PostgresApplicationRecorder):
-            raise TypeError(f"no edge sync for {type(recorder).__name__}")
-        self.table = recorder.events_table_name
+        super().__init__(app)
         self.mark = "?" if self.sqlite else "%s"
         self._ready = False
 
@@ -99,41 +93,14 @@ class EdgeSql:
     @contextmanager
     def _reading(self) -> Iterator[Any]:
         self.setup()
-        if self.sqlite:
-            with self.recorder.datastore.transaction(commit=False) as curs:
-                yield curs
-            return
-        with self.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        with self.reading() as curs:
             yield curs
 
     @contextmanager
     def _writing(self, *, append_lock: bool = True) -> Iterator[Any]:
-        """One transaction (holding the append lock unless told not to); commits if it finishes.
-
-        Only appends need the lock; cursor bookkeeping takes SQLite's write lock anyway and on
-        Postgres must not stall the log's writers every probe.
-        """
-        if self.sqlite:
-            with self.recorder.datastore.get_connection(commit=True) as conn:
-                try:
-                    curs = conn.cursor()
-                    curs.execute("BEGIN IMMEDIATE")
-                    try:
-                        yield curs
-                    except BaseException:
-                        conn.rollback()
-                        raise
-                    conn.commit()
-                except sqlite3.IntegrityError as error:
-                    raise IntegrityError(str(error)) from error
-                except sqlite3.Error as error:
-                    raise OperationalError(str(error)) from error
-            return
-        with self.recorder.datastore.transaction(commit=True) as curs:
-            timeout = int(self.recorder.datastore.lock_timeout)
-            curs.execute(SQL("SET LOCAL lock_timeout = '{0}s'").format(SQL(str(timeout))))
-            if append_lock:
-                curs.execute(self._q("LOCK TABLE {events} IN EXCLUSIVE MODE"))
+        """Only appends need the append lock; cursor bookkeeping takes SQLite's write lock anyway
+        and on Postgres must not stall the log's writers every probe."""
+        with self.writing(append_lock=append_lock) as curs:
             yield curs
 
     def setup(self) -> None:
@@ -226,9 +193,6 @@ class EdgeSql:
     @staticmethod
     def _places(rows: Sequence[Any]) -> dict[tuple[UUID, int], bytes]:
         return {(UUID(str(r["i"])), int(r["v"])): bytes(r["state"]) for r in rows}
-
-    def _id(self, ident: UUID) -> Any:
-        return ident.hex if self.sqlite else ident
 
     # -- writes ---------------------------------------------------------------------------------
 
