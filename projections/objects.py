@@ -1,4 +1,5 @@
-"""The object view's derived artifacts: each document's extracted text and chunk manifest.
+"""The object view's derived artifacts: each document's extracted text and chunk manifest, and
+an audit bundle per finished goal (projections/bundles.py).
 
 Run by a KnowledgeRunner (projections/knowledge.py). Keys are deterministic under a generation's
 prefix (`views/objects/g1/...`), so a rebuild writes beside the live generation (blue/green) and a
@@ -23,6 +24,7 @@ from adapters.chunking import ChunkSpec, chunk_text
 from adapters.extraction import ExtractionFailed, TextExtractor
 from domain.document import Document
 from event_store.reader import LoggedEvent
+from projections.bundles import Stories, bundle_digest
 from projections.documents import Provenance, registered_blob_key, registered_text
 from projections.vector import Drift
 
@@ -49,12 +51,20 @@ class ObjectProjection:
         self.prefix = prefix.rstrip("/")
         self._position: int | None = None
         self.failed: dict[UUID, str | None] = {}  # as VectorProjection.failed
+        self._stories: Stories | None = None  # the goals' stories touched by this batch
 
     def text_key(self, document_id: UUID) -> str:
         return f"{self.prefix}/documents/{document_id}/text.txt"
 
     def manifest_key(self, document_id: UUID) -> str:
         return f"{self.prefix}/documents/{document_id}/manifest.json"
+
+    def bundle_key(self, goal_id: UUID) -> str:
+        return f"{self.prefix}/goals/{goal_id}.json"
+
+    def story_key(self, goal_id: UUID) -> str:
+        """An unfinished goal's story so far (working state, so a restart resumes it)."""
+        return f"{self.prefix}/stories/{goal_id}.json"
 
     @property
     def position_key(self) -> str:
@@ -77,8 +87,11 @@ class ObjectProjection:
     def apply(self, events: Sequence[LoggedEvent]) -> int:
         """Apply a batch in order, then store its last position; returns how many were new."""
         fresh = [e for e in events if e.position > self.position]
+        # Stories are read from the store afresh: a batch that failed halfway left nothing behind.
+        self._stories = Stories(self._load_story)
         for logged in fresh:
             self.process_event(logged)
+        self._write_stories()
         if fresh:
             last = fresh[-1]
             # After the artifacts: a crash before this replays the batch onto the same keys.
@@ -90,6 +103,9 @@ class ObjectProjection:
         return len(fresh)
 
     def process_event(self, logged: LoggedEvent) -> None:
+        if self._stories is None:
+            self._stories = Stories(self._load_story)
+        self._stories.offer(logged)
         match logged.event:
             case Document.Registered() as event:
                 self._extract(logged.originator_id, event, Provenance.of(logged))
@@ -100,11 +116,13 @@ class ObjectProjection:
                 pass
 
     def verify(self, events: Iterable[LoggedEvent]) -> Drift:
-        """Compare the stored manifests (and whether each text object exists) with what `events`
-        imply; a manifest's digest covers its whole content."""
+        """Compare the stored manifests (and whether each text object exists) and goal bundles
+        with what `events` imply; a digest covers a manifest's or a bundle's whole content."""
         expected: dict[UUID, str] = {}
         manifests: dict[UUID, dict[str, Any]] = {}
+        stories = Stories(lambda _: None)
         for logged in events:
+            stories.offer(logged)
             document_id = logged.originator_id
             match logged.event:
                 case Document.Registered() as event:
@@ -125,6 +143,11 @@ class ObjectProjection:
             )
             for document_id in self._stored_documents()
         }
+        expected |= {goal: bundle_digest(b) for goal, (b, _) in stories.finished.items()}
+        actual |= {
+            goal_id: bundle_digest(self.blobs.get_json(self.bundle_key(goal_id)))
+            for goal_id in self._stored_bundles()
+        }
         return Drift(
             missing=sorted(expected.keys() - actual.keys()),
             unexpected=sorted(actual.keys() - expected.keys()),
@@ -137,6 +160,45 @@ class ObjectProjection:
             if key.endswith("/manifest.json"):
                 found.append(UUID(key.split("/")[-2]))
         return found
+
+    def _stored_bundles(self) -> list[UUID]:
+        return [
+            UUID(key.rsplit("/", 1)[-1].removesuffix(".json"))
+            for key in self.blobs.list_keys(f"{self.prefix}/goals/")
+            if key.endswith(".json")
+        ]
+
+    def _load_story(self, goal_id: UUID) -> list[dict[str, Any]] | None:
+        try:
+            return list(self.blobs.get_json(self.story_key(goal_id))["events"])
+        except BlobNotFound:
+            return None
+
+    def _write_stories(self) -> None:
+        """The batch's open stories, then its bundles, then the finished stories' removal: a
+        crash anywhere in between replays the batch onto the same objects."""
+        stories, self._stories = self._stories, None
+        if stories is None:
+            return
+        for goal_id in sorted(stories.changed):
+            story = stories.open[goal_id]
+            if story is not None:
+                last = story[-1]
+                self.blobs.put_json(
+                    self.story_key(goal_id),
+                    {"goal_id": str(goal_id), "events": story},
+                    event_id=UUID(last["event_id"]),
+                    position=int(last["position"]),
+                )
+        for goal_id, (bundle, finish) in sorted(stories.finished.items()):
+            self.blobs.put_json(
+                self.bundle_key(goal_id),
+                bundle,
+                event_id=finish.event.meta.event_id,
+                position=finish.position,
+                metadata={"goal-id": str(goal_id), "status": str(bundle["status"])},
+            )
+            self.blobs.delete(self.story_key(goal_id))
 
     def retract(self, document_id: UUID) -> None:
         """Remove a document's derived objects (its raw blob stays: it is source of truth)."""

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import fields, is_dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from enum import Enum
+from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from event_store.events_table import normalize_hex
-from event_store.messages import aggregate_type
-from event_store.reader import LoggedEvent
+from event_store.values import (
+    SUMMARY_SKIP,
+    SUMMARY_SKIP_ALL,
+    aware,
+    event_fields,
+    event_json,
+    plain,
+)
 
-SUMMARY_SKIP = frozenset({"originator_id", "originator_version", "timestamp", "meta"})
-SUMMARY_SKIP_ALL = SUMMARY_SKIP | {"originator_topic"}
+__all__ = [
+    "SUMMARY_SKIP",
+    "SUMMARY_SKIP_ALL",
+    "BadInput",
+    "aggregate_json",
+    "aware",
+    "event_fields",
+    "event_json",
+    "event_summary",
+    "is_id_prefix",
+    "one_line",
+    "parse_point",
+    "parse_position",
+    "parse_time",
+    "plain",
+    "short",
+]
+
 MIN_PREFIX = 4
 HEX = frozenset("0123456789abcdef")
 
@@ -25,43 +42,11 @@ class BadInput(Exception):
     """A value given on the command line that no command could accept."""
 
 
-# -- plain values ------------------------------------------------------------------------------
-
-
-def aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def plain(value: Any) -> Any:
-    """A JSON-ready copy: ids and times as strings, enums as values, dataclasses as dicts."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return aware(value).isoformat()
-    if isinstance(value, Enum):
-        return plain(value.value)
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [plain(v) for v in value]
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
-    return str(value)
+# -- plain values (the event forms themselves live in event_store.values) ------------------------
 
 
 def short(ident: object) -> str:
     return str(ident)[:8]
-
-
-def event_fields(event: Any) -> dict[str, Any]:
-    """An event's own facts, without the envelope every event has."""
-    return {k: v for k, v in vars(event).items() if k not in SUMMARY_SKIP_ALL}
 
 
 def one_line(text: str, limit: int) -> str:
@@ -77,29 +62,6 @@ def event_summary(event: Any, limit: int = 100) -> str:
             shown = json.dumps(shown, sort_keys=True)
         parts.append(f"{key}={shown}")
     return one_line(", ".join(parts), limit)
-
-
-def event_json(logged: LoggedEvent) -> dict[str, Any]:
-    """The stable JSON form of one event (``janus events show --json``, ``tail --json``)."""
-    event = logged.event
-    meta = event.meta
-    return {
-        "position": logged.position,
-        "event_id": str(meta.event_id),
-        "type": logged.type_name,
-        "topic": logged.topic,
-        "aggregate_type": aggregate_type(logged.topic),
-        "aggregate_id": str(logged.originator_id),
-        "aggregate_version": logged.originator_version,
-        "timestamp": plain(event.timestamp),
-        "command_id": meta.command_id,
-        "correlation_id": meta.correlation_id,
-        "causation_id": meta.causation_id,
-        "actor": str(meta.actor),
-        "node_id": meta.node_id,
-        "trace_context": dict(meta.trace_context),
-        "data": plain(event_fields(event)),
-    }
 
 
 def aggregate_json(aggregate: Any, position: int | None = None) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,10 @@ from adapters.chunking import ChunkSpec, chunk_id
 from adapters.embeddings import HashingEmbedder
 from adapters.extraction import PlainTextExtractor
 from adapters.vectors import QdrantVectorIndex, VectorPoint
+from domain.actions import HazardClass
+from domain.confirmation import Confirmation
 from domain.document import Document
+from domain.goal import Goal
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.reader import LoggedEvent
 from projections.objects import EXTRACTED, FAILED, RETRACTED, ObjectProjection
@@ -36,7 +41,7 @@ class Log:
         self.events: list[LoggedEvent] = []
         self.ctx = CommandContext("cmd", "corr", "cmd", Actor(ActorKind.USER, "alice"), "test")
 
-    def record(self, document: Document) -> list[LoggedEvent]:
+    def record(self, document: Any) -> list[LoggedEvent]:
         new = [
             LoggedEvent(len(self.events) + i + 1, "", e.originator_id, e.originator_version, e)
             for i, e in enumerate(document.collect_events())
@@ -264,3 +269,96 @@ def test_verify_compares_point_ids_and_payloads_with_the_log(
 
     drift = view.verify(log.events)
     assert (drift.missing, drift.unexpected, drift.changed) == ([first.id], [stray.id], [second.id])
+
+
+def goal_story(log: Log) -> tuple[Goal, Goal, list[int]]:
+    """A goal planned, confirmed and completed (its confirmation a second aggregate, with a
+    document and an open goal interleaved), then an event of its story after the finish."""
+    alice = Actor(ActorKind.USER, "alice")
+    done_id = uuid.uuid4()
+    ctx = CommandContext("cmd", str(done_id), "cmd", alice, "test")
+    done = Goal.submit(done_id, "water the plants", "alice", 5, ctx)
+    log.record(done)
+    other_id = uuid.uuid4()
+    other_ctx = CommandContext("cmd2", str(other_id), "cmd2", alice, "test")
+    other = Goal.submit(other_id, "feed the cat", "alice", 5, other_ctx)
+    done.record_plan(["open the tap"], ctx)
+    log.record(done)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    confirmation = Confirmation.request(
+        uuid.uuid4(), done.id, None, "open_tap", {}, HazardClass.LOW, now, now + timedelta(1), ctx
+    )
+    log.record(confirmation)
+    log.record(other)
+    confirmation.grant("alice", now, ctx)
+    log.record(confirmation)
+    done.complete("watered", ctx)
+    log.record(done)
+    story = [e.position for e in log.events if e.event.meta.correlation_id == str(done.id)]
+    late = Confirmation.request(
+        uuid.uuid4(), done.id, None, "close_tap", {}, HazardClass.LOW, now, now + timedelta(1), ctx
+    )
+    log.record(late)
+    return done, other, story
+
+
+def test_a_finished_goal_gets_its_whole_story_as_a_bundle_across_batches_and_restarts(
+    log: Log, blobs: FileBlobStore
+) -> None:
+    ingest(log, blobs, CAT_TEXT.encode())
+    done, other, story = goal_story(log)
+    finish = log.events[-2]
+    halves = (log.events[:3], log.events[3:])
+
+    first = object_view(blobs)
+    first.start()
+    first.apply(halves[0])
+    crashed = object_view(blobs)  # a restart, then a crash before the batch's position
+    crashed.start()
+    for logged in halves[1]:
+        crashed.process_event(logged)
+    resumed = object_view(blobs)
+    resumed.start()
+    resumed.apply(log.events)
+
+    bundle = blobs.get_json(resumed.bundle_key(done.id))
+    assert [e["position"] for e in bundle["events"]] == story
+    assert [e["type"] for e in bundle["events"]] == [
+        "Goal.Submitted",
+        "Goal.Planned",
+        "Confirmation.Requested",
+        "Confirmation.Granted",
+        "Goal.Completed",
+    ]
+    assert bundle["events"][2]["data"]["action"] == "open_tap"
+    assert (bundle["goal_id"], bundle["status"], bundle["outcome"]) == (
+        str(done.id),
+        "completed",
+        "watered",
+    )
+    stat = blobs.stat(resumed.bundle_key(done.id))
+    assert (stat.event_id, stat.position) == (finish.event.meta.event_id, finish.position)
+    assert not blobs.exists(resumed.bundle_key(other.id))
+    assert resumed.verify(log.events).clean
+
+    whole = ObjectProjection(blobs, PlainTextExtractor(), CHUNKING, prefix="views/objects/g2")
+    whole.start()
+    whole.apply(log.events)
+    assert blobs.get(whole.bundle_key(done.id)) == blobs.get(resumed.bundle_key(done.id))
+
+
+def test_verify_catches_a_tampered_or_missing_bundle(log: Log, blobs: FileBlobStore) -> None:
+    done, _, _ = goal_story(log)
+    view = object_view(blobs)
+    view.start()
+    view.apply(log.events)
+    key = view.bundle_key(done.id)
+    bundle = blobs.get_json(key)
+    finish = log.events[-2]
+
+    blobs.put_json(
+        key, bundle | {"outcome": "flooded"}, event_id=uuid.uuid4(), position=finish.position
+    )
+    assert view.verify(log.events).changed == [done.id]
+    blobs.delete(key)
+    assert view.verify(log.events).missing == [done.id]
