@@ -3,8 +3,10 @@ fed from the log, searchable, rebuilt blue/green, verified, with failed document
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
@@ -17,6 +19,7 @@ from projections.knowledge import KnowledgeRunner
 from projections.runner import ProjectionStalled
 from projections.search import SearchFilters
 from tests.servers import wait_until
+from tests.support.commands import as_alice
 from tests.support.documents import OPERATOR, ingest, retract
 from tests.support.knowledge import knowledge_janus
 
@@ -202,3 +205,37 @@ def test_a_missing_blob_stalls_the_view_visibly_until_retried(janus: Janus) -> N
     vector.retry()
     assert vector.catch_up() == janus.reader.head()
     assert vector.verify()[1].clean
+
+
+def test_a_finished_goal_has_an_audit_bundle_equal_after_a_rebuild(janus: Janus) -> None:
+    done = janus.commands.submit_goal(m.SubmitGoal(text="water the plants"), as_alice())
+    goal_id = done.aggregate_id
+    janus.commands.record_plan(m.RecordPlan(goal_id=goal_id, steps=["open the tap"]), as_alice())
+    ingest(janus, CAT, "file:///notes/cat.txt")
+    waiting = janus.commands.submit_goal(m.SubmitGoal(text="feed the cat"), as_alice())
+    finished = janus.commands.complete_goal(
+        m.CompleteGoal(goal_id=goal_id, summary="watered"), as_alice()
+    )
+    view = run(janus, "objects")
+    blobs = janus.knowledge.blobs
+    live = view.generations.live()
+
+    bundle = blobs.get(f"{live}/goals/{goal_id}.json")
+    events = json.loads(bundle)["events"]
+    assert [e["type"] for e in events] == ["Goal.Submitted", "Goal.Planned", "Goal.Completed"]
+    assert events[-1]["position"] == finished.position
+    assert blobs.stat(f"{live}/goals/{goal_id}.json").position == finished.position
+    assert not blobs.exists(f"{live}/goals/{waiting.aggregate_id}.json")
+
+    result = view.rebuild()
+
+    assert blobs.get(f"{result.target}/goals/{goal_id}.json") == bundle
+    assert view.verify()[1].clean
+    tampered = json.loads(bundle) | {"outcome": "flooded"}
+    blobs.put_json(
+        f"{result.target}/goals/{goal_id}.json",
+        tampered,
+        event_id=uuid4(),
+        position=finished.position,
+    )
+    assert view.verify()[1].changed == [goal_id]  # type: ignore[attr-defined]
