@@ -38,9 +38,16 @@ def story_goal(logged: LoggedEvent) -> UUID | None:
     if isinstance(logged.event, Goal.Submitted):
         return logged.originator_id
     try:
-        return UUID(logged.event.meta.correlation_id)
+        correlation = UUID(logged.event.meta.correlation_id)
     except ValueError:
         return None
+    if correlation == logged.originator_id and not _is_goal_event(logged.event):
+        return None  # a document or job correlated with itself: no goal's story, no lookup
+    return correlation
+
+
+def _is_goal_event(event: Any) -> bool:
+    return getattr(Goal, type(event).__name__, None) is type(event)
 
 
 class Stories:
