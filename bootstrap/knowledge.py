@@ -19,7 +19,7 @@ from adapters.blobs import BlobStore
 from adapters.chunking import ChunkSpec
 from adapters.embeddings import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from adapters.extraction import TextExtractor
-from adapters.graph import GraphStore
+from adapters.graph import GraphStore, GraphStoreError
 from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
 from adapters.graph_neo4j import Neo4jGraphStore
@@ -34,6 +34,7 @@ from projections.generations import (
     VectorGenerations,
     graph_view,
 )
+from projections.hybrid import HybridSearch
 from projections.knowledge import KnowledgeRunner
 from projections.objects import ObjectProjection
 from projections.registry import TargetUnavailable
@@ -163,6 +164,17 @@ class KnowledgeParts:
             except VectorIndexError as error:
                 raise TargetUnavailable(str(error)) from error
             return VectorSearch(index, self.embedder, DEFAULT_PREFIX)
+
+    def hybrid(self) -> HybridSearch:
+        """Hybrid search over the vector and graph views (projections/hybrid.py); opening fails
+        as ``search()`` does, and a graph that cannot be read raises GraphStoreError."""
+        vectors = self.search()
+        with self._opening:
+            try:
+                graph = self.graph
+            except GraphStoreError as error:
+                raise TargetUnavailable(str(error)) from error
+        return HybridSearch(vectors, graph)
 
     def close(self) -> None:
         for name in ("index", "graph"):
