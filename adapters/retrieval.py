@@ -165,7 +165,8 @@ class HybridRetriever(Retriever):
             return Retrieved((), position)
         chunks = [hit for hit in hits if hit.kind == "chunk"][:limit]
         items = tuple(
-            Knowledge(hit.id, f"from a document ({hit.via}): {hit.text}") for hit in chunks
+            Knowledge(hit.id, f"from {hit.source or 'a document'} ({hit.via}): {hit.text}")
+            for hit in chunks
         )
         return Retrieved(items, position)
 

@@ -19,7 +19,7 @@ from adapters.blobs import BlobStore
 from adapters.chunking import ChunkSpec
 from adapters.embeddings import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from adapters.extraction import TextExtractor
-from adapters.graph import GraphStore, GraphStoreError
+from adapters.graph import GraphStore
 from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
 from adapters.graph_neo4j import Neo4jGraphStore
@@ -167,14 +167,11 @@ class KnowledgeParts:
 
     def hybrid(self) -> HybridSearch:
         """Hybrid search over the vector and graph views (projections/hybrid.py); opening fails
-        as ``search()`` does, and a graph that cannot be read raises GraphStoreError."""
+        as ``search()`` does, and a graph that cannot be opened or read raises GraphStoreError
+        (the agent then falls back to vector search)."""
         vectors = self.search()
         with self._opening:
-            try:
-                graph = self.graph
-            except GraphStoreError as error:
-                raise TargetUnavailable(str(error)) from error
-        return HybridSearch(vectors, graph)
+            return HybridSearch(vectors, self.graph)
 
     def close(self) -> None:
         for name in ("index", "graph"):

@@ -66,6 +66,7 @@ class HybridHit:
     vector_score: float | None = None
     graph_rank: int | None = None
     paths: list[list[EvidenceStep]] = field(default_factory=list)
+    source: str | None = None  # the document's title or source, where a seed of it told
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +78,7 @@ class HybridHit:
             "vector_rank": self.vector_rank,
             "vector_score": self.vector_score,
             "graph_rank": self.graph_rank,
+            "source": self.source,
             "paths": [[s.as_json() for s in path] for path in self.paths],
             "via": self.via,
         }
@@ -125,7 +127,9 @@ def hybrid_search(
         hit.graph_rank = rank
         hit.paths += paths[: MAX_PATHS - len(hit.paths)]
         hits[node_id] = hit
+    sources = {h.document_id: h.source for h in hits.values() if h.vector_rank is not None}
     for hit in hits.values():
+        hit.source = hit.source or sources.get(hit.document_id)
         hit.score = sum(
             1.0 / (rrf_k + rank + 1)
             for rank in (hit.vector_rank, hit.graph_rank)
@@ -178,6 +182,7 @@ def _seed_hits(found: Sequence[SearchHit]) -> dict[str, HybridHit]:
             document_id=str(payload["document_id"]) if "document_id" in payload else None,
             vector_rank=rank,
             vector_score=round(float(hit.score), 6),
+            source=str(payload.get("title") or payload.get("source") or "") or None,
             paths=[[EvidenceStep(str(hit.id), "Chunk", "VECTOR")]],
         )
     return hits

@@ -101,6 +101,7 @@ class HybridHitOut(BaseModel):
     vector_rank: int | None
     vector_score: float | None
     graph_rank: int | None
+    source: str | None = Field(description="The document's title or source, when known.")
     paths: list[list[EvidenceStepOut]] = Field(description="How it was found, seed first.")
     via: str = Field(description="The paths in a few words.")
 
