@@ -64,22 +64,19 @@ def search(
         try:
             if mode is Mode.HYBRID:
                 found = _hybrid(janus, query, k, filters)
+                body = {"mode": "hybrid", "hits": [h.as_json() for h in found]}
+                shown = _hybrid_table(found) if found else None
             else:
                 hits = _search(janus, query, k, filters)
+                body = {"mode": "vector", "hits": [h.as_dict() for h in hits]}
+                shown = _table(hits) if hits else None
         except UNAVAILABLE as error:
             views = "vector and graph views" if mode is Mode.HYBRID else "vector view"
             fail(f"the {views}: {str(error).splitlines()[0]}")
-    console = Console(highlight=False)
-    if mode is Mode.HYBRID:
-        if as_json:
-            print_json({"mode": "hybrid", "hits": [h.as_json() for h in found]})
-        else:
-            console.print(_hybrid_table(found) if found else "no matching chunks")
-        return
     if as_json:
-        print_json({"hits": [h.as_dict() for h in hits]})
+        print_json(body)
         return
-    console.print(_table(hits) if hits else "no matching chunks")
+    Console(highlight=False).print(shown or "no matching chunks")
 
 
 def _catch_up(janus: Janus, names: tuple[str, ...]) -> None:
