@@ -112,7 +112,9 @@ class HybridOut(BaseModel):
     position: int = Field(description="The least log position the vector and graph views had.")
 
 
-@router.post("", response_model=SearchOut | HybridOut, responses=responses(401, 403, 422, 503))
+@router.post(
+    "", response_model=SearchOut | HybridOut, responses=responses(400, 401, 403, 413, 422, 503)
+)
 async def search(body: SearchIn, read: Viewer) -> SearchOut | HybridOut:
     """The chunks closest in meaning to ``query``, filtered by document, source or time; in
     hybrid mode expanded through the graph view, each hit with its paths of evidence."""
