@@ -35,7 +35,10 @@ class FalkorDBGraphStore(CypherGraphStore):
         super().__init__(batch_size)
         self.url = url
         self.prefix = prefix
-        self._db = FalkorDB.from_url(url)
+        try:
+            self._db = FalkorDB.from_url(url)  # connects: an unreachable server fails here
+        except RedisError as exc:
+            raise GraphStoreError(f"FalkorDB at {url}: {exc}") from exc
         self._known: set[str] = set()
 
     def _key(self, namespace: str) -> str:

@@ -1,9 +1,9 @@
 """The retrieval port: knowledge the agent reads before a step, with ids and a log position.
 
 ``RelationalHistoryRetriever`` reads earlier goals and their outcomes from the relational views;
-the knowledge issues add vector and graph retrieval behind the same port. Every item has a stable
-id and the result says which log position the store had reached, so a recorded decision names
-exactly what its prompt was built from.
+``SearchRetriever`` the vector view's chunks, ``HybridRetriever`` those expanded through the
+graph. Every item has a stable id and the result says which log position the store had reached,
+so a recorded decision names exactly what its prompt was built from.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from uuid import UUID
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
+from adapters.graph import GraphStoreError
+from projections.hybrid import HybridHit
 from projections.registry import TargetUnavailable
 from projections.relational.tables import goals
 from projections.search import SearchResult, ViewNotReady
@@ -122,6 +124,49 @@ class SearchRetriever(Retriever):
                 f"(chunk {hit.citation.chunk_index}): {hit.text}",
             )
             for hit in hits
+        )
+        return Retrieved(items, position)
+
+
+class HybridRetriever(Retriever):
+    """Chunks found by hybrid retrieval (projections/hybrid.py): the vector view's nearest, and
+    what the graph view links them to (neighbouring chunks, chunks sharing an entity).
+
+    Only chunks are kept (their point ids are what the graph's USED_CONTEXT edges name), so a
+    decision's context ids are exactly the hybrid hits its prompt quoted. The position is the
+    least of the two views'. While the graph cannot be read, ``fallback`` (vector search)
+    answers; while the vector view cannot, nothing is retrieved rather than stopping the agent.
+    """
+
+    def __init__(
+        self,
+        search: Callable[[str, int], Sequence[HybridHit]],
+        position: Callable[[], int],
+        fallback: Retriever | None = None,
+    ) -> None:
+        self.search = search
+        self.position = position
+        self.fallback = fallback
+
+    def retrieve(self, query: str, exclude: UUID | None = None, limit: int = 3) -> Retrieved:
+        position = self.position()  # first: the chunks read after it are at least that fresh
+        if not query.strip():
+            return Retrieved((), position)
+        try:
+            # Decisions rank among the hits too: ask for enough to keep `limit` chunks.
+            hits = self.search(query, limit * 2)
+        except GraphStoreError as error:
+            log.warning("graph view unavailable to the agent, vector search only: %s", error)
+            if self.fallback is None:
+                return Retrieved((), position)
+            return self.fallback.retrieve(query, exclude, limit)
+        except (TargetUnavailable, ViewNotReady) as error:
+            log.warning("document search unavailable to the agent: %s", error)
+            return Retrieved((), position)
+        chunks = [hit for hit in hits if hit.kind == "chunk"][:limit]
+        items = tuple(
+            Knowledge(hit.id, f"from {hit.source or 'a document'} ({hit.via}): {hit.text}")
+            for hit in chunks
         )
         return Retrieved(items, position)
 

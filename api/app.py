@@ -162,8 +162,8 @@ def create_app(
         responses=responses,
         denials=auth_denials(metrics.get_meter("janus.api")),
         runtime=runtime,
-        # The SQL views gate readiness; the knowledge views' status is `janus projections status`.
-        projections=[janus.relational],
+        # Every registered projection; /readyz counts a knowledge view once it has started.
+        projections=list(janus.projections.runners.values()),
     )
 
     @asynccontextmanager

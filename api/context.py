@@ -22,7 +22,7 @@ from commands.ingest import DocumentIngest
 from commands.keys import KeyService
 from commands.scheduler import Scheduler
 from projections.document_views import ViewStatusReader
-from projections.runner import ProjectionRunner
+from projections.registry import Runner
 
 T = TypeVar("T")
 WORKER_THREADS = 32
@@ -40,7 +40,7 @@ class ApiContext:
     responses: ResponseStore
     denials: MetricCounter
     runtime: JanusProcess | None
-    projections: list[ProjectionRunner]
+    projections: list[Runner]
     workers: Workers = field(default_factory=lambda: Workers(WORKER_THREADS, "api"))
     open_streams: int = 0
     streams_by_key: Counter[str] = field(default_factory=Counter)

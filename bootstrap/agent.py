@@ -25,6 +25,7 @@ from adapters.llm import (
 )
 from adapters.retrieval import (
     CombinedRetriever,
+    HybridRetriever,
     RelationalHistoryRetriever,
     Retriever,
     SearchRetriever,
@@ -33,6 +34,7 @@ from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands.agent import Agent
 from commands.agent_step import AgentConfig
+from projections.hybrid import HybridHit
 from projections.relational.tables import confirmations
 from projections.search import SearchResult
 
@@ -81,18 +83,30 @@ def agent_config(settings: Settings) -> AgentConfig:
 
 
 def build_retriever(janus: Janus) -> Retriever:
-    """Earlier goals, plus document chunks when this process can read the vector view: it runs
-    the view (embedded, one process per folder) or the view lives on a Qdrant server."""
+    """Earlier goals, plus document chunks when this process can read the knowledge views (it
+    runs them, embedded: one process per folder; or they live on a server): hybrid retrieval
+    when it can read both the vector and the graph view, vector search when only the first."""
     history = RelationalHistoryRetriever(janus.views_engine, lambda: janus.relational.position)
     settings = janus.settings
-    if settings.qdrant_url is None and "vector" not in settings.runtime_views.split(","):
+    here = settings.runtime_views.split(",")
+    if settings.qdrant_url is None and "vector" not in here:
         return history
-    vector = janus.knowledge_views["vector"]
+    vector, graph = janus.knowledge_views["vector"], janus.knowledge_views["graph"]
 
     def search(query: str, limit: int) -> list[SearchResult]:
         return janus.knowledge.search().search(query, limit)
 
-    return CombinedRetriever(SearchRetriever(search, lambda: vector.position), history)
+    chunks = SearchRetriever(search, lambda: vector.position)
+    if settings.graph_url is None and "graph" not in here:
+        return CombinedRetriever(chunks, history)
+
+    def hybrid(query: str, limit: int) -> list[HybridHit]:
+        return janus.knowledge.hybrid().search(query, limit)
+
+    def position() -> int:
+        return min(vector.position, graph.position)
+
+    return CombinedRetriever(HybridRetriever(hybrid, position, fallback=chunks), history)
 
 
 def build_agent(janus: Janus, model: DecisionModel | None = None) -> Agent:

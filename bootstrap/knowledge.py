@@ -34,6 +34,7 @@ from projections.generations import (
     VectorGenerations,
     graph_view,
 )
+from projections.hybrid import HybridSearch
 from projections.knowledge import KnowledgeRunner
 from projections.objects import ObjectProjection
 from projections.registry import TargetUnavailable
@@ -163,6 +164,14 @@ class KnowledgeParts:
             except VectorIndexError as error:
                 raise TargetUnavailable(str(error)) from error
             return VectorSearch(index, self.embedder, DEFAULT_PREFIX)
+
+    def hybrid(self) -> HybridSearch:
+        """Hybrid search over the vector and graph views (projections/hybrid.py); opening fails
+        as ``search()`` does, and a graph that cannot be opened or read raises GraphStoreError
+        (the agent then falls back to vector search)."""
+        vectors = self.search()
+        with self._opening:
+            return HybridSearch(vectors, self.graph)
 
     def close(self) -> None:
         for name in ("index", "graph"):

@@ -4,12 +4,14 @@ With the embedded default this process opens the vector view's Qdrant folder its
 brings the view up to the log's head (it is then the view's one process); while `janus serve`
 or `janus run` holds that folder the command stops with one line naming the holder: search
 through the running server (`POST /v1/search`) instead. With a Qdrant server the view is kept by
-its projector and the command only reads.
+its projector and the command only reads. ``--mode hybrid`` also reads the graph view (brought
+up to date the same way when embedded) and prints each hit's evidence ("via").
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
@@ -19,13 +21,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from adapters.graph import GraphStoreError
 from bootstrap.container import Janus
 from cli.common import JsonFlag, cli_errors, fail, open_janus, print_json
+from projections.hybrid import HybridHit
 from projections.registry import TargetUnavailable
 from projections.runner import ProjectionStalled
-from projections.search import SearchFilters, SearchResult, ViewNotReady
+from projections.search import SNIPPET_CHARS, SearchFilters, SearchResult, ViewNotReady
 
 CATCH_UP_SECONDS = 600.0
+UNAVAILABLE = (TargetUnavailable, ViewNotReady, ProjectionStalled, TimeoutError, GraphStoreError)
+
+
+class Mode(StrEnum):
+    VECTOR = "vector"
+    HYBRID = "hybrid"
 
 
 def search(
@@ -41,29 +51,58 @@ def search(
     until: Annotated[
         datetime | None, typer.Option("--to", help="Documents registered at or before this.")
     ] = None,
+    mode: Annotated[
+        Mode, typer.Option("--mode", help="vector, or hybrid: expanded through the graph view.")
+    ] = Mode.VECTOR,
     as_json: JsonFlag = False,
 ) -> None:
-    """Semantic search over the ingested documents' chunks (the vector view)."""
+    """Semantic search over the ingested documents' chunks (the vector view, or hybrid)."""
     if not query.strip():
         fail("the query is empty")
+    filters = SearchFilters(document, source, since, until)
     with cli_errors(), open_janus() as janus:
         try:
-            hits = _search(janus, query, k, SearchFilters(document, source, since, until))
-        except (TargetUnavailable, ViewNotReady, ProjectionStalled, TimeoutError) as error:
-            fail(f"the vector view: {error}")
+            if mode is Mode.HYBRID:
+                found = _hybrid(janus, query, k, filters)
+                body = {"mode": "hybrid", "hits": [h.as_json() for h in found]}
+                shown = _hybrid_table(found) if found else None
+            else:
+                hits = _search(janus, query, k, filters)
+                body = {"mode": "vector", "hits": [h.as_dict() for h in hits]}
+                shown = _table(hits) if hits else None
+        except UNAVAILABLE as error:
+            views = "vector and graph views" if mode is Mode.HYBRID else "vector view"
+            fail(f"the {views}: {str(error).splitlines()[0]}")
     if as_json:
-        print_json({"hits": [h.as_dict() for h in hits]})
+        print_json(body)
         return
-    Console(highlight=False).print(_table(hits) if hits else "no matching chunks")
+    Console(highlight=False).print(shown or "no matching chunks")
+
+
+def _catch_up(janus: Janus, names: tuple[str, ...]) -> None:
+    """Embedded views are this process's to run: bring them up to the log's head first."""
+    for name in names:
+        view = janus.knowledge_views[name]
+        view.setup()
+        with Console(stderr=True).status(f"bringing the {name} view up to date"):
+            view.catch_up(timeout=CATCH_UP_SECONDS)
 
 
 def _search(janus: Janus, query: str, k: int, filters: SearchFilters) -> list[SearchResult]:
     searcher = janus.knowledge.search()  # opens the index: refused while another process has it
     if janus.settings.qdrant_url is None:
-        view = janus.knowledge_views["vector"]
-        view.setup()
-        with Console(stderr=True).status("bringing the vector view up to date"):
-            view.catch_up(timeout=CATCH_UP_SECONDS)
+        _catch_up(janus, ("vector",))
+    return searcher.search(query, k, filters)
+
+
+def _hybrid(janus: Janus, query: str, k: int, filters: SearchFilters) -> list[HybridHit]:
+    searcher = janus.knowledge.hybrid()
+    embedded = []
+    if janus.settings.qdrant_url is None:
+        embedded.append("vector")
+    if janus.settings.graph_url is None:
+        embedded.append("graph")
+    _catch_up(janus, tuple(embedded))
     return searcher.search(query, k, filters)
 
 
@@ -80,4 +119,15 @@ def _table(hits: list[SearchResult]) -> Table:
             f"{citation.chunk_index} @{citation.char_offset}",
             escape(hit.snippet),
         )
+    return table
+
+
+def _hybrid_table(hits: list[HybridHit]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("score", "kind", "via", "snippet"):
+        table.add_column(column, justify="right" if column == "score" else "left")
+    for hit in hits:
+        flat = " ".join(hit.text.split())
+        snippet = flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
+        table.add_row(f"{hit.score:.4f}", hit.kind, escape(hit.via), escape(snippet))
     return table

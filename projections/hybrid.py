@@ -30,8 +30,9 @@ from adapters.embeddings import Embedder
 from adapters.graph import GraphEdge, GraphNode, GraphStore, NamespaceNotFound
 from adapters.vectors import Filter, SearchHit, VectorIndex
 from projections.graph import DEFAULT_NAMESPACE
+from projections.search import SearchFilters, VectorSearch
 
-__all__ = ["EvidenceStep", "HybridHit", "hits_json", "hybrid_search"]
+__all__ = ["EvidenceStep", "HybridHit", "HybridSearch", "hits_json", "hybrid_search"]
 
 RRF_K = 60
 MAX_PATHS = 3
@@ -65,6 +66,7 @@ class HybridHit:
     vector_score: float | None = None
     graph_rank: int | None = None
     paths: list[list[EvidenceStep]] = field(default_factory=list)
+    source: str | None = None  # the document's title or source, where a seed of it told
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -76,8 +78,20 @@ class HybridHit:
             "vector_rank": self.vector_rank,
             "vector_score": self.vector_score,
             "graph_rank": self.graph_rank,
+            "source": self.source,
             "paths": [[s.as_json() for s in path] for path in self.paths],
+            "via": self.via,
         }
+
+    @property
+    def via(self) -> str:
+        """How the hit was found, in a few words: "vector", "next", an entity's name, ..."""
+        found = []
+        for path in self.paths:
+            last = path[-1] if len(path) < 3 else path[1]  # through an entity: name it
+            word = last.name if last.label == "Entity" and last.name else (last.via or "")
+            found.append(word.lower() if last.label != "Entity" else word)
+        return ", ".join(dict.fromkeys(w for w in found if w))
 
 
 def hybrid_search(
@@ -93,8 +107,13 @@ def hybrid_search(
     where: Filter | None = None,
     graph_name: str = DEFAULT_NAMESPACE,
     rrf_k: int = RRF_K,
+    seed_documents_only: bool = False,
 ) -> list[HybridHit]:
-    """The `k` best chunks and decisions for `query` (see the module doc), best first."""
+    """The `k` best chunks and decisions for `query` (see the module doc), best first.
+
+    ``seed_documents_only``: a chunk the graph reached counts only if its document has a seed.
+    With a `where` on document fields (id, source, time) that keeps every chunk inside the filter:
+    the seeds passed it, and the graph knows no source or time to check the others by."""
     if k < 1 or fanout < 1 or rrf_k < 0:
         raise ValueError("k and fanout must be at least 1, rrf_k not negative")
     found = index.search(collection, embedder.embed_query(query), k=seeds or k, where=where)
@@ -103,12 +122,14 @@ def hybrid_search(
     graph_ranked = _graph_ranking(expansion, [str(h.id) for h in found])
     for rank, (node_id, paths) in enumerate(graph_ranked):
         hit = hits.get(node_id) or _reached_hit(expansion.nodes[node_id])
-        if hit is None:
+        if hit is None or (seed_documents_only and not _admitted(hit, hits)):
             continue
         hit.graph_rank = rank
         hit.paths += paths[: MAX_PATHS - len(hit.paths)]
         hits[node_id] = hit
+    sources = {h.document_id: h.source for h in hits.values() if h.vector_rank is not None}
     for hit in hits.values():
+        hit.source = hit.source or sources.get(hit.document_id)
         hit.score = sum(
             1.0 / (rrf_k + rank + 1)
             for rank in (hit.vector_rank, hit.graph_rank)
@@ -141,6 +162,14 @@ def _expand(graph: GraphStore, name: str, seeds: Sequence[str], fanout: int) -> 
     return _Expansion({n.id: n for n in sub.nodes}, sub.edges)
 
 
+def _admitted(hit: HybridHit, seeds: Mapping[str, HybridHit]) -> bool:
+    if hit.id in seeds or hit.kind != "chunk":
+        return True  # a decision is reached only through a seed
+    return any(
+        s.document_id == hit.document_id for s in seeds.values() if s.vector_rank is not None
+    )
+
+
 def _seed_hits(found: Sequence[SearchHit]) -> dict[str, HybridHit]:
     hits: dict[str, HybridHit] = {}
     for rank, hit in enumerate(found):
@@ -153,6 +182,7 @@ def _seed_hits(found: Sequence[SearchHit]) -> dict[str, HybridHit]:
             document_id=str(payload["document_id"]) if "document_id" in payload else None,
             vector_rank=rank,
             vector_score=round(float(hit.score), 6),
+            source=str(payload.get("title") or payload.get("source") or "") or None,
             paths=[[EvidenceStep(str(hit.id), "Chunk", "VECTOR")]],
         )
     return hits
@@ -217,6 +247,33 @@ def _graph_ranking(
                     )
     ranked = sorted(scores, key=lambda n: (-scores[n], n))
     return [(n, paths[n]) for n in ranked]
+
+
+class HybridSearch:
+    """Hybrid search over the live vector collection (checked as ``VectorSearch`` checks it) and
+    the graph view's alias; the same filters as vector search, applied to every chunk found."""
+
+    def __init__(self, vectors: VectorSearch, graph: GraphStore) -> None:
+        self.vectors = vectors
+        self.graph = graph
+
+    def search(
+        self, query: str, k: int = 10, filters: SearchFilters | None = None
+    ) -> list[HybridHit]:
+        live = self.vectors.live()
+        if live is None:
+            return []
+        where = (filters or SearchFilters()).where() or None
+        return hybrid_search(
+            self.vectors.index,
+            live,
+            self.vectors.embedder,
+            self.graph,
+            query,
+            k=k,
+            where=where,
+            seed_documents_only=where is not None,
+        )
 
 
 def hits_json(hits: Sequence[HybridHit]) -> list[Mapping[str, Any]]:

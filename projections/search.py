@@ -97,19 +97,27 @@ class VectorSearch:
         # The live collection must be one of this model's generations (projections/knowledge.py).
         self._ours = re.compile(rf"{re.escape(alias)}__{re.escape(embedder.slug)}__g\d+")
 
-    def search(
-        self, query: str, k: int = 10, filters: SearchFilters | None = None
-    ) -> list[SearchResult]:
+    def live(self) -> str | None:
+        """The live collection to search; None while it holds nothing (the view has not run yet:
+        min_position waits for it), ViewNotReady while it is another model's."""
         live = self.index.alias_target(self.alias)
         if live is None:
-            return []  # the view has not run yet: nothing is indexed (min_position waits for it)
+            return None
         if not self._ours.fullmatch(live):
             raise ViewNotReady(
                 f"the vector view is another model's ({live}) until its rebuild for "
                 f"{self.embedder.model_name} switches"
             )
         if self.index.count(live) == 0:
-            return []  # nothing to find: spare loading the model for the query
+            return None  # nothing to find: spare loading the model for the query
+        return live
+
+    def search(
+        self, query: str, k: int = 10, filters: SearchFilters | None = None
+    ) -> list[SearchResult]:
+        live = self.live()
+        if live is None:
+            return []
         vector = self.embedder.embed_query(query)
         hits = self.index.search(live, vector, k, (filters or SearchFilters()).where() or None)
         return [_result(hit.id, hit.score, hit.payload) for hit in hits]

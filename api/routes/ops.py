@@ -16,6 +16,7 @@ from bootstrap.agent import agent_status
 from bootstrap.relay import relay_status
 from domain.api_key import Role
 from event_store.faults import cause_of
+from projections.knowledge import NOT_STARTED
 
 router = APIRouter(tags=["operations"])
 
@@ -32,8 +33,9 @@ async def healthz() -> s.Liveness:
     responses={503: {"model": s.Readiness, "description": "Not ready; the checks say why."}},
 )
 async def readyz(api: Api) -> JSONResponse:
-    """Ready to serve: the store answers, the views are within their lag bound, the in-process
-    runtime has started and the relay keeps up, where those run."""
+    """Ready to serve: the store answers, the views are within their lag bound (a knowledge view
+    once it has started), the in-process runtime has started and the relay keeps up, where those
+    run."""
     checks = await api.run(readiness, api)
     body = s.Readiness(ready=all(c.ok for c in checks), checks=checks)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
@@ -56,6 +58,8 @@ def readiness(api: ApiContext) -> list[s.Check]:
                 s.Check(name=runner.name, ok=False, detail=f"unreadable: {type(error).__name__}")
             )
             continue
+        if status.state == NOT_STARTED:
+            continue  # a knowledge view this node does not run (nor has run): not its readiness
         ok = status.state == "running" and status.lag <= bound
         detail = f"{status.state}, position {status.position}, lag {status.lag} (bound {bound})"
         if status.error_position is not None:

@@ -99,3 +99,23 @@ def test_a_second_process_is_told_who_holds_the_vector_view(
     finally:
         os.killpg(holder.pid, signal.SIGTERM)
         holder.wait(30)
+
+
+def test_hybrid_search_shows_how_each_hit_was_found(documents: dict[str, str]) -> None:
+    table = ok("search", "cat on the mat", "--mode", "hybrid", "--k", "4").stdout
+    found = as_json("search", "cat on the mat", "--mode", "hybrid", "--k", "4")
+
+    assert "via" in table and "vector" in table and "next" in table
+    assert found["mode"] == "hybrid"
+    best = found["hits"][0]
+    assert best["document_id"] == documents["cat"] and best["via"].startswith("vector")
+    assert any(len(path) > 1 for hit in found["hits"] for path in hit["paths"])
+
+
+def test_hybrid_search_without_a_reachable_graph_is_one_line(
+    documents: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JANUS_GRAPH_URL", "falkor://127.0.0.1:9")  # nothing listens there
+
+    assert_clean_failure(cli("search", "cat", "--mode", "hybrid"), "graph", "127.0.0.1:9")
+    assert ok("search", "cat").stdout  # vector search needs no graph

@@ -475,10 +475,26 @@ def test_health_readiness_and_projection_status(api: Api, janus: Janus) -> None:
     api.get("/v1/goals", params={"min_position": janus.app.head()})
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
+    # The knowledge views have not started on this node: listed, but not counted for readiness.
     assert {c["name"] for c in ready.json()["checks"]} == {"store", "view:relational"}
-    (relational,) = api.get("/v1/projections").json()
-    assert relational["name"] == "relational" and relational["state"] == "running"
+    listed = {p["name"]: p for p in api.get("/v1/projections").json()}
+    assert set(listed) == {"relational", "objects", "vector", "graph"}
+    assert {listed[name]["state"] for name in ("objects", "vector", "graph")} == {"not started"}
+    relational = listed["relational"]
+    assert relational["state"] == "running"
     assert relational["lag"] == relational["head"] - relational["position"]
+
+
+def test_a_started_knowledge_view_counts_for_readiness(api: Api, janus: Janus) -> None:
+    vector = janus.knowledge_views["vector"]
+    vector.setup()  # started at position 0, behind the log: counted, and within the bound
+    api.submit_goal("count the views")
+
+    ready = api.client.get("/readyz").json()
+
+    checks = {c["name"]: c for c in ready["checks"]}
+    assert "view:vector" in checks and "view:graph" not in checks
+    assert checks["view:vector"]["detail"].startswith("running, position 0")
 
 
 # -- security ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from commands.keys import RevokeApiKey
 from domain.api_key import Role
 from projections.runner import projection_positions
 from tests.servers import wait_until
-from tests.support.api import ADMIN_CLI, Api, is_problem, serve_api
+from tests.support.api import ADMIN_CLI, Api, is_problem, serve_api, view_status
 
 STREAM_SETTINGS = ApiSettings(
     read_wait_seconds=10, key_cache_seconds=0.2, sse_poll_seconds=0.05, sse_max_streams_per_key=2
@@ -163,11 +163,11 @@ def test_a_stalled_view_shows_viewers_an_error_id_and_operators_the_details(
     _stall_the_view(janus, goal["position"])
     ident = hashlib.sha256(SQL_ERROR.encode()).hexdigest()[:12]
 
-    (seen,) = api.get("/v1/projections", role=Role.VIEWER).json()
+    seen = view_status(api.get("/v1/projections", role=Role.VIEWER).json(), "relational")
     assert seen["state"] == "stalled"
     assert "INSERT" not in seen["error"] and "audit" not in seen["error"]
     assert seen["error"] == f"DataError (error id {ident})"
-    (full,) = api.get("/v1/projections", role=Role.OPERATOR).json()
+    full = view_status(api.get("/v1/projections", role=Role.OPERATOR).json(), "relational")
     assert full["error"] == SQL_ERROR
 
     refused = api.get("/v1/goals", params={"min_position": goal["position"]})

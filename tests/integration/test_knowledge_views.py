@@ -19,6 +19,7 @@ from projections.knowledge import KnowledgeRunner
 from projections.runner import ProjectionStalled
 from projections.search import SearchFilters
 from tests.servers import wait_until
+from tests.support.agent import goal, make_agent, settle, submit
 from tests.support.commands import as_alice
 from tests.support.documents import OPERATOR, ingest, retract
 from tests.support.knowledge import knowledge_janus
@@ -153,6 +154,7 @@ def test_the_real_model_finds_the_document_closest_in_meaning(tmp_path: Path) ->
 def test_the_agent_retrieves_chunks_whose_ids_are_point_ids(janus: Janus) -> None:
     cat, _ = ingest(janus, CAT, "file:///notes/cat.txt")
     run(janus, "vector")
+    run(janus, "graph")  # both views run here: the retriever is hybrid, as fresh as the older
     retriever = build_retriever(janus)
 
     found = retriever.retrieve("where does the cat sit", limit=2)
@@ -162,6 +164,49 @@ def test_the_agent_retrieves_chunks_whose_ids_are_point_ids(janus: Janus) -> Non
     assert found.items and set(found.ids) <= chunk_ids
     assert "cat.txt" in found.items[0].text
     assert found.position == janus.reader.head()
+
+
+def test_a_decision_records_the_hybrid_hits_it_quoted_as_its_context(janus: Janus) -> None:
+    ingest(janus, CAT, "file:///notes/cat.txt")
+    ingest(janus, MARKET, "file:///notes/market.txt")
+    vector, graph = run(janus, "vector"), run(janus, "graph")
+    text = "where does the cat sit"
+    hits = janus.knowledge.hybrid().search(text, 6)  # what the agent's retriever asks for
+    expected = [hit.id for hit in hits if hit.kind == "chunk"][:3]
+    agent = make_agent(janus)
+    goal_id = submit(janus, text)
+
+    settle(janus, agent)
+    agent.close()
+
+    decision = goal(janus, goal_id).decisions[0]
+    assert decision.context_ids == expected
+    assert decision.context_position == min(vector.position, graph.position) > 0
+    assert "from cat.txt (vector" in decision.prompt  # quoted with how each chunk was found
+    # The graph view links the decision to the chunks it used: hybrid search now reaches it.
+    run(janus, "graph")
+    again = janus.knowledge.hybrid().search(text, 20)
+    [found] = [hit for hit in again if hit.id == str(decision.decision_id)]
+    assert {path[-1].via for path in found.paths} == {"USED_CONTEXT"}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"runtime_views": "objects,vector"}, {"graph_url": "falkor://127.0.0.1:9"}],
+    ids=["graph-not-run-here", "graph-unreachable"],
+)
+def test_without_the_graph_view_the_agent_retrieves_by_vector_search(
+    tmp_path: Path, settings: dict[str, str]
+) -> None:
+    with knowledge_janus(tmp_path / "janus", **settings) as janus:
+        ingest(janus, CAT, "file:///notes/cat.txt")
+        run(janus, "vector")
+
+        found = build_retriever(janus).retrieve("where does the cat sit", limit=2)
+
+        assert len(found.items) == 2
+        assert found.items[0].text.startswith("from cat.txt (chunk ")  # the vector retriever's
+        assert found.position == janus.knowledge_views["vector"].position
 
 
 def test_the_all_in_one_process_keeps_the_knowledge_views_current(janus: Janus) -> None:

@@ -78,3 +78,70 @@ def test_bad_input_is_a_problem_naming_the_field(api: Api) -> None:
 
 def test_search_needs_a_key(api: Api) -> None:
     assert api.client.post("/v1/search", json={"query": "cat"}).status_code == 401
+
+
+def test_hybrid_hits_carry_their_paths_of_evidence(api: Api, janus: Janus) -> None:
+    cat, _ = ingest(janus, CAT, "file:///notes/cat.txt")
+    market, position = ingest(janus, MARKET, "file:///notes/market.txt")
+
+    response = api.post(
+        "/v1/search",
+        role=Role.VIEWER,
+        json={"query": "cat on the mat", "k": 5, "mode": "hybrid", "min_position": position},
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # Waited for both views: the graph view holds the chunks the hits name.
+    assert body["mode"] == "hybrid"
+    assert janus.knowledge_views["graph"].position >= position
+    assert body["position"] >= position
+    best = body["hits"][0]
+    assert best["document_id"] == str(cat) and best["vector_rank"] == 0
+    assert best["paths"][0] == [{"id": best["id"], "label": "Chunk", "via": "VECTOR", "name": None}]
+    # The graph view led on from the seeds to their neighbouring chunks.
+    reached = [h for h in body["hits"] if any(len(p) > 1 for p in h["paths"])]
+    assert reached and all(h["graph_rank"] is not None for h in reached)
+    assert any("next" in h["via"].split(", ") for h in reached)
+    assert {h["document_id"] for h in body["hits"]} == {str(cat)}
+
+    only_market = api.post(
+        "/v1/search",
+        role=Role.VIEWER,
+        json={"query": "cat", "k": 10, "mode": "hybrid", "document_id": str(market)},
+    ).json()
+    assert only_market["hits"] and {h["document_id"] for h in only_market["hits"]} == {str(market)}
+
+
+def test_vector_mode_stays_the_default(api: Api, janus: Janus) -> None:
+    _, position = ingest(janus, CAT, "file:///notes/cat.txt")
+
+    body = api.post(
+        "/v1/search", role=Role.VIEWER, json={"query": "cat", "min_position": position}
+    ).json()
+
+    assert body["mode"] == "vector" and "citation" in body["hits"][0]
+
+
+def test_hybrid_without_a_reachable_graph_is_a_503_problem(tmp_path: Path) -> None:
+    # Nothing listens on port 9: the graph view cannot be opened from here.
+    with (
+        knowledge_janus(tmp_path / "janus", graph_url="falkor://127.0.0.1:9") as janus,
+        serve_api(janus) as api,
+    ):
+        ingest(janus, CAT, "file:///notes/cat.txt")
+        janus.knowledge_views["vector"].catch_up()
+
+        response = api.post("/v1/search", role=Role.VIEWER, json={"query": "cat", "mode": "hybrid"})
+        vector = api.post("/v1/search", role=Role.VIEWER, json={"query": "cat"})
+
+    assert is_problem(response, 503, "view-unavailable")
+    assert "graph" in response.json()["detail"]
+    assert vector.status_code == 200 and vector.json()["hits"]
+
+
+def test_an_unknown_mode_is_a_problem_naming_the_field(api: Api) -> None:
+    response = api.post("/v1/search", role=Role.VIEWER, json={"query": "cat", "mode": "graph"})
+
+    assert is_problem(response, 422)
+    assert response.json()["errors"][0]["loc"][-1] == "mode"

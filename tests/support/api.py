@@ -125,6 +125,12 @@ def serve_api(janus: Janus, settings: ApiSettings | None = None) -> Iterator[Api
         yield Api(janus, app, server.url, client, keys, tokens, names, spans, reader)
 
 
+def view_status(listed: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """One view's entry in a GET /v1/projections answer (which lists every registered one)."""
+    [found] = [view for view in listed if view["name"] == name]
+    return found
+
+
 # The catalogue decides the hazard (a caller may only raise it): pick an action whose class is
 # at most the one asked for (lock_door is low; asked as medium it is raised to medium). Both door
 # actions land in the door lock's own ledger, which the tests count.
