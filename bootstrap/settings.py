@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # every edge named in JANUS_EDGE_NODES (comma-separated) and the ingester reads it.
     edge_subject_root: str = Field(default="janus", pattern=r"^[A-Za-z0-9_\-]+$")
     edge_hub_stream: str = Field(default="janus-edges", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
-    edge_ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
+    edge_ingest_batch_size: int = Field(default=2000, ge=1, le=10_000)
     edge_nodes: str = Field(
         default="", pattern=r"^([A-Za-z0-9_\-]{1,48}(,[A-Za-z0-9_\-]{1,48})*)?$"
     )

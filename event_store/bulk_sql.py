@@ -99,10 +99,13 @@ class EventsSql:
             for start in range(0, len(keys), 400):  # under SQLite's parameter limit
                 chunk = keys[start : start + 400]
                 values = ",".join("(?,?)" for _ in chunk)
+                # The keys drive the join (CROSS JOIN fixes that order): one primary-key search
+                # each. ``(id, version) IN (VALUES ...)`` scanned the whole table per chunk.
                 curs.execute(
-                    f"SELECT originator_id AS i, originator_version AS v, topic, state "
-                    f"FROM {self.table} WHERE (originator_id, originator_version) "
-                    f"IN (VALUES {values})",
+                    f"WITH k(i, v) AS (VALUES {values}) "
+                    f"SELECT e.originator_id AS i, e.originator_version AS v, e.topic, e.state "
+                    f"FROM k CROSS JOIN {self.table} e "
+                    "ON e.originator_id = k.i AND e.originator_version = k.v",
                     [p for ident, version in chunk for p in (ident.hex, version)],
                 )
                 found.update(self._found(curs.fetchall()))

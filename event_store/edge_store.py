@@ -152,8 +152,16 @@ class EdgeSql(EventsSql):
             return self._known_in(curs, event_ids)
 
     def _known_in(self, curs: Any, event_ids: Sequence[UUID]) -> set[UUID]:
+        if not event_ids:
+            return set()
+        if not self.sqlite:  # one statement whatever the count: parsed once, not per size
+            curs.execute(
+                self._q("SELECT event_id FROM {edge_events} WHERE event_id = ANY(?::text[])"),
+                ([str(e) for e in event_ids],),
+            )
+            return {UUID(str(r["event_id"])) for r in curs.fetchall()}
         found: set[UUID] = set()
-        for start in range(0, len(event_ids), 400):
+        for start in range(0, len(event_ids), 400):  # under SQLite's parameter limit
             chunk = [str(e) for e in event_ids[start : start + 400]]
             marks = ",".join("?" * len(chunk))
             query = f"SELECT event_id FROM {{edge_events}} WHERE event_id IN ({marks})"
@@ -163,36 +171,10 @@ class EdgeSql(EventsSql):
 
     def taken(self, keys: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], bytes]:
         """The stored bytes at each (aggregate, version) place the cloud's log has filled."""
-        found: dict[tuple[UUID, int], bytes] = {}
         if not keys:
-            return found
+            return {}
         with self._reading() as curs:
-            if self.sqlite:
-                for start in range(0, len(keys), 400):  # under SQLite's parameter limit
-                    chunk = keys[start : start + 400]
-                    values = ",".join("(?,?)" for _ in chunk)
-                    curs.execute(
-                        f"SELECT originator_id AS i, originator_version AS v, state FROM "
-                        f"{self.table} WHERE (originator_id, originator_version) "
-                        f"IN (VALUES {values})",
-                        [p for ident, version in chunk for p in (ident.hex, version)],
-                    )
-                    found.update(self._places(curs.fetchall()))
-                return found
-            curs.execute(
-                self._q(
-                    "SELECT e.originator_id AS i, e.originator_version AS v, e.state "
-                    "FROM {events} e JOIN unnest(?::uuid[], ?::bigint[]) AS k(i, v) "
-                    "ON e.originator_id = k.i AND e.originator_version = k.v"
-                ),
-                ([k[0] for k in keys], [k[1] for k in keys]),
-            )
-            found.update(self._places(curs.fetchall()))
-        return found
-
-    @staticmethod
-    def _places(rows: Sequence[Any]) -> dict[tuple[UUID, int], bytes]:
-        return {(UUID(str(r["i"])), int(r["v"])): bytes(r["state"]) for r in rows}
+            return {key: state for key, (_, state) in self.existing(curs, keys).items()}
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -207,7 +189,6 @@ class EdgeSql(EventsSql):
         if not events:
             return Appended([], 0)
         self.setup()
-        positions: list[int] = []
         duplicates = 0
         with self._writing() as curs:
             held = self._known_in(curs, [e.event_id for e in events])
@@ -218,78 +199,75 @@ class EdgeSql(EventsSql):
                     continue
                 held.add(event.event_id)  # a repeat within the batch is a duplicate too
                 fresh.append(event)
-            positions = self._insert(curs, [e.stored for e in fresh])
+            positions = self._insert(curs, node, fresh)
+            self._advance(curs, node, max(e.origin_sequence for e in events), last_event_at)
+            if positions and not self.sqlite:
+                curs.execute(SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name)))
+        return Appended(positions, duplicates)
+
+    def _insert(self, curs: Any, node: str, fresh: Sequence[EdgeEvent]) -> list[int]:
+        """Append at the next positions, in order, each with its origin; their positions.
+
+        A statement per table per batch, not per event: that was most of a catch-up's time.
+        """
+        if not fresh:
+            return []
+        if self.sqlite:
+            # Under the write lock the next positions are the head's successors, exactly the
+            # rowids SQLite would pick itself (a rowid table without AUTOINCREMENT).
+            head = self.head(curs)
+            positions = list(range(head + 1, head + 1 + len(fresh)))
+            self.insert(curs, [(p, e.stored) for p, e in zip(positions, fresh, strict=True)])
             curs.executemany(
                 self._q(
                     "INSERT INTO {edge_events} (event_id, node, origin_sequence, position) "
                     "VALUES (?, ?, ?, ?)"
                 ),
                 [
-                    (str(e.event_id), node, e.origin_sequence, position)
-                    for e, position in zip(fresh, positions, strict=True)
+                    (str(e.event_id), node, e.origin_sequence, p)
+                    for e, p in zip(fresh, positions, strict=True)
                 ],
             )
-            self._advance(curs, node, max(e.origin_sequence for e in events), last_event_at)
-            if positions and not self.sqlite:
-                curs.execute(SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name)))
-        return Appended(positions, duplicates)
-
-    def _insert(self, curs: Any, stored: Sequence[StoredEvent]) -> list[int]:
-        """Append at the next positions, in order; their positions."""
-        params = [
-            (
-                self._id(UUID(str(e.originator_id))),
-                e.originator_version,
-                e.topic,
-                e.state,
-            )
-            for e in stored
-        ]
-        if not params:
-            return []
-        if self.sqlite:
-            positions = []
-            for row in params:
-                curs.execute(
-                    f"INSERT INTO {self.table} (originator_id, originator_version, topic, state) "
-                    "VALUES (?, ?, ?, ?)",
-                    row,
-                )
-                positions.append(int(curs.lastrowid))
             return positions
-        # One round trip for the batch; RETURNING gives each row's position, in order.
-        curs.executemany(
-            self._q(
-                "INSERT INTO {events} (originator_id, originator_version, topic, state) "
-                "VALUES (?, ?, ?, ?) RETURNING notification_id"
-            ),
-            params,
-            returning=True,
-        )
-        positions = []
-        while True:
-            row = curs.fetchone()
-            positions.append(int(row["notification_id"]))
-            if not curs.nextset():
-                return positions
-
-    def _advance(self, curs: Any, node: str, sequence: int, last_event_at: datetime) -> None:
+        # Rows take their positions in the arrays' order (as the recorder's own append does);
+        # each position is still matched back by place rather than trusted by order.
         curs.execute(
             self._q(
-                "UPDATE {cursors} SET origin_sequence = ?, last_event_at = ? "
-                "WHERE node = ? AND origin_sequence < ?"
+                "INSERT INTO {events} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %t::text[], %b::bytea[]) "
+                "RETURNING originator_id AS i, originator_version AS v, notification_id AS n"
             ),
-            (sequence, last_event_at.isoformat(), node, sequence),
+            (
+                [e.place[0] for e in fresh],
+                [e.place[1] for e in fresh],
+                [e.stored.topic for e in fresh],
+                [e.stored.state for e in fresh],
+            ),
         )
-        curs.execute(self._q("SELECT 1 AS x FROM {cursors} WHERE node = ?"), (node,))
-        if curs.fetchone() is None:
-            curs.execute(
-                self._q(
-                    "INSERT INTO {cursors} (node, origin_sequence, last_event_at, link) "
-                    "VALUES (?, ?, ?, 'unknown')"
-                ),
-                (node, sequence, last_event_at.isoformat()),
-            )
+        at = {(r["i"], int(r["v"])): int(r["n"]) for r in curs.fetchall()}
+        positions = [at[e.place] for e in fresh]
+        curs.execute(
+            self._q(
+                "INSERT INTO {edge_events} (event_id, node, origin_sequence, position) "
+                "SELECT e, %t, s, p FROM unnest(%t::text[], %b::bigint[], %b::bigint[]) "
+                "AS k(e, s, p)"
+            ),
+            (node, [str(e.event_id) for e in fresh], [e.origin_sequence for e in fresh], positions),
+        )
+        return positions
+
+    def _advance(self, curs: Any, node: str, sequence: int, last_event_at: datetime) -> None:
+        """Move the cursor forward (never back), creating it on an edge's first batch."""
+        curs.execute(
+            self._q(
+                "INSERT INTO {cursors} AS c (node, origin_sequence, last_event_at, link) "
+                "VALUES (?, ?, ?, 'unknown') ON CONFLICT (node) DO UPDATE SET "
+                "origin_sequence = excluded.origin_sequence, "
+                "last_event_at = excluded.last_event_at "
+                "WHERE c.origin_sequence < excluded.origin_sequence"
+            ),
+            (node, sequence, last_event_at.isoformat()),
+        )
 
     def observe(
         self,

@@ -24,8 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import nats
-import nats.errors
 import nats.js.errors
 from eventsourcing.persistence import StoredEvent
 from nats.aio.client import Client as NatsClient
@@ -45,11 +43,13 @@ from adapters.nats_leaf import edge_domain
 from domain.base import JanusAggregate
 from domain.edge import EdgeSync, edge_sync_id, require_edge_node
 from domain.meta import Actor, CommandContext
+from event_store import nats_client
 from event_store.application import JanusApplication
 from event_store.edge_commands import EdgeDispatcher, ensure_command_stream, resolve_answers
 from event_store.edge_store import EdgeCursor, EdgeEvent, EdgeSql
 from event_store.messages import H_AGGREGATE_ID, H_AGGREGATE_VERSION, H_TOPIC, StreamSpec
 from event_store.nats import NATS_ERRORS, STORE_ERRORS
+from projections.jetstream_pull import Puller
 
 log = logging.getLogger("janus.edge")
 
@@ -159,7 +159,7 @@ class IngestConfig:
     subject_root: str
     nodes: list[str]
     durable: str = "janus-edge-ingest"
-    batch_size: int = 500
+    batch_size: int = 2000
     probe_interval_seconds: float = 2.0
     connect_timeout_seconds: int = 3
 
@@ -182,7 +182,7 @@ class EdgeIngester:
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         config = self._config
         await asyncio.to_thread(self._sql.setup)
-        self._nc = await nats.connect(
+        self._nc = await nats_client.connect(
             servers=config.hub_url,
             name=f"janus-edge-ingest:{self._node_id}",
             connect_timeout=config.connect_timeout_seconds,
@@ -192,36 +192,77 @@ class EdgeIngester:
         try:
             await ensure_hub_stream(self._nc, config.hub_stream, config.nodes)
             await ensure_command_stream(self._nc, config.subject_root)
-            js = self._nc.jetstream()
-            sub = await js.pull_subscribe(
-                f"{config.subject_root}.edge.>",
-                durable=config.durable,
-                stream=config.hub_stream,
-                # Explicit acks: an "ack all" could ack a message still waiting for redelivery.
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1),
-            )
+            puller = await self._puller(self._nc)
             if on_ready is not None:
                 on_ready()
             probe = asyncio.create_task(self._probe_forever(stop))
             try:
-                while not stop.is_set():
-                    try:
-                        msgs = await sub.fetch(config.batch_size, timeout=0.5)
-                    except (TimeoutError, nats.errors.TimeoutError):
-                        continue
-                    except NATS_ERRORS as error:
-                        log.warning("edge: fetch failed: %s", error)
-                        await asyncio.sleep(0.5)
-                        continue
-                    if not await self._ingest_or_back_off(msgs, stop):
-                        continue
-                    for msg in msgs:
-                        await msg.ack()  # after the commit: a lost ack is a redelivered no-op
+                await self._consume(puller, stop)
             finally:
                 probe.cancel()
                 await asyncio.gather(probe, return_exceptions=True)
+                await puller.stop()
         finally:
             await self._nc.close()
+
+    async def _puller(self, nc: NatsClient) -> Puller:
+        """The durable consumer of the hub stream (created once, kept), and a puller on it."""
+        config = self._config
+        js = nc.jetstream()
+        try:
+            await js.consumer_info(config.hub_stream, config.durable)
+        except nats.js.errors.NotFoundError:
+            await js.add_consumer(
+                config.hub_stream,
+                ConsumerConfig(
+                    name=config.durable,
+                    durable_name=config.durable,
+                    filter_subject=f"{config.subject_root}.edge.>",
+                    # Explicit acks: an "ack all" could ack a message still waiting for
+                    # redelivery.
+                    ack_policy=AckPolicy.EXPLICIT,
+                    max_ack_pending=-1,
+                ),
+            )
+        puller = Puller(nc, config.hub_stream, config.durable)
+        await puller.start()
+        return puller
+
+    async def _consume(self, puller: Puller, stop: asyncio.Event) -> None:
+        """Fetch, append, ack; the next batch is fetched while this one is appended.
+
+        Batches are appended strictly one after another: if one cannot be (stopped while the
+        store is down), nothing fetched after it is appended either, so no later event can
+        overtake it. A batch fetched when the stop came is still appended, so a clean stop
+        leaves nothing delivered and unacknowledged.
+        """
+        msgs: list[Msg] = []
+        while msgs or not stop.is_set():
+            if not msgs:
+                msgs = await self._fetch(puller)
+                continue
+            prefetch = None if stop.is_set() else asyncio.create_task(self._fetch(puller))
+            try:
+                appended = await self._ingest_or_back_off(msgs, stop)
+            except BaseException:
+                await _abandon(prefetch)
+                raise
+            if appended:
+                for msg in msgs:
+                    await msg.ack()  # after the commit: a lost ack is a redelivered no-op
+            msgs = await prefetch if prefetch is not None else []
+            if not appended:
+                return  # stopped: what was fetched after the failed batch is delivered again
+
+    async def _fetch(self, puller: Puller) -> list[Msg]:
+        try:
+            return await puller.fetch(self._config.batch_size, timeout=0.5)
+        except TimeoutError:
+            return []
+        except NATS_ERRORS as error:
+            log.warning("edge: fetch failed: %s", error)
+            await asyncio.sleep(0.5)
+            return []
 
     # -- appending ------------------------------------------------------------------------------
 
@@ -282,17 +323,17 @@ class EdgeIngester:
             if event.origin_sequence > expected:
                 self._record_gap(node, expected, event.origin_sequence, "retention")
             expected = max(expected, event.origin_sequence + 1)
-        known = self._sql.known([e.event_id for e in events])
-        fresh = [e for e in events if e.event_id not in known]
-        taken = self._sql.taken([e.place for e in fresh])
+        # Every place, held ids' too: an event the cloud holds fills its own place with the
+        # same bytes, a duplicate either way (the append checks the ids again, under its lock).
+        taken = self._sql.taken([e.place for e in events])
         skip: set[UUID] = set()
-        for event in fresh:
+        for event in events:
             held = taken.get(event.place)
             if held is None:
                 continue
             skip.add(event.event_id)
             if held == event.stored.state:
-                self.duplicates += 1  # the same event, brought by `events import` (a repair)
+                self.duplicates += 1  # appended before, or brought by `events import` (a repair)
             else:
                 self._record_conflict(node, event)
         last_at: datetime = self._decode(events[-1].stored).timestamp
@@ -445,3 +486,11 @@ def _status(app: JanusApplication, cursor: EdgeCursor, now: datetime) -> EdgeSta
         gaps=gaps,
         conflicts=conflicts,
     )
+
+
+async def _abandon(task: asyncio.Task[list[Msg]] | None) -> None:
+    """Stop a fetch whose messages nobody will append; the consumer delivers them again."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])
