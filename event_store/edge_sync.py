@@ -47,9 +47,9 @@ from event_store import nats_client
 from event_store.application import JanusApplication
 from event_store.edge_commands import EdgeDispatcher, ensure_command_stream, resolve_answers
 from event_store.edge_store import EdgeCursor, EdgeEvent, EdgeSql
+from event_store.jetstream_pull import Puller
 from event_store.messages import H_AGGREGATE_ID, H_AGGREGATE_VERSION, H_TOPIC, StreamSpec
 from event_store.nats import NATS_ERRORS, STORE_ERRORS
-from projections.jetstream_pull import Puller
 
 log = logging.getLogger("janus.edge")
 

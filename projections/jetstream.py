@@ -17,8 +17,9 @@ view equal to the log whatever NATS, the network or a SIGKILL does:
   removes it. Nothing after it is applied meanwhile.
 
 Over 500 lines on purpose: what is left here is one state machine (subscribe, accept, drain,
-hold, recover) whose rules above span all of it. The pull requests (``jetstream_pull``), where
-the consumer starts (``jetstream_cursor``) and the status row (``feed_status``) live apart.
+hold, recover) whose rules above span all of it. The pull requests
+(``event_store.jetstream_pull``, shared with the edge ingester), where the consumer starts
+(``jetstream_cursor``) and the status row (``feed_status``) live apart.
 """
 
 from __future__ import annotations
@@ -45,13 +46,13 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from event_store.heartbeat import StatusRow
+from event_store.jetstream_pull import Puller
 from event_store.messages import StreamSpec, notification_from_message
 from event_store.nats import NATS_ERRORS, StreamMismatch, ensure_stream
 from event_store.nats import STORE_ERRORS as SHARED_STORE_ERRORS
 from projections.collector import collector_paused
 from projections.feed_status import DEFAULT_HEARTBEAT, FeedState, FeedStatus, feed_status_table
 from projections.jetstream_cursor import ensure_consumer, start_sequence
-from projections.jetstream_pull import Puller
 from projections.registry import Runner, TargetUnavailable
 
 log = logging.getLogger(__name__)
