@@ -40,7 +40,7 @@ def edge_owner(runner: CommandRunner, aggregate_id: UUID) -> str | None:
     first: Any = next(iter(runner.app.events.get(aggregate_id, lte=1)), None)
     if first is None or first.meta.node_id == runner.node_id:
         return None
-    if not EdgeSql(runner.app).known([first.meta.event_id]):
+    if not EdgeSql.of(runner.app).known([first.meta.event_id]):
         return None  # imported (`janus events import`), not synced: this node's to decide
     node: str = first.meta.node_id
     return node

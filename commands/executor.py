@@ -155,7 +155,7 @@ class Executor:
         where the device is) executes it; running it here too would be a second execution."""
         if granted.meta.node_id == self.node_id:
             return False
-        return bool(EdgeSql(self.app).known([granted.meta.event_id]))
+        return bool(EdgeSql.of(self.app).known([granted.meta.event_id]))
 
     def _tracking(self, position: int) -> Tracking:
         return Tracking(self.name, position)

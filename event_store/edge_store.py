@@ -9,6 +9,7 @@ commit together or neither does.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,6 +69,9 @@ def _when(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_BY_APP: weakref.WeakKeyDictionary[JanusApplication, EdgeSql] = weakref.WeakKeyDictionary()
+
+
 class EdgeSql(EventsSql):
     """Edge tables beside the events table, written through the recorder's own connections
     (the transactions and the append lock are the bulk writer's: event_store/bulk_sql.py)."""
@@ -76,6 +80,15 @@ class EdgeSql(EventsSql):
         super().__init__(app)
         self.mark = "?" if self.sqlite else "%s"
         self._ready = False
+
+    @classmethod
+    def of(cls, app: JanusApplication) -> EdgeSql:
+        """One per application: the tables are created once per process, not on every lookup
+        (the executor and the command service ask for each grant from another node)."""
+        found = _BY_APP.get(app)
+        if found is None:
+            found = _BY_APP.setdefault(app, cls(app))
+        return found
 
     # -- plumbing -------------------------------------------------------------------------------
 
