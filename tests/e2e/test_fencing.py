@@ -54,7 +54,9 @@ def terminate_lock_holder(url: str, lock_name: str) -> int:
     with psycopg.connect(url, autocommit=True) as admin:
         rows = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
-            " AND granted AND classid = %s AND objid = %s AND objsubid = 1",
+            " AND granted AND classid = %s AND objid = %s AND objsubid = 1"
+            # Advisory keys are per database: never end another database's (another test's) session.
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (classid, objid),
         ).fetchall()
     return len(rows)
