@@ -21,6 +21,10 @@ def janus_env(settings: Settings, crash_at: str | None = None) -> dict[str, str]
     env["JANUS_NODE_ID"] = settings.node_id
     # Stories that script decisions by hand run without the agent; agent tests turn it on.
     env["JANUS_AGENT_ENABLED"] = os.environ.get("JANUS_AGENT_ENABLED", "false")
+    # Nor do they use the knowledge views or entity extraction, which load embedding and language
+    # models into the process under test (their own tests run them).
+    env["JANUS_RUNTIME_VIEWS"] = os.environ.get("JANUS_RUNTIME_VIEWS", "none")
+    env["JANUS_EXTRACTION_ENABLED"] = os.environ.get("JANUS_EXTRACTION_ENABLED", "false")
     if settings.database_url:
         env["JANUS_DATABASE_URL"] = settings.database_url
     if crash_at:

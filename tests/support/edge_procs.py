@@ -56,5 +56,11 @@ class Proc:
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_")}
-    env.update(JANUS_HOME=str(home), JANUS_AGENT_ENABLED="false", COLUMNS="200", **extra)
+    env["JANUS_HOME"] = str(home)
+    env["COLUMNS"] = "200"
+    # The edge's runtime without the agent, the knowledge views and extraction: none is under test.
+    env["JANUS_AGENT_ENABLED"] = "false"
+    env["JANUS_RUNTIME_VIEWS"] = "none"
+    env["JANUS_EXTRACTION_ENABLED"] = "false"
+    env.update(extra)
     return env
