@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,7 @@ from adapters.graph import GraphNode, GraphStore
 from adapters.graph_falkordb import FalkorDBGraphStore
 from adapters.graph_ladybug import LadybugGraphStore
 from bench import graph as bench_graph
-from domain.confirmation import Confirmation, HazardClass
 from domain.document import Document
-from domain.effect import Effect
 from domain.goal import Goal
 from domain.job import Job, JobFire, MisfirePolicy
 from projections.graph import entity_id, relation_id
@@ -32,6 +29,7 @@ from tests.support.graph_log import (
     DOOR_TEXT,
     T0,
     Log,
+    confirmed_effect,
     decide,
     ent,
     ingest,
@@ -71,23 +69,7 @@ def test_provenance_runs_from_goal_through_decision_and_confirmation_to_effect(
     goal = Goal.submit(uuid.uuid4(), "open the front door", "alice", 5, log.ctx)
     log.record(goal)
     decision = decide(log, goal, [first_chunk, "not-a-chunk"])
-    confirmation = Confirmation.request(
-        uuid.uuid4(),
-        goal.id,
-        decision.decision_id,
-        "unlock_door",
-        {"door": "front"},
-        HazardClass.HIGH,
-        T0,
-        T0 + timedelta(minutes=5),
-        log.ctx,
-    )
-    log.record(confirmation)
-    confirmation.grant("bob", T0 + timedelta(minutes=1), log.ctx)
-    log.record(confirmation)
-    effect = Effect.start(confirmation.id, goal.id, "unlock_door", {"door": "front"}, log.ctx)
-    effect.succeed({"ok": True}, log.ctx)
-    log.record(effect)
+    confirmation, effect = confirmed_effect(log, goal, decision)
     projection = view(store, blobs)
 
     assert projection.apply(log.events) == len(log.events)
