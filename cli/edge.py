@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -31,13 +32,24 @@ from bootstrap.edge import (
 from bootstrap.process import JanusProcess
 from bootstrap.relay import build_relay
 from bootstrap.settings import Settings
-from cli.common import BadInput, JsonFlag, cli_errors
+from cli.common import (
+    ActorName,
+    BadInput,
+    JsonFlag,
+    cli_errors,
+    export_size_hint,
+    open_store,
+    operator,
+    print_json,
+    progress_bar,
+)
 from commands.edge_requests import SendEdgeRequest
 from commands.invocation import Invocation
 from domain.edge_requests import EdgeRequest, RequestKind
 from domain.meta import Actor, ActorKind
 from event_store.edge_sync import EdgeStatus
 from event_store.relay.thread import RelayThread
+from replay.edge_repair import EdgeImport, import_edge_export
 
 app = typer.Typer(no_args_is_help=True, help="Edge nodes: offline work synced to the cloud.")
 
@@ -83,7 +95,9 @@ def status(
     if not statuses:
         typer.echo("no edge has synced yet")
         return
-    table = Table("node", "origin seq", "lag", "lag s", "link", "last contact", "gaps", "conflicts")
+    table = Table(
+        "node", "origin seq", "lag", "lag s", "link", "last contact", "gaps", "parked", "conflicts"
+    )
     for s in statuses:
         table.add_row(
             s.node,
@@ -92,16 +106,19 @@ def status(
             "?" if s.lag_seconds is None else f"{s.lag_seconds:.1f}",
             s.link,
             s.last_contact.isoformat(timespec="seconds") if s.last_contact else "never",
-            str(len(s.gaps)),
+            f"{sum(1 for g in s.gaps if not g.get('repaired_at'))}/{len(s.gaps)}",
+            str(s.parked),
             str(len(s.conflicts)),
         )
     Console(highlight=False, width=160).print(table)
     for s in statuses:
         for gap in s.gaps:
+            if gap.get("repaired_at"):
+                continue
             typer.echo(
                 f"GAP {s.node}: expected origin sequence {gap['expected']}, found "
-                f"{gap['found']} ({gap['reason']}); repair with `janus events export` on the edge "
-                "and `janus events import` here"
+                f"{gap['found']} ({gap['reason']}); repair with `janus events export FILE` on "
+                "the edge and `janus edge import FILE` here"
             )
 
 
@@ -114,6 +131,7 @@ def _as_dict(s: EdgeStatus) -> dict[str, Any]:
         "link": s.link,
         "last_contact": s.last_contact.isoformat() if s.last_contact else None,
         "gaps": s.gaps,
+        "parked": s.parked,
         "conflicts": s.conflicts,
     }
 
@@ -273,3 +291,55 @@ def _request_dict(r: EdgeRequest) -> dict[str, Any]:
         "conflict": r.conflict,
         "requested_by": r.requested_by,
     }
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(help="The edge's `janus events export` file (.gz read as gzip).")
+    ],
+    require_signature: Annotated[
+        bool,
+        typer.Option(
+            "--require-signature",
+            help="Refuse a file whose signature JANUS_EXPORT_HMAC_KEY does not verify.",
+        ),
+    ] = False,
+    actor_name: ActorName = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Repair an edge's gap here in the cloud with the edge's own export.
+
+    Checks the whole file, then in one transaction appends the edge events the cloud lacks (in
+    the edge's order), and the events that waited for them; a later delivery of any of them is
+    a no-op. A gap the file covers is recorded as repaired. Refused whole, never in part.
+    --json prints {"node", "events", "sha256", "signature", "written", "already_present",
+    "released", "gaps_closed", "gaps_open", "parked"}.
+    """
+    with (
+        cli_errors(ctx, files=True),
+        open_store(scan=True) as store,
+        progress_bar("checking", export_size_hint(file)) as progress,
+    ):
+        result = import_edge_export(store, file, operator(actor_name), progress, require_signature)
+    if as_json:
+        print_json(result.json())
+        return
+    _print_repair(result)
+
+
+def _print_repair(result: EdgeImport) -> None:
+    typer.echo(
+        f"imported {result.events} events from edge {result.node} ({result.signature}): "
+        f"{result.written} written, {result.duplicates} already here, {result.released} "
+        "released from waiting"
+    )
+    for gap in result.closed:
+        typer.echo(f"gap closed: origin sequences {gap['expected']}..{gap['found'] - 1}")
+    for gap in result.still_open:
+        typer.echo(
+            f"GAP still open: expected {gap['expected']}, found {gap['found']} ({gap['reason']})"
+        )
+    if result.parked:
+        typer.echo(f"{result.parked} event(s) still wait for earlier versions of their aggregate")

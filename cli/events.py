@@ -26,6 +26,7 @@ from cli.common import (
     DebugFlag,
     JsonFlag,
     cli_errors,
+    export_size_hint,
     grid,
     open_store,
     operator,
@@ -401,7 +402,7 @@ def events_import(
     "checked_only", "problems"}.
     """
     with cli_errors(ctx, files=True), open_store() as store:
-        total = _count_hint(file)
+        total = export_size_hint(file)
         actor = operator(actor_name) if actor_name else None
         with progress_bar("checking", total) as progress:
             result = import_events(
@@ -448,11 +449,3 @@ def _print_import(result: Imported) -> None:
         out().print(
             f"{result.grants} imported grant(s) are history: the executor here does not run them"
         )
-
-
-def _count_hint(file: Path) -> int:
-    """A progress total from the file size (about 700 bytes an event); only for the bar."""
-    try:
-        return file.stat().st_size // 700
-    except OSError:
-        return 0

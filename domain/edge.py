@@ -4,7 +4,8 @@ The cloud ingester appends an edge's events as they arrive; what it must never d
 skip. A retention gap (the edge's stream no longer holds the next sequence the cloud expects), a
 re-created origin stream, or an edge event whose place in an aggregate's history the cloud has
 already filled with a different event: each is recorded here as a fact, shown in the edge status
-and kept in the audit trail.
+and kept in the audit trail. A gap closed by importing the edge's own export is recorded too
+(``GapRepaired``), beside the gap it closes.
 """
 
 from __future__ import annotations
@@ -73,6 +74,46 @@ class EdgeSync(JanusAggregate):
                     "at": self.timestamp.isoformat(),
                 }
             )
+
+    def repair_gap(
+        self, expected: int, found: int, sha256: str, imported: int, ctx: CommandContext
+    ) -> bool:
+        """An import from the edge's own export filled the gap (proven by its caller): once."""
+        gap = next(
+            (g for g in self.gaps if g["expected"] == expected and g["found"] == found), None
+        )
+        if gap is None:
+            raise InvalidValue(f"no gap from {expected} to {found} is recorded for {self.node}")
+        if gap.get("repaired_at"):
+            return False
+        self._record(
+            self.GapRepaired,
+            ctx,
+            node=self.node,
+            expected=expected,
+            found=found,
+            sha256=sha256,
+            imported=imported,
+        )
+        return True
+
+    @property
+    def open_gaps(self) -> list[dict[str, Any]]:
+        return [g for g in self.gaps if not g.get("repaired_at")]
+
+    class GapRepaired(JanusAggregate.Event):
+        node: str
+        expected: int
+        found: int
+        sha256: str  # the imported file's: which export closed it
+        imported: int
+
+        def apply(self, aggregate: Any) -> None:
+            for gap in aggregate.gaps:
+                if gap["expected"] == self.expected and gap["found"] == self.found:
+                    gap["repaired_at"] = self.timestamp.isoformat()
+                    gap["repaired_by"] = self.sha256
+                    gap["imported"] = self.imported
 
     def record_conflict(
         self,

@@ -4,7 +4,8 @@ One transaction per batch takes the same lock every append takes (Postgres ``LOC
 EXCLUSIVE MODE``; SQLite ``BEGIN IMMEDIATE``), appends the edge events at the next positions,
 records each event id with its origin node and sequence (the primary key makes a repeat a no-op
 in any order) and moves the edge's cursor. The cursor and the events can never disagree: both
-commit together or neither does.
+commit together or neither does. An event that would leave a hole in its aggregate's history
+(after a gap) is parked instead (event_store/edge_parking.py).
 """
 
 from __future__ import annotations
@@ -17,31 +18,17 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Identifier
 
 from event_store.application import JanusApplication
 from event_store.bulk_sql import EventsSql
+from event_store.edge_event import EdgeEvent
+from event_store.edge_parking import PARKED_TABLE, Parking, Repaired, create_statement
+
+__all__ = ["Appended", "EdgeCursor", "EdgeEvent", "EdgeSql", "Repaired"]
 
 EVENTS_TABLE = "janus_edge_events"
 CURSORS_TABLE = "janus_edge_cursors"
-
-
-@dataclass(frozen=True)
-class EdgeEvent:
-    """One edge event as it arrived: who sent it, where it sat in the edge stream, the event."""
-
-    node: str
-    origin_sequence: int
-    event_id: UUID
-    stored: StoredEvent
-
-    @property
-    def place(self) -> tuple[UUID, int]:
-        """Where the event sits in its aggregate's history: (aggregate id, version)."""
-        ident = self.stored.originator_id
-        ident = ident if isinstance(ident, UUID) else UUID(str(ident))
-        return ident, self.stored.originator_version
 
 
 @dataclass(frozen=True)
@@ -60,6 +47,7 @@ class EdgeCursor:
 class Appended:
     positions: list[int]
     duplicates: int
+    parked: int = 0
 
 
 def _when(text: str | None) -> datetime | None:
@@ -80,6 +68,7 @@ class EdgeSql(EventsSql):
         super().__init__(app)
         self.mark = "?" if self.sqlite else "%s"
         self._ready = False
+        self.parking = Parking(self)
 
     @classmethod
     def of(cls, app: JanusApplication) -> EdgeSql:
@@ -93,14 +82,21 @@ class EdgeSql(EventsSql):
     # -- plumbing -------------------------------------------------------------------------------
 
     def _q(self, text: str) -> Any:
-        """``{events}``, ``{edge_events}``, ``{cursors}`` named per backend; ``?`` placeholders."""
+        """``{events}``, ``{edge_events}``, ``{cursors}``, ``{parked}`` named per backend; ``?``
+        placeholders."""
         if self.sqlite:
-            return text.format(events=self.table, edge_events=EVENTS_TABLE, cursors=CURSORS_TABLE)
+            return text.format(
+                events=self.table,
+                edge_events=EVENTS_TABLE,
+                cursors=CURSORS_TABLE,
+                parked=PARKED_TABLE,
+            )
         schema = self.recorder.datastore.schema
         return SQL(text.replace("?", "%s")).format(  # type: ignore[arg-type, unused-ignore]
             events=Identifier(schema, self.table),
             edge_events=Identifier(schema, EVENTS_TABLE),
             cursors=Identifier(schema, CURSORS_TABLE),
+            parked=Identifier(schema, PARKED_TABLE),
         )
 
     @contextmanager
@@ -127,6 +123,7 @@ class EdgeSql(EventsSql):
             f"origin_sequence {big} NOT NULL, stream_created TEXT, last_event_at TEXT, "
             f"origin_first_sequence {big}, origin_last_sequence {big}, "
             "link TEXT NOT NULL, last_contact TEXT)",
+            create_statement(self.sqlite),
         ]
         with self.recorder.datastore.transaction(commit=True) as curs:
             for statement in statements:
@@ -165,21 +162,27 @@ class EdgeSql(EventsSql):
             return self._known_in(curs, event_ids)
 
     def _known_in(self, curs: Any, event_ids: Sequence[UUID]) -> set[UUID]:
+        return set(self.held_positions(curs, event_ids))
+
+    def held_positions(self, curs: Any, event_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """Which of these edge event ids the cloud holds, at which position (0: parked)."""
         if not event_ids:
-            return set()
+            return {}
         if not self.sqlite:  # one statement whatever the count: parsed once, not per size
             curs.execute(
-                self._q("SELECT event_id FROM {edge_events} WHERE event_id = ANY(?::text[])"),
+                self._q(
+                    "SELECT event_id, position FROM {edge_events} WHERE event_id = ANY(?::text[])"
+                ),
                 ([str(e) for e in event_ids],),
             )
-            return {UUID(str(r["event_id"])) for r in curs.fetchall()}
-        found: set[UUID] = set()
+            return {UUID(str(r["event_id"])): int(r["position"]) for r in curs.fetchall()}
+        found: dict[UUID, int] = {}
         for start in range(0, len(event_ids), 400):  # under SQLite's parameter limit
             chunk = [str(e) for e in event_ids[start : start + 400]]
             marks = ",".join("?" * len(chunk))
-            query = f"SELECT event_id FROM {{edge_events}} WHERE event_id IN ({marks})"
+            query = f"SELECT event_id, position FROM {{edge_events}} WHERE event_id IN ({marks})"
             curs.execute(self._q(query), chunk)
-            found.update(UUID(str(r["event_id"])) for r in curs.fetchall())
+            found.update({UUID(str(r["event_id"])): int(r["position"]) for r in curs.fetchall()})
         return found
 
     def taken(self, keys: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], bytes]:
@@ -212,11 +215,40 @@ class EdgeSql(EventsSql):
                     continue
                 held.add(event.event_id)  # a repeat within the batch is a duplicate too
                 fresh.append(event)
+            fresh, waiting = self.parking.in_order(curs, fresh)
+            self.parking.park(curs, node, waiting)
             positions = self._insert(curs, node, fresh)
             self._advance(curs, node, max(e.origin_sequence for e in events), last_event_at)
             if positions and not self.sqlite:
                 curs.execute(SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name)))
-        return Appended(positions, duplicates)
+        return Appended(positions, duplicates, len(waiting))
+
+    def repair(self, node: str, events: Sequence[EdgeEvent]) -> Repaired:
+        """Import the edge's own export (``events``, in its log order): one transaction under
+        the append lock; refused whole (``EdgeRepairRefused``) if any event cannot go in."""
+        self.setup()
+        with self._writing() as curs:
+            repaired = self.parking.repair(curs, node, events)
+            if (repaired.written or repaired.released) and not self.sqlite:
+                curs.execute(SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name)))
+        return repaired
+
+    def parked_counts(self) -> dict[str, int]:
+        """How many events wait for a hole to be filled, per edge."""
+        with self._reading() as curs:
+            return self.parking.counts(curs)
+
+    def event_at(self, node: str, origin_sequence: int) -> UUID | None:
+        """The id of the edge event that arrived at this origin sequence (None: none did)."""
+        with self._reading() as curs:
+            curs.execute(
+                self._q(
+                    "SELECT event_id FROM {edge_events} WHERE node = ? AND origin_sequence = ?"
+                ),
+                (node, origin_sequence),
+            )
+            rows = curs.fetchall()
+        return UUID(str(rows[0]["event_id"])) if len(rows) == 1 else None
 
     def _insert(self, curs: Any, node: str, fresh: Sequence[EdgeEvent]) -> list[int]:
         """Append at the next positions, in order, each with its origin; their positions.
@@ -225,22 +257,18 @@ class EdgeSql(EventsSql):
         """
         if not fresh:
             return []
+        positions = self.insert_log(curs, fresh)
+        self.record_ids(curs, node, fresh, positions)
+        return positions
+
+    def insert_log(self, curs: Any, events: Sequence[EdgeEvent]) -> list[int]:
+        """The events into the log at the next positions, in order; their positions."""
         if self.sqlite:
             # Under the write lock the next positions are the head's successors, exactly the
             # rowids SQLite would pick itself (a rowid table without AUTOINCREMENT).
             head = self.head(curs)
-            positions = list(range(head + 1, head + 1 + len(fresh)))
-            self.insert(curs, [(p, e.stored) for p, e in zip(positions, fresh, strict=True)])
-            curs.executemany(
-                self._q(
-                    "INSERT INTO {edge_events} (event_id, node, origin_sequence, position) "
-                    "VALUES (?, ?, ?, ?)"
-                ),
-                [
-                    (str(e.event_id), node, e.origin_sequence, p)
-                    for e, p in zip(fresh, positions, strict=True)
-                ],
-            )
+            positions = list(range(head + 1, head + 1 + len(events)))
+            self.insert(curs, [(p, e.stored) for p, e in zip(positions, events, strict=True)])
             return positions
         # Rows take their positions in the arrays' order (as the recorder's own append does);
         # each position is still matched back by place rather than trusted by order.
@@ -251,23 +279,44 @@ class EdgeSql(EventsSql):
                 "RETURNING originator_id AS i, originator_version AS v, notification_id AS n"
             ),
             (
-                [e.place[0] for e in fresh],
-                [e.place[1] for e in fresh],
-                [e.stored.topic for e in fresh],
-                [e.stored.state for e in fresh],
+                [e.place[0] for e in events],
+                [e.place[1] for e in events],
+                [e.stored.topic for e in events],
+                [e.stored.state for e in events],
             ),
         )
         at = {(r["i"], int(r["v"])): int(r["n"]) for r in curs.fetchall()}
-        positions = [at[e.place] for e in fresh]
+        return [at[e.place] for e in events]
+
+    def record_ids(
+        self, curs: Any, node: str, events: Sequence[EdgeEvent], positions: Sequence[int]
+    ) -> None:
+        """Each event id as held, with its origin and position (0: parked, not in the log)."""
+        if self.sqlite:
+            curs.executemany(
+                self._q(
+                    "INSERT INTO {edge_events} (event_id, node, origin_sequence, position) "
+                    "VALUES (?, ?, ?, ?)"
+                ),
+                [
+                    (str(e.event_id), node, e.origin_sequence, p)
+                    for e, p in zip(events, positions, strict=True)
+                ],
+            )
+            return
         curs.execute(
             self._q(
                 "INSERT INTO {edge_events} (event_id, node, origin_sequence, position) "
                 "SELECT e, %t, s, p FROM unnest(%t::text[], %b::bigint[], %b::bigint[]) "
                 "AS k(e, s, p)"
             ),
-            (node, [str(e.event_id) for e in fresh], [e.origin_sequence for e in fresh], positions),
+            (
+                node,
+                [str(e.event_id) for e in events],
+                [e.origin_sequence for e in events],
+                list(positions),
+            ),
         )
-        return positions
 
     def _advance(self, curs: Any, node: str, sequence: int, last_event_at: datetime) -> None:
         """Move the cursor forward (never back), creating it on an edge's first batch."""

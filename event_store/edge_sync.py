@@ -176,6 +176,7 @@ class EdgeIngester:
         self.duplicates = 0
         self.gaps = 0
         self.conflicts = 0
+        self.parked = 0
         self.dispatcher = EdgeDispatcher(app, config.subject_root)
         self._nc: NatsClient | None = None
 
@@ -340,6 +341,14 @@ class EdgeIngester:
         result = self._sql.append(node, events, skip, last_at)
         self.appended += len(result.positions)
         self.duplicates += result.duplicates
+        if result.parked:
+            self.parked += result.parked
+            log.error(
+                "edge %s: %d event(s) wait for earlier versions of their aggregates (a gap): "
+                "repair with `janus edge import`",
+                node,
+                result.parked,
+            )
         # Every batch, redelivered ones too: resolving is idempotent and finishes a crash here.
         stored = (e.stored for e in events)
         self.conflicts += resolve_answers(self._app, node, stored, self._node_id)
@@ -447,12 +456,15 @@ class EdgeStatus:
     last_contact: datetime | None
     gaps: list[dict[str, object]]
     conflicts: list[dict[str, object]]
+    parked: int = 0  # events held back until a gap's repair fills their aggregate's history
 
 
 def edge_statuses(app: JanusApplication, now: datetime | None = None) -> list[EdgeStatus]:
     """Every edge the cloud has heard of, with what it lacks and what went wrong."""
     now = now or datetime.now(UTC)
-    return [_status(app, cursor, now) for cursor in EdgeSql(app).cursors()]
+    sql = EdgeSql.of(app)
+    parked = sql.parked_counts()
+    return [_status(app, cursor, now, parked.get(cursor.node, 0)) for cursor in sql.cursors()]
 
 
 def _link(cursor: EdgeCursor, now: datetime) -> str:
@@ -463,7 +475,7 @@ def _link(cursor: EdgeCursor, now: datetime) -> str:
     return cursor.link
 
 
-def _status(app: JanusApplication, cursor: EdgeCursor, now: datetime) -> EdgeStatus:
+def _status(app: JanusApplication, cursor: EdgeCursor, now: datetime, parked: int) -> EdgeStatus:
     gaps: list[dict[str, object]] = []
     conflicts: list[dict[str, object]] = []
     ident = edge_sync_id(cursor.node)
@@ -485,6 +497,7 @@ def _status(app: JanusApplication, cursor: EdgeCursor, now: datetime) -> EdgeSta
         last_contact=cursor.last_contact,
         gaps=gaps,
         conflicts=conflicts,
+        parked=parked,
     )
 
 

@@ -25,7 +25,15 @@ class EdgeOut(BaseModel):
         "unknown (not probed yet) or stale (no ingester has probed it lately)."
     )
     last_contact: datetime | None
-    gaps: list[dict[str, Any]] = Field(description="Recorded retention gaps; repair by export.")
+    gaps: list[dict[str, Any]] = Field(
+        description="Recorded gaps (expected, found, reason, at); a gap closed by "
+        "`janus edge import` also has repaired_at, repaired_by (the file's sha256), imported."
+    )
+    parked: int = Field(
+        default=0,
+        description="Edge events held back until a gap's repair brings their aggregate's "
+        "earlier versions.",
+    )
     conflicts: list[dict[str, Any]] = Field(description="Edge events the cloud kept apart.")
 
 
