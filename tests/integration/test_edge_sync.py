@@ -10,17 +10,22 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import nats
 import pytest
 
 from bootstrap.container import Janus
+from bootstrap.history import open_store
 from bootstrap.settings import Settings
 from commands import models as m
 from domain.edge import EdgeSync, edge_sync_id
 from domain.effect import EffectStatus
+from domain.meta import Actor, ActorKind
 from event_store.edge_sync import edge_statuses
+from replay.edge_repair import import_edge_export
+from replay.exchange import export_events
 from tests.servers import wait_until
 from tests.support.commands import as_alice
 from tests.support.edge import (
@@ -140,8 +145,8 @@ def test_two_edges_at_once_each_in_its_own_domain(
     assert [s.node for s in edge_statuses(cloud.app)] == ["n1", "n2"]
 
 
-def test_a_retention_gap_is_recorded_never_skipped_silently(
-    cloud: Janus, edges: tuple[EdgeCluster, dict[str, Janus]]
+def test_a_retention_gap_is_recorded_never_skipped_silently_and_the_edge_export_repairs_it(
+    cloud: Janus, edges: tuple[EdgeCluster, dict[str, Janus]], tmp_path: Path
 ) -> None:
     cluster, built = edges
     edge = built["n1"]
@@ -150,11 +155,14 @@ def test_a_retention_gap_is_recorded_never_skipped_silently(
         running_edge_relay(edge, max_bytes=8 * 1024),
         running_ingester(cloud, cluster.ingest_config(["n1"])) as ingester,
     ):
-        submit_goals(edge, 1, "before")
+        goal = edge.commands.submit_goal(m.SubmitGoal(text="before"), as_alice()).aggregate_id
         assert_synced(cloud, edge, "n1")
         synced = edge_statuses(cloud.app)[0].origin_sequence
         cluster.hub.stop()
+        # The goal's middle is lost with the rest; its end (cancelled last) is still held.
+        edge.commands.record_plan(m.RecordPlan(goal_id=goal, steps=["wait"]), as_alice())
         submit_goals(edge, 40, "lost to retention")
+        edge.commands.cancel_goal(m.CancelGoal(goal_id=goal), as_alice())
         wait_caught_up(edge)
         cluster.hub.start()
         wait_until(lambda: ingester.gaps == 1, 60, message="the gap to be recorded")
@@ -170,9 +178,28 @@ def test_a_retention_gap_is_recorded_never_skipped_silently(
     assert int(str(gap["found"])) > synced + 1
     sync: EdgeSync = cloud.app.repository.get(edge_sync_id("n1"))
     assert sync.gaps == status.gaps
-    # What did arrive arrived once.
+    # What did arrive arrived once; the goal's end waits for its middle instead of a hole.
     seen = Counter(event_id for event_id, _, _ in events_of_node(cloud.app, "n1"))
     assert set(seen.values()) == {1}
+    assert status.parked == 1
+    assert [v for _, a, v in events_of_node(cloud.app, "n1") if a == goal] == [1]
+
+    # The repair: the edge's own export, imported in the cloud.
+    file = tmp_path / "n1.jsonl"
+    with closing(open_store(edge.settings, use_views=False)) as edge_store:
+        export_events(edge_store, file)
+    with closing(open_store(cloud.settings, use_views=False)) as cloud_store:
+        repaired = import_edge_export(cloud_store, file, Actor(ActorKind.USER, "olga"))
+    assert repaired.written > 0 and repaired.released == 1
+    assert [(g["expected"], g["found"]) for g in repaired.closed] == [
+        (gap["expected"], gap["found"])
+    ]
+    assert holds_exactly_once(cloud, edge, "n1")
+    assert per_aggregate(events_of_node(cloud.app, "n1")) == per_aggregate(
+        events_of_node(edge.app, "n1")
+    )
+    (status,) = edge_statuses(cloud.app)
+    assert status.parked == 0 and status.gaps[0]["repaired_by"] == repaired.sha256
 
 
 def test_a_re_created_edge_stream_is_recorded_as_a_gap(
