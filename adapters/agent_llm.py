@@ -73,15 +73,26 @@ def messages(turns: Sequence[tuple[str, str]]) -> list[BaseMessage]:
     return [MESSAGE_TYPES[role](content=text) for role, text in turns]
 
 
-def build_prompt() -> ChatPromptTemplate:
-    """System, few-shot conversations, then the goal's own conversation."""
+def few_shot_prompt(
+    system: str, examples: Sequence[Sequence[tuple[str, str]]]
+) -> ChatPromptTemplate:
+    """The system turn, the few-shot conversations, then the live one (``conversation``).
+
+    The shape every Janus prompt has (the agent's, entity extraction's), so the fixed part a
+    model can evaluate once is always the system turn and the examples, in this order.
+    """
     shots = FewShotChatMessagePromptTemplate(
         example_prompt=ChatPromptTemplate.from_messages([MessagesPlaceholder("turns")]),
-        examples=[{"turns": messages(example)} for example in EXAMPLES],
+        examples=[{"turns": messages(example)} for example in examples],
     )
     return ChatPromptTemplate.from_messages(
-        [("system", SYSTEM), shots, MessagesPlaceholder("conversation")]
+        [("system", system), shots, MessagesPlaceholder("conversation")]
     )
+
+
+def build_prompt() -> ChatPromptTemplate:
+    """System, few-shot conversations, then the goal's own conversation."""
+    return few_shot_prompt(SYSTEM, EXAMPLES)
 
 
 ROLES = {"system": "system", "human": "user", "ai": "assistant"}

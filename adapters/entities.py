@@ -28,14 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.prompts import (
-    ChatPromptTemplate,
-    FewShotChatMessagePromptTemplate,
-    MessagesPlaceholder,
-)
+from langchain_core.prompts import ChatPromptTemplate
 
-from adapters.agent_llm import ASSISTANT_START, messages, to_chatml
-from adapters.llm import DecisionModel, ModelUnavailable
+from adapters.agent_llm import ASSISTANT_START, few_shot_prompt, messages, to_chatml
+from adapters.llm import DecisionModel, ModelUnavailable, json_objects
 
 __all__ = [
     "ENTITY_TYPES",
@@ -132,20 +128,6 @@ class EntityModel(ABC):
         """The entities and relations `text` names; deterministic for the same text."""
 
 
-def _first_object(raw_output: str) -> dict[str, Any]:
-    decoder = json.JSONDecoder()
-    start = raw_output.find("{")
-    while start != -1:
-        try:
-            value, _ = decoder.raw_decode(raw_output, start)
-        except ValueError:
-            value = None
-        if isinstance(value, dict):
-            return value
-        start = raw_output.find("{", start + 1)
-    return {}
-
-
 def _items(value: Any) -> list[Mapping[str, Any]]:
     return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
@@ -154,7 +136,7 @@ def parse_extraction(
     raw_output: str, text: str
 ) -> tuple[list[ExtractedEntity], list[ExtractedRelation]]:
     """Entities named in `text` (first spelling per name wins) and relations between them."""
-    found = _first_object(raw_output)
+    found = next(json_objects(raw_output), {})
     folded = text.casefold()
     entities: dict[str, ExtractedEntity] = {}
     for item in _items(found.get("entities")):
@@ -222,15 +204,7 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
 
 
 def build_extraction_prompt() -> ChatPromptTemplate:
-    shots = FewShotChatMessagePromptTemplate(
-        example_prompt=ChatPromptTemplate.from_messages([MessagesPlaceholder("turns")]),
-        examples=[
-            {"turns": messages([("human", text), ("ai", answer)])} for text, answer in EXAMPLES
-        ],
-    )
-    return ChatPromptTemplate.from_messages(
-        [("system", SYSTEM), shots, MessagesPlaceholder("conversation")]
-    )
+    return few_shot_prompt(SYSTEM, [(("human", text), ("ai", answer)) for text, answer in EXAMPLES])
 
 
 TEMPLATE = build_extraction_prompt()

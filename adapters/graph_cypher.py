@@ -4,8 +4,8 @@ Each node carries two labels: a base label that scopes the namespace (`JanusNode
 graph of its own; `JanusNode_<namespace>` in Neo4j, where one database holds every namespace) and
 its own label. Ids are unique per base label and indexed, so `MERGE` finds a node by id in one
 lookup. Labels and edge types cannot be query parameters; they are spliced in only after
-`adapters.graph.check_name` accepted them. Everything else travels as parameters, batched with
-`UNWIND`. The dialects differ in running a query, creating indexes, and in how namespaces and
+`adapters.graph_model.check_name` accepted them. Everything else travels as parameters, batched
+with `UNWIND`. The dialects differ in running a query, creating indexes, and in how namespaces and
 aliases are kept: that lives in adapters/graph_falkordb.py and adapters/graph_neo4j.py.
 """
 
@@ -15,12 +15,12 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from adapters.graph import (
+from adapters.graph import GraphStore
+from adapters.graph_model import (
     GraphCounts,
     GraphEdge,
     GraphNode,
     GraphPath,
-    GraphStore,
     Subgraph,
     check_position,
     sort_subgraph,

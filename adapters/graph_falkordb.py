@@ -15,8 +15,8 @@ from typing import Any
 from falkordb import FalkorDB
 from redis.exceptions import RedisError, ResponseError
 
-from adapters.graph import GraphStoreError, InvalidGraphInput, NamespaceNotFound, check_name
 from adapters.graph_cypher import BASE_PREFIX, META_LABEL, CypherGraphStore, Row
+from adapters.graph_model import GraphStoreError, InvalidGraphInput, NamespaceNotFound, check_name
 
 __all__ = ["FalkorDBGraphStore"]
 

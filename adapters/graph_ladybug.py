@@ -30,12 +30,12 @@ from typing import Any
 
 import ladybug
 
-from adapters.graph import (
+from adapters.graph import GraphStore
+from adapters.graph_model import (
     GraphCounts,
     GraphEdge,
     GraphNode,
     GraphPath,
-    GraphStore,
     GraphStoreError,
     InvalidGraphInput,
     NamespaceNotFound,

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from neo4j import Driver, GraphDatabase
 from neo4j.exceptions import DriverError, Neo4jError
 
-from adapters.graph import GraphStoreError, InvalidGraphInput, NamespaceNotFound, check_name
 from adapters.graph_cypher import BASE_PREFIX, META_LABEL, CypherGraphStore, Row
+from adapters.graph_model import GraphStoreError, InvalidGraphInput, NamespaceNotFound, check_name
 
 __all__ = ["Neo4jGraphStore"]
 

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -94,8 +94,13 @@ class DecisionModel(ABC):
         temperature 0."""
 
 
-def parse_action(raw_output: str) -> dict[str, Any] | None:
-    """The first JSON object in the output that names an action: ``{"name", "parameters"}``."""
+def json_objects(raw_output: str) -> Iterator[dict[str, Any]]:
+    """Every JSON object in a model's raw output, in order of where it starts.
+
+    Small models wrap their answer in prose or code fences, so each ``{`` is tried as the start
+    of an object; a nested object comes after the one holding it. Readers take the first that
+    fits what they asked for (an action, an extraction).
+    """
     decoder = json.JSONDecoder()
     start = raw_output.find("{")
     while start != -1:
@@ -103,13 +108,20 @@ def parse_action(raw_output: str) -> dict[str, Any] | None:
             value, _ = decoder.raw_decode(raw_output, start)
         except ValueError:
             value = None
-        if isinstance(value, dict) and isinstance(value.get("name"), str) and value["name"]:
+        if isinstance(value, dict):
+            yield value
+        start = raw_output.find("{", start + 1)
+
+
+def parse_action(raw_output: str) -> dict[str, Any] | None:
+    """The first JSON object in the output that names an action: ``{"name", "parameters"}``."""
+    for value in json_objects(raw_output):
+        if isinstance(value.get("name"), str) and value["name"]:
             parameters = value.get("parameters")
             return {
                 "name": value["name"],
                 "parameters": dict(parameters) if isinstance(parameters, dict) else {},
             }
-        start = raw_output.find("{", start + 1)
     return None
 
 

