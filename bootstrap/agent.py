@@ -1,28 +1,18 @@
-"""Wiring for the agent: which model, which retriever, the agent loop under its leader lock.
+"""Wiring for the agent: which retriever, and the agent loop under its leader lock.
 
-The model is built once per process (``decision_model``) and shared by every goal, since a GGUF
-model costs its full size in memory and seconds to load.
+Its model comes from ``bootstrap/models.py`` (``decision_model``): built once per process and
+shared by every goal, since a GGUF model costs its full size in memory and seconds to load.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select
 
-from adapters.llm import (
-    INSTALL_HINT,
-    AgentRulesModel,
-    DecisionModel,
-    LlamaCppDecisionModel,
-    MissingModel,
-    ModelUnavailable,
-    bundled_model_path,
-)
+from adapters.llm import DecisionModel, ModelUnavailable
 from adapters.retrieval import (
     CombinedRetriever,
     HybridRetriever,
@@ -31,44 +21,14 @@ from adapters.retrieval import (
     SearchRetriever,
 )
 from bootstrap.container import Janus
+from bootstrap.models import decision_model, model_spec
 from bootstrap.settings import Settings
 from commands.agent import Agent
 from commands.agent_step import AgentConfig
+from commands.process_manager import run_while_leader
 from projections.hybrid import HybridHit
 from projections.relational.tables import confirmations
 from projections.search import SearchResult
-
-log = logging.getLogger(__name__)
-
-RULES = "rules"
-_MODELS: dict[str, DecisionModel] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def model_spec(settings: Settings) -> str:
-    """What ``agent_model`` resolves to: ``rules``, a path, or ``""`` when nothing is installed."""
-    if settings.agent_model != "auto":
-        return settings.agent_model
-    if settings.model_path is not None:
-        return str(settings.model_path)
-    bundled = bundled_model_path()
-    return str(bundled) if bundled else ""
-
-
-def decision_model(settings: Settings) -> DecisionModel:
-    spec = model_spec(settings)
-    with _MODELS_LOCK:
-        if spec not in _MODELS:
-            _MODELS[spec] = _build_model(spec, settings.agent_threads)
-        return _MODELS[spec]
-
-
-def _build_model(spec: str, threads: int) -> DecisionModel:
-    if spec == RULES:
-        return AgentRulesModel()
-    if not spec:
-        return MissingModel(f"no local model is installed; {INSTALL_HINT}")
-    return LlamaCppDecisionModel(Path(spec).expanduser(), threads=threads, require_file=False)
 
 
 def agent_config(settings: Settings) -> AgentConfig:
@@ -134,31 +94,7 @@ def run_agent(
     janus: Janus, stop: threading.Event, poll: float, model: DecisionModel | None = None
 ) -> None:
     """Work goals while holding the ``agent`` leader lock; a second process waits as standby."""
-    lock = janus.leader_lock("agent")
-    if not lock.acquire(timeout=float("inf"), stop=stop):
-        return
-    agent = build_agent(janus, model)
-    reported: str | None = None
-    try:
-        while not stop.is_set():
-            if not lock.held:
-                log.warning("agent lost its leader lock; re-acquiring")
-                lock.release()
-                return
-            try:
-                read = agent.run_once()
-            except ModelUnavailable as error:
-                if str(error) != reported:
-                    log.error("agent waiting, goals are kept: %s", error)
-                    reported = str(error)
-                stop.wait(max(poll * 10, 5.0))
-                continue
-            reported = None
-            if read == 0:
-                stop.wait(poll)
-    finally:
-        agent.close()
-        lock.release()
+    run_while_leader(janus.leader_lock("agent"), lambda: build_agent(janus, model), stop, poll)
 
 
 def agent_status(janus: Janus) -> dict[str, Any]:

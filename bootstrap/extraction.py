@@ -1,34 +1,21 @@
-"""Wiring for entity extraction: which entity model, and the extractor loop under its lock.
+"""Wiring for entity extraction: the extractor and its loop under its leader lock.
 
-The llama.cpp model is the agent's (``bootstrap.agent.decision_model``, loaded once per process and
-shared), asked through ``LlmEntityModel``; ``rules`` picks the deterministic twin.
+Its model (``bootstrap.models.entity_model``) is the agent's llama.cpp model, loaded once per
+process and shared, asked through ``LlmEntityModel``; ``rules`` picks the deterministic twin.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
-from adapters.entities import EntityModel, LlmEntityModel, ModelUnavailable, RulesEntityModel
-from bootstrap.agent import RULES, decision_model, model_spec
+from adapters.entities import EntityModel
 from bootstrap.container import Janus
-from bootstrap.settings import Settings
+from bootstrap.models import entity_model
 from commands.extraction import EntityExtraction
+from commands.process_manager import run_while_leader
 
-__all__ = ["build_extraction", "entity_model", "extraction_status", "run_extraction"]
-
-log = logging.getLogger(__name__)
-
-
-def entity_model(settings: Settings) -> EntityModel:
-    spec = settings.extraction_model
-    if spec == RULES or (spec == "auto" and model_spec(settings) == RULES):
-        return RulesEntityModel()
-    agent_settings = (
-        settings if spec == "auto" else settings.model_copy(update={"agent_model": spec})
-    )
-    return LlmEntityModel(decision_model(agent_settings), seed=settings.agent_seed)
+__all__ = ["build_extraction", "extraction_status", "run_extraction"]
 
 
 def build_extraction(janus: Janus, model: EntityModel | None = None) -> EntityExtraction:
@@ -52,28 +39,7 @@ def run_extraction(
 ) -> None:
     """Extract while holding the ``extraction`` leader lock; a second process waits."""
     lock = janus.leader_lock("extraction")
-    if not lock.acquire(timeout=float("inf"), stop=stop):
-        return
-    extraction = build_extraction(janus, model)
-    reported: str | None = None
-    try:
-        while not stop.is_set():
-            if not lock.held:
-                log.warning("extraction lost its leader lock; re-acquiring")
-                return
-            try:
-                read = extraction.run_once()
-            except ModelUnavailable as error:
-                if str(error) != reported:
-                    log.error("extraction waiting, documents are kept: %s", error)
-                    reported = str(error)
-                stop.wait(max(poll * 10, 5.0))
-                continue
-            reported = None
-            if read == 0:
-                stop.wait(poll)
-    finally:
-        lock.release()
+    run_while_leader(lock, lambda: build_extraction(janus, model), stop, poll)
 
 
 def extraction_status(janus: Janus) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from adapters.llm import ModelUnavailable
-from bootstrap.agent import agent_status, decision_model, run_agent
+from bootstrap.agent import agent_status, run_agent
 from bootstrap.container import Janus
+from bootstrap.models import decision_model
 from bootstrap.settings import Settings
 from cli.common import JsonFlag, fail
 from commands.errors import StoreUnavailable

@@ -20,7 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import create_engine, select
 
+from adapters.llm import parse_action
 from bootstrap.container import Janus
+from bootstrap.models import redecide_model
 from cli.common import (
     ActorName,
     BadInput,
@@ -40,7 +42,7 @@ from domain.goal import Goal
 from projections.relational import tables as relational
 from replay import render
 from replay.decision_view import decision_rows
-from replay.redecide import load_model, record_comparisons, redecide
+from replay.redecide import record_comparisons, redecide
 from replay.store import Store, topics_for
 from replay.story import event_line_json
 from replay.time_travel import (
@@ -411,15 +413,15 @@ def replay_decisions(
     recorded_at: int | None = None
     with cli_errors(ctx, files=True), open_store() as store:
         ident = store.resolve_aggregate(goal, Goal)
-        chosen = load_model(model, store.settings)
+        chosen = redecide_model(model, store.settings)
         with progress_bar("re-deciding", 0) as progress:
-            results = redecide(store, ident, chosen, progress)
+            results = redecide(store, ident, chosen, parse_action, progress)
         digest = chosen.digest
         if record and results:
             actor = operator(actor_name)
             janus = Janus.for_cli(store.settings)
             try:
-                recorded_at = record_comparisons(janus, ident, chosen, results, actor)
+                recorded_at = record_comparisons(janus.commands, ident, chosen, results, actor)
             finally:
                 janus.close()
     agreed = sum(r.agree for r in results)

@@ -1,12 +1,13 @@
 """The agent: a process manager that turns submitted goals into decisions made by a model.
 
-It follows the log from its own tracked position. Goal submissions, operator answers and the
-outcomes of the actions it started (confirmation answered, effect done) wake the goal they
-belong to; the goal is then advanced until it waits on a person or a device, or is finished.
-Where a goal stands is always derived from recorded facts (``commands/agent_state.py``), so a
-crash anywhere leaves nothing to remember: the batch is read again and each goal is found where
-it was. The tracked position only moves past a batch once every goal in it has been advanced, so
-goals wait (and nothing is lost) while the model cannot run.
+It follows the log from its own tracked position (the loop in ``commands/process_manager.py``).
+Goal submissions, operator answers and the outcomes of the actions it started (confirmation
+answered, effect done) wake the goal they belong to; the goal is then advanced until it waits on
+a person or a device, or is finished. Where a goal stands is always derived from recorded facts
+(``commands/agent_state.py``), so a crash anywhere leaves nothing to remember: the batch is read
+again and each goal is found where it was. The tracked position only moves past a batch once
+every goal in it has been advanced, so goals wait (and nothing is lost) while the model cannot
+run.
 
 One agent per log works goals (the caller holds the ``agent`` leader lock); inside it, goals run
 concurrently up to ``AgentConfig.concurrency``, each goal on one thread at a time.
@@ -15,27 +16,26 @@ concurrently up to ``AgentConfig.concurrency``, each goal on one thread at a tim
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
-from adapters.llm import DecisionModel, ModelUnavailable
+from adapters.llm import DecisionModel
 from adapters.retrieval import Retriever
 from commands.agent_commands import AgentCommands
 from commands.agent_step import AgentConfig, GoalWorker
 from commands.agent_tools import ToolCatalogue
+from commands.process_manager import ProcessManager
 from commands.service import CommandService
 from domain.confirmation import Confirmation
 from domain.effect import Effect
 from domain.goal import Goal
 from event_store.application import JanusApplication
-from event_store.reader import NotificationReader
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,9 @@ class Wake:
     trace_context: dict[str, str]
 
 
-class Agent:
+class Agent(ProcessManager[DecisionModel]):
     name = "agent"
+    kept = "goals"
 
     def __init__(
         self,
@@ -81,9 +82,7 @@ class Agent:
         tracer: Any = None,
         batch_size: int = 200,
     ) -> None:
-        self.app = app
-        self.reader = NotificationReader(app)
-        self.model = model
+        super().__init__(app, model, batch_size)
         self.config = config or AgentConfig()
         self.worker = GoalWorker(
             app,
@@ -97,57 +96,17 @@ class Agent:
             pending_confirmations or (lambda _goal: []),
             tracer,
         )
-        self.batch_size = batch_size
         self.pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="agent-goal")
-        self.problem: str | None = None
-        self._status_lock = threading.Lock()
 
-    @property
-    def position(self) -> int:
-        return self.app.tracked_position(self.name)
-
-    def status(self) -> dict[str, Any]:
-        """What ``janus agent status`` and the readiness checks show."""
-        with self._status_lock:
-            problem = self.problem
-        head = self.app.head()
-        position = self.position
-        return {
-            "model": self.model.name,
-            "state": "waiting: " + problem if problem else "running",
-            "position": position,
-            "head": head,
-            "lag": max(head - position, 0),
-        }
-
-    def _set_problem(self, problem: str | None) -> None:
-        with self._status_lock:
-            self.problem = problem
-
-    def run_once(self) -> int:
-        """Advance every goal woken by the next batch; returns how many notifications it read.
-
-        Raises ModelUnavailable (position unchanged) when the model cannot run: the same batch
-        is read again on the next call.
-        """
-        try:
-            self.model.check()
-        except ModelUnavailable as error:
-            self._set_problem(str(error))
-            raise
-        batch = self.reader.read_after(self.position, self.batch_size)
+    def handle(self, batch: list[Notification]) -> None:
+        """Advance every goal the batch wakes, concurrently; raises the first goal's error."""
+        self.model.check()
         wakes = self._wakes(batch)
         failures = [f.exception() for f in [self.pool.submit(self._advance, w) for w in wakes]]
         self.worker.forget_goals()  # every goal of the batch is done with; none is in flight
         errors = [e for e in failures if e is not None]
         if errors:
-            if isinstance(errors[0], ModelUnavailable):
-                self._set_problem(str(errors[0]))
             raise errors[0]
-        self._set_problem(None)
-        if batch:
-            self.app.save_tracked(tracking=Tracking(self.name, batch[-1].id))
-        return len(batch)
 
     def _advance(self, wake: Wake) -> None:
         self.worker.advance(wake.goal_id, wake.trace_context)

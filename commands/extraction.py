@@ -1,10 +1,11 @@
 """Entity extraction: a process manager that asks a model, once, what each document names.
 
-It follows the log from its own tracked position (``extraction``) like the agent. For each
-``Document.Registered`` it reads the bytes, extracts and chunks the text exactly as the views do
-(``chunk_text`` with the same ``ChunkSpec``, so chunk indexes name the views' chunks), asks the
-``EntityModel`` once per chunk and records ``Document.EntitiesExtracted`` with the model's digest,
-its parameters, every call's prompt and raw output, and the merged entities and relations.
+It follows the log from its own tracked position (``extraction``) with the agent's loop
+(``commands/process_manager.py``). For each ``Document.Registered`` it reads the bytes, extracts
+and chunks the text exactly as the views do (``chunk_text`` with the same ``ChunkSpec``, so chunk
+indexes name the views' chunks), asks the ``EntityModel`` once per chunk and records
+``Document.EntitiesExtracted`` with the model's digest, its parameters, every call's prompt and
+raw output, and the merged entities and relations.
 
 At most one extraction is recorded per document: the record command carries the step key
 ``entities:<document id>``, whose command record is saved in the same transaction as the event, so
@@ -20,30 +21,29 @@ model: they read the recorded event.
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 from pydantic import Field
 
 from adapters.blobs import BlobStore
 from adapters.chunking import Chunk, ChunkSpec, chunk_text
-from adapters.entities import EntityCall, EntityModel, ModelUnavailable
+from adapters.entities import EntityCall, EntityModel
 from adapters.extraction import ExtractionFailed, TextExtractor
 from commands.errors import IdempotencyConflict, NotFound
 from commands.invocation import CommandResult, Invocation
 from commands.models import Command, Name
+from commands.process_manager import ProcessManager
 from commands.runner import CommandRunner, ContextFactory, Decided
 from domain.command_record import command_record_id
 from domain.document import Document, DocumentStatus
 from domain.errors import InvalidTransition
 from domain.meta import Actor, ActorKind
 from event_store.application import JanusApplication
-from event_store.reader import NotificationReader
 
 __all__ = [
     "DEFAULT_MAX_CHUNKS",
@@ -117,8 +117,9 @@ def extract_chunks(model: EntityModel, chunks: list[Chunk]) -> Extraction:
     return Extraction(calls, list(entities.values()), list(relations.values()))
 
 
-class EntityExtraction:
+class EntityExtraction(ProcessManager[EntityModel]):
     name = "extraction"
+    kept = "documents"
 
     def __init__(
         self,
@@ -134,60 +135,24 @@ class EntityExtraction:
     ) -> None:
         if not 1 <= max_chunks <= MAX_CHUNKS:
             raise ValueError(f"max_chunks must be 1-{MAX_CHUNKS}, got {max_chunks}")
-        self.app = app
-        self.reader = NotificationReader(app)
+        super().__init__(app, model, batch_size)
         self.runner = runner
-        self.model = model
         self.blobs = blobs
         self.text = text
         self.chunking = chunking
         self.max_chunks = max_chunks
-        self.batch_size = batch_size
-        self.problem: str | None = None
         self.outcomes: Counter[str] = Counter()  # per document read: recorded, already_extracted...
-        self._status_lock = threading.Lock()
 
-    @property
-    def position(self) -> int:
-        return self.app.tracked_position(self.name)
-
-    def status(self) -> dict[str, Any]:
-        with self._status_lock:
-            problem = self.problem
-        head = self.app.head()
-        position = self.position
-        return {
-            "model": self.model.name,
-            "state": "waiting: " + problem if problem else "running",
-            "position": position,
-            "head": head,
-            "lag": max(head - position, 0),
-        }
-
-    def _set_problem(self, problem: str | None) -> None:
-        with self._status_lock:
-            self.problem = problem
-
-    def run_once(self) -> int:
-        """Extract every document registered in the next batch; returns how many notifications
-        it read. Raises ModelUnavailable (position unchanged) when the model cannot run.
+    def handle(self, batch: list[Notification]) -> None:
+        """Extract every document registered in the batch.
 
         The model is checked (and so loaded) only once a batch holds a document: a process that
         never sees one never loads it."""
-        batch = self.reader.read_after(self.position, self.batch_size)
         registered = [UUID(str(n.originator_id)) for n in batch if n.topic == REGISTERED]
         if registered:
-            try:
-                self.model.check()
-            except ModelUnavailable as error:
-                self._set_problem(str(error))
-                raise
+            self.model.check()
         for document_id in registered:
             self.outcomes[self.extract(document_id)] += 1
-        self._set_problem(None)
-        if batch:
-            self.app.save_tracked(tracking=Tracking(self.name, batch[-1].id))
-        return len(batch)
 
     def extract(self, document_id: UUID) -> str:
         """Extract and record one document, unless it was already; returns the outcome."""

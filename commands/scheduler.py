@@ -15,6 +15,9 @@ logged and retried with backoff, and no later time of that job is recorded befor
 job's last recorded time is also the point up to which every time is recorded, and the next
 start resumes from there and records what is owed per the misfire policy. Fires due while Janus
 was down follow the job's misfire policy; every fire not run is recorded as missed.
+
+What recording one fire means (its context, the patient save, the gate request, the outcome of
+its effect) lives in ``commands/fire_recording.py``; this module drives it from APScheduler.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor as Pool
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID, uuid4
 
 from apscheduler.events import (
@@ -36,14 +38,15 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import PersistenceError
 
 from adapters.clock import Clock, SystemClock
 from adapters.effects import EffectRegistry, Known, Lookup
 from adapters.faults import crash_point
 from adapters.timer import TICK, fire_time
 from commands.errors import ConcurrencyConflict, NotFound
-from commands.gate import ActionGate, Requester
+from commands.fire_recording import FireRecorder, retry_delay
+from commands.gate import ActionGate
 from commands.invocation import Invocation
 from commands.schedule_times import (
     FireExecutor,
@@ -53,11 +56,8 @@ from commands.schedule_times import (
     due_fire_times,
     split_by_policy,
 )
-from domain.base import JanusAggregate
-from domain.confirmation import Confirmation, ConfirmationStatus
-from domain.effect import Effect, EffectStatus, effect_id_for
-from domain.errors import DomainError, InvalidTransition
-from domain.job import FireStatus, Job, JobFire, OverlapPolicy, fire_confirmation_id
+from domain.errors import InvalidTransition
+from domain.job import FireStatus, Job, JobFire, OverlapPolicy
 from domain.meta import Actor, ActorKind, CommandContext
 from event_store.application import JanusApplication
 from projections.queries import JobRow, Views
@@ -67,10 +67,6 @@ __all__ = ["Scheduler", "build_trigger", "due_fire_times", "split_by_policy"]
 log = logging.getLogger(__name__)
 
 MAX_MISSED_PER_START = 1_000
-RETRY_BASE_SECONDS = 1.0
-RETRY_CAP_SECONDS = 300.0
-SAVE_RETRY_BASE_SECONDS = 0.2
-SAVE_RETRY_CAP_SECONDS = 10.0
 SETTLE_SECONDS = 0.5
 
 
@@ -101,6 +97,7 @@ class Scheduler:
         self._armed: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.recorder = FireRecorder(app, self.gate, self.name, self.actor, node_id, self._stopping)
         self._drainer = Pool(max_workers=2, thread_name_prefix="scheduler-drain")
         self._aps = BackgroundScheduler(
             executors={
@@ -193,15 +190,6 @@ class Scheduler:
 
     # -- recording scheduled times, in order -----------------------------------------------------
 
-    def _context(self, job_id: UUID, scheduled_for: datetime) -> CommandContext:
-        return CommandContext(
-            command_id=f"{self.name}:{job_id}:{scheduled_for.isoformat()}",
-            correlation_id=str(job_id),
-            causation_id=str(job_id),
-            actor=self.actor,
-            node_id=self.node_id,
-        )
-
     def _on_fire(self, job_id: str, run_times: list[datetime]) -> None:
         lane = self._lanes.get(job_id)
         if lane is None:
@@ -250,7 +238,7 @@ class Scheduler:
             try:
                 if kind == "missed" or at in miss_late:
                     reason = "late past the grace time" if kind == "missed" else "recorded late"
-                    self.record_missed(lane.job, at, reason)
+                    self.recorder.record_missed(lane.job, at, reason)
                 elif kind == "owed" or at not in late or at in run_late:
                     self._fire_scheduled(lane, at, owed=kind == "owed" or at in run_late)
             except Stopping:
@@ -268,45 +256,15 @@ class Scheduler:
     def _grace(self) -> timedelta:
         return timedelta(seconds=self.grace)
 
-    def _save(self, *aggregates: JanusAggregate, patient: bool = True) -> bool:
-        """Save until it is recorded. False when it was already recorded (a conflict).
-
-        Any other failure (read-only or absent database, lost connection) is logged and the
-        save retried with backoff; it never dies silently in a pool thread. An impatient
-        caller (a person waiting for an answer) gets the error instead.
-        """
-        # Collected once: a save takes the pending events off the aggregates, so a retry that
-        # passed the aggregates again would save nothing and lose the time.
-        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
-        delay = SAVE_RETRY_BASE_SECONDS
-        while True:
-            try:
-                self.app.save(*events)
-                return True
-            except IntegrityError:
-                return False
-            except PersistenceError as error:
-                if not patient:
-                    raise
-                log.warning("scheduler: save failed (%s); retrying in %.1fs", error, delay)
-            if self._stopping.wait(delay):
-                raise Stopping
-            delay = min(delay * 2, SAVE_RETRY_CAP_SECONDS)
-
-    def record_missed(self, job: JobRow, scheduled_for: datetime, reason: str) -> None:
-        fire = JobFire.miss(job.id, scheduled_for, reason, self._context(job.id, scheduled_for))
-        if not self._save(fire):
-            log.debug("fire %s of job %s already recorded", scheduled_for, job.id)
-
     def _fire_scheduled(self, lane: Lane, scheduled_for: datetime, owed: bool = False) -> None:
         """``owed``: the misfire policy says to run this late time, so it queues, never skips."""
         job = lane.job
-        ctx = self._context(job.id, scheduled_for)
+        ctx = self.recorder.context(job.id, scheduled_for)
         if lane.running is not None and lane.overlap is OverlapPolicy.SKIP and not owed:
-            self._save(JobFire.skip_overlap(job.id, scheduled_for, lane.running, ctx))
+            self.recorder.save(JobFire.skip_overlap(job.id, scheduled_for, lane.running, ctx))
         elif lane.running is not None:
             queued = JobFire.queue(job.id, scheduled_for, ctx)
-            if self._save(queued):
+            if self.recorder.save(queued):
                 lane.queued.append(queued.id)
         else:
             self.fire(job, scheduled_for)
@@ -322,10 +280,10 @@ class Scheduler:
 
         A manual fire (a person's "run now", ``ctx`` naming them) is tried once.
         """
-        ctx = ctx or self._context(job.id, scheduled_for)
+        ctx = ctx or self.recorder.context(job.id, scheduled_for)
         fire = JobFire.fire(job.id, scheduled_for, manual, ctx)
-        confirmation = self._ask_gate(fire, job, ctx)
-        if not self._save(fire, *confirmation, patient=not manual):
+        confirmation = self.recorder.ask_gate(fire, job, ctx)
+        if not self.recorder.save(fire, *confirmation, patient=not manual):
             return None  # another scheduler, or an earlier life of this one, owns this fire
         crash_point("scheduler.after_fire")
         lane = self._lanes.get(str(job.id))
@@ -362,24 +320,6 @@ class Scheduler:
             )
         return fire
 
-    def _ask_gate(self, fire: JobFire, job: JobRow, ctx: CommandContext) -> list[Confirmation]:
-        """The fire's action as a confirmation; a refused action fails the fire instead."""
-        action = job.action
-        confirmation_id = fire_confirmation_id(fire.id, fire.attempt)
-        try:
-            confirmation = self.gate.request(
-                confirmation_id,
-                Requester(job_id=job.id, fire_id=fire.id),
-                str(action.get("name")),
-                dict(action.get("parameters", {})),
-                ctx,
-            )
-        except DomainError as error:
-            fire.fail(f"the action gate refused the action: {error}", None, ctx)
-            return []
-        fire.request_action(confirmation_id, ctx)
-        return [confirmation]
-
     # -- outcomes: a fire follows its effect -----------------------------------------------------
 
     def settle(self) -> None:
@@ -405,8 +345,8 @@ class Scheduler:
         fire: JobFire = self.app.repository.get(fire_id)
         if fire.status is not FireStatus.WAITING or fire.confirmation_id is None:
             return fire.status is not FireStatus.RETRY_SCHEDULED and fire.settled
-        ctx = self._context(fire.job_id, fire.scheduled_for)
-        outcome = self._outcome(fire.confirmation_id)
+        ctx = self.recorder.context(fire.job_id, fire.scheduled_for)
+        outcome = self.recorder.outcome(fire.confirmation_id)
         if outcome is None:
             return False
         kind, detail, retryable = outcome
@@ -417,45 +357,16 @@ class Scheduler:
         else:
             self._fail(fire, str(detail), retryable, ctx)
             return fire.settled
-        self._save(fire)
+        self.recorder.save(fire)
         return True
-
-    def _outcome(self, confirmation_id: UUID) -> tuple[str, Any, bool] | None:
-        confirmation: Confirmation = self.app.repository.get(confirmation_id)
-        if confirmation.status in (
-            ConfirmationStatus.DENIED,
-            ConfirmationStatus.EXPIRED,
-            ConfirmationStatus.CANCELLED,
-        ):
-            why = f"; {confirmation.reason}" if confirmation.reason else ""
-            return "failed", f"confirmation {confirmation.status.value}{why}", False
-        effect_id = effect_id_for(confirmation_id)
-        if confirmation.status is not ConfirmationStatus.GRANTED:
-            return None
-        if effect_id not in self.app.repository:
-            return None
-        effect: Effect = self.app.repository.get(effect_id)
-        match effect.status:
-            case EffectStatus.SUCCEEDED:
-                return "succeeded", effect.result, False
-            case EffectStatus.FAILED:
-                return "failed", effect.error or "the effect failed", effect.retryable
-            case EffectStatus.OUTCOME_UNKNOWN:
-                return "unknown", effect.error or "the effect's outcome is unknown", False
-            case EffectStatus.RECONCILED if effect.happened:
-                return "succeeded", {"reconciled": True}, False
-            case EffectStatus.RECONCILED:
-                return "failed", "an operator reconciled the effect as not happened", False
-        return None
 
     def _fail(self, fire: JobFire, error: str, retryable: bool, ctx: CommandContext) -> None:
         job = self._job_row(fire.job_id)
         retry_at = None
         if retryable and job is not None and fire.attempt < job.max_attempts:
-            delay = min(RETRY_BASE_SECONDS * 2 ** (fire.attempt - 1), RETRY_CAP_SECONDS)
-            retry_at = self.clock.now() + timedelta(seconds=delay)
+            retry_at = self.clock.now() + retry_delay(fire.attempt)
         fire.fail(error, retry_at, ctx)
-        self._save(fire)
+        self.recorder.save(fire)
         if retry_at is not None:
             self._schedule_retry(fire.id, retry_at)
 
@@ -475,9 +386,9 @@ class Scheduler:
             lane.queued.pop(0)
 
     def _request_for(self, fire: JobFire, lane: Lane) -> None:
-        ctx = self._context(fire.job_id, fire.scheduled_for)
-        confirmation = self._ask_gate(fire, lane.job, ctx)
-        self._save(fire, *confirmation)
+        ctx = self.recorder.context(fire.job_id, fire.scheduled_for)
+        confirmation = self.recorder.ask_gate(fire, lane.job, ctx)
+        self.recorder.save(fire, *confirmation)
         if confirmation:
             lane.running = fire.id
 
@@ -496,10 +407,10 @@ class Scheduler:
         job = self._job_row(fire.job_id)
         if job is None or fire.status is not FireStatus.RETRY_SCHEDULED:
             return
-        ctx = self._context(fire.job_id, fire.scheduled_for)
+        ctx = self.recorder.context(fire.job_id, fire.scheduled_for)
         fire.retry(ctx)
-        confirmation = self._ask_gate(fire, job, ctx)
-        self._save(fire, *confirmation)
+        confirmation = self.recorder.ask_gate(fire, job, ctx)
+        self.recorder.save(fire, *confirmation)
         lane = self._lanes.get(str(job.id))
         if lane is not None and confirmation:
             lane.running = fire.id
@@ -530,7 +441,7 @@ class Scheduler:
         """A fire recorded without its gate request (by an older scheduler that ran actions
         itself): ask its adapter, and only if it surely did not run, pass it through the gate."""
         fire: JobFire = self.app.repository.get(fire_id)
-        ctx = self._context(fire.job_id, fire.scheduled_for)
+        ctx = self.recorder.context(fire.job_id, fire.scheduled_for)
         adapter = self.effects.for_action(job.action["name"]) if job else None
         found = adapter.lookup(fire.idempotency_key) if adapter else Lookup(Known.UNKNOWN)
         if found.known is Known.EXECUTED:
@@ -545,7 +456,7 @@ class Scheduler:
                 "it ran",
                 ctx,
             )
-        self._save(fire)
+        self.recorder.save(fire)
 
 
 def _noop() -> None:

@@ -30,8 +30,8 @@ from sqlalchemy.engine import RowMapping
 
 from adapters.effects import Ledger
 from adapters.llm import ModelUnavailable
-from bootstrap.agent import decision_model
 from bootstrap.container import Janus, world_dir
+from bootstrap.models import decision_model
 from bootstrap.settings import Settings
 from commands import models as m
 from commands.agent_commands import decision_id_for

@@ -7,47 +7,41 @@ Nothing is written unless asked: ``record_comparisons`` saves each comparison as
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
-from adapters.llm import (
-    DecisionModel,
-    LlamaCppDecisionModel,
-    ModelUnavailable,
-    RulesDecisionModel,
-    parse_action,
-)
-from bootstrap.settings import Settings
 from commands import models as m
 from commands.invocation import Invocation
+from commands.service import CommandService
 from domain.goal import Goal
 from domain.meta import Actor
 from replay.store import ProgressFn, Store
 from replay.values import plain
 
-if TYPE_CHECKING:
-    from bootstrap.container import Janus
+# How a model's raw output reads as an action (``adapters.llm.parse_action`` for the agent's).
+ParseAction = Callable[[str], dict[str, Any] | None]
 
-RULES = "rules"
+
+class Redecider(Protocol):
+    """What re-deciding asks of a model: ``adapters.llm.DecisionModel`` is one.
+
+    The caller brings the model (``bootstrap.models.redecide_model`` picks and builds it), so
+    this library never chooses an implementation.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    def generate(self, prompt: str, parameters: Mapping[str, Any]) -> str: ...
 
 
 def _no_progress(_: int) -> None:
     return None
-
-
-def load_model(spec: str | None, settings: Settings) -> DecisionModel:
-    """``rules`` (the deterministic in-process model), a .gguf path, or the configured model."""
-    chosen = spec or settings.model_path
-    if chosen is None or str(chosen) == "":
-        raise ModelUnavailable(
-            "no model available: pass --model PATH (a .gguf file) or --model rules, "
-            "or configure JANUS_MODEL_PATH"
-        )
-    if str(chosen) == RULES:
-        return RulesDecisionModel()
-    return LlamaCppDecisionModel(Path(str(chosen)).expanduser())
 
 
 def actions_agree(recorded: Any, new: Any) -> bool:
@@ -109,8 +103,13 @@ def recorded_decisions(store: Store, goal_id: UUID) -> list[tuple[int, Any]]:
 
 
 def redecide(
-    store: Store, goal_id: UUID, model: DecisionModel, progress: ProgressFn = _no_progress
+    store: Store,
+    goal_id: UUID,
+    model: Redecider,
+    parse: ParseAction,
+    progress: ProgressFn = _no_progress,
 ) -> list[Redecision]:
+    """Each recorded decision of the goal, asked of ``model`` again, in log order."""
     results = []
     for position, event in recorded_decisions(store, goal_id):
         started = time.perf_counter()
@@ -126,7 +125,7 @@ def redecide(
                 recorded_output=event.raw_output,
                 recorded_action=dict(event.action),
                 new_output=output,
-                new_action=parse_action(output),
+                new_action=parse(output),
                 seconds=round(time.perf_counter() - started, 4),
             )
         )
@@ -135,7 +134,11 @@ def redecide(
 
 
 def record_comparisons(
-    janus: Janus, goal_id: UUID, model: DecisionModel, results: list[Redecision], actor: Actor
+    commands: CommandService,
+    goal_id: UUID,
+    model: Redecider,
+    results: list[Redecision],
+    actor: Actor,
 ) -> int:
     """Save each comparison on the goal; returns the log position after the last one."""
     position = 0
@@ -151,8 +154,8 @@ def record_comparisons(
             timings={"seconds": result.seconds},
         )
         # The service writes nothing when this model already gave this answer to this decision.
-        position = janus.commands.record_decision_replay(cmd, Invocation(actor)).position
+        position = commands.record_decision_replay(cmd, Invocation(actor)).position
     return position
 
 
-__all__ = ["ModelUnavailable", "Redecision", "load_model", "record_comparisons", "redecide"]
+__all__ = ["ParseAction", "Redecider", "Redecision", "record_comparisons", "redecide"]

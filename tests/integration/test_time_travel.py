@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from adapters.clock import ManualClock
-from adapters.llm import RulesDecisionModel
+from adapters.llm import RulesDecisionModel, parse_action
 from bootstrap.container import Janus
 from bootstrap.history import open_store
 from bootstrap.settings import Settings
@@ -176,7 +176,7 @@ def test_replaying_the_decisions_with_the_same_model_reproduces_them(janus: Janu
     told = tell_story(janus)
     head = janus.app.head()
     with fresh_store(janus.settings) as store:
-        results = redecide(store, told.goal_id, RulesDecisionModel())
+        results = redecide(store, told.goal_id, RulesDecisionModel(), parse_action)
     assert [r.decision_id for r in results] == list(told.decisions)
     assert all(r.agree for r in results)
     assert [r.new_output for r in results] == [r.recorded_output for r in results]
@@ -186,7 +186,7 @@ def test_replaying_the_decisions_with_the_same_model_reproduces_them(janus: Janu
 def test_a_different_model_disagrees_where_its_answers_differ(janus: Janus) -> None:
     told = tell_story(janus)
     with fresh_store(janus.settings) as store:
-        results = redecide(store, told.goal_id, RulesDecisionModel(rules=()))
+        results = redecide(store, told.goal_id, RulesDecisionModel(rules=()), parse_action)
     assert [r.agree for r in results] == [False, False]
     assert all(r.new_action == {"name": "ask_operator", "parameters": {}} for r in results)
 
