@@ -23,7 +23,7 @@ def accepted(result: CommandResult) -> Produced:
 
 def grant(call: Call, confirmation_id: UUID) -> Produced:
     """Operators may grant low and medium hazards; a high hazard needs an approver."""
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     confirmation: Confirmation = commands.runner.load(Confirmation, confirmation_id)
     if confirmation.hazard is HazardClass.HIGH and not call.principal.role.allows(Role.APPROVER):
         raise forbidden(
@@ -46,12 +46,12 @@ def run_now(call: Call, job_id: UUID) -> Produced:
         attempt=fire.attempt,
         error=fire.error,
         confirmation_id=fire.confirmation_id,
-        position=api.janus.app.head(),
+        position=api.parts.reader.head(),
     )
     return Produced(fired)
 
 
 def revoke_key(call: Call, key_id: UUID) -> Produced:
-    result = call.api.keys.revoke_key(RevokeApiKey(key_id=key_id), call.invocation)
+    result = call.api.parts.keys.revoke_key(RevokeApiKey(key_id=key_id), call.invocation)
     call.api.verifier.forget(key_id)
     return accepted(result)

@@ -18,17 +18,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
-from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
 from api.auth import KeyVerifier
-from api.context import WORKER_THREADS, ApiContext
+from api.context import ApiContext
 from api.freshness import ViewWaiter
 from api.guard import BrowserGuard
 from api.idempotency import ResponseStore
+from api.parts import ApiParts, Runtime
 from api.reads import ReadModel
 from api.routes import (
     confirmations,
@@ -44,9 +43,6 @@ from api.routes import (
 )
 from api.settings import ApiSettings, auth_required
 from api.telemetry import RequestSpans, auth_denials, meter_provider, tracer_provider
-from bootstrap.container import Janus
-from bootstrap.process import JanusProcess
-from commands.keys import KeyService
 
 log = logging.getLogger(__name__)
 
@@ -100,70 +96,47 @@ class BodyLimit:
         return f"the request body is larger than {limit} bytes"
 
 
-def _responses_engine(janus: Janus) -> Engine:
-    """Kept responses share the views database. On Postgres they get their own pool, sized for
-    the API's worker threads and without the views pool's pre-ping round trip, so a keyed
-    write does not queue behind reads for a connection. SQLite keeps its single file's engine.
-
-    Each statement of the response store stands alone, so the pool autocommits: one round trip
-    per statement instead of BEGIN, the statement and COMMIT (or ROLLBACK on check-in).
-    """
-    if janus.settings.embedded:
-        return janus.views_engine
-    return create_engine(
-        janus.settings.views_url,
-        pool_size=WORKER_THREADS // 2,
-        max_overflow=WORKER_THREADS // 2,
-        isolation_level="AUTOCOMMIT",
-        connect_args={"connect_timeout": janus.settings.connect_timeout_seconds},
-    )
-
-
 def create_app(
-    janus: Janus,
+    parts: ApiParts,
     settings: ApiSettings | None = None,
     *,
     auth: bool | None = None,
-    runtime: JanusProcess | None = None,
+    runtime: Runtime | None = None,
     own_runtime: bool = False,
     drive_views: bool | None = None,
     traces: TracerProvider | None = None,
     metrics: MeterProvider | None = None,
 ) -> FastAPI:
-    """Build the API over an already built Janus.
+    """Build the API over a node's parts (``bootstrap.api.api_parts`` builds them from a Janus).
 
-    ``runtime``: the in-process JanusProcess, if any; with ``own_runtime`` the app starts it
+    ``runtime``: the in-process runtime, if any; with ``own_runtime`` the app starts it
     (in the background, so the API serves while views catch up) and stops it on shutdown.
     ``drive_views``: let a read waiting on ?min_position apply view batches itself (default:
     when the views are run in this process).
     """
     settings = settings or ApiSettings()
-    required = auth_required(settings, janus.settings) if auth is None else auth
-    traces = traces or tracer_provider(settings.trace_exporter, janus.settings.node_id)
+    required = auth_required(settings, parts.node.embedded) if auth is None else auth
+    traces = traces or tracer_provider(settings.trace_exporter, parts.node.node_id)
     metrics = metrics or meter_provider(settings.trace_exporter)
-    key_service = KeyService(janus.commands.runner)
     responses = ResponseStore(
-        _responses_engine(janus), timedelta(hours=settings.idempotency_retention_hours)
+        parts.responses_engine, timedelta(hours=settings.idempotency_retention_hours)
     )
     responses.setup()
     context = ApiContext(
-        janus=janus,
+        parts=parts,
         settings=settings,
         auth_required=required,
-        keys=key_service,
-        verifier=KeyVerifier(key_service, settings.key_cache_seconds),
-        reads=ReadModel(janus.views_engine, janus.clock),
+        verifier=KeyVerifier(parts.keys, settings.key_cache_seconds),
+        reads=ReadModel(parts.views_engine, parts.clock),
         waiter=ViewWaiter(
-            janus.relational,
-            janus.reader,
+            parts.relational,
+            parts.reader,
             settings.read_wait_seconds,
             drive=runtime is not None if drive_views is None else drive_views,
         ),
         responses=responses,
         denials=auth_denials(metrics.get_meter("janus.api")),
         runtime=runtime,
-        # Every registered projection; /readyz counts a knowledge view once it has started.
-        projections=list(janus.projections.runners.values()),
     )
 
     @asynccontextmanager
@@ -176,8 +149,7 @@ def create_app(
             if own_runtime and runtime is not None:
                 runtime.stop()
             context.workers.shutdown()
-            if responses.engine is not janus.views_engine:
-                responses.engine.dispose()
+            parts.release()
 
     app = FastAPI(
         title="Janus",
@@ -191,7 +163,9 @@ def create_app(
     )
     app.state.janus_api = context
     app.add_middleware(
-        BodyLimit, max_bytes=settings.max_body_bytes, uploads=documents.upload_limits(janus)
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        uploads=documents.upload_limits(parts.node.ingest_max_bytes),
     )
     app.add_middleware(
         BrowserGuard, allowed_hosts=settings.host_names(), allowed_origins=settings.origins()

@@ -12,17 +12,13 @@ from opentelemetry.metrics import Counter as MetricCounter
 from api.auth import KeyVerifier
 from api.freshness import ViewWaiter
 from api.idempotency import ResponseStore
+from api.parts import ApiParts, Runtime
 from api.reads import ReadModel
 from api.settings import ApiSettings
 from api.workers import Workers
-from bootstrap.container import Janus
-from bootstrap.documents import build_document_ingest, document_view_readers
-from bootstrap.process import JanusProcess
 from commands.ingest import DocumentIngest
-from commands.keys import KeyService
 from commands.scheduler import Scheduler
 from projections.document_views import ViewStatusReader
-from projections.registry import Runner
 
 T = TypeVar("T")
 WORKER_THREADS = 32
@@ -30,17 +26,15 @@ WORKER_THREADS = 32
 
 @dataclass
 class ApiContext:
-    janus: Janus
+    parts: ApiParts
     settings: ApiSettings
     auth_required: bool
-    keys: KeyService
     verifier: KeyVerifier
     reads: ReadModel
     waiter: ViewWaiter
     responses: ResponseStore
     denials: MetricCounter
-    runtime: JanusProcess | None
-    projections: list[Runner]
+    runtime: Runtime | None
     workers: Workers = field(default_factory=lambda: Workers(WORKER_THREADS, "api"))
     open_streams: int = 0
     streams_by_key: Counter[str] = field(default_factory=Counter)
@@ -65,15 +59,15 @@ class ApiContext:
         if running is not None:
             return running
         if self._standalone_scheduler is None:
-            self._standalone_scheduler = self.janus.scheduler()
+            self._standalone_scheduler = self.parts.scheduler()
         return self._standalone_scheduler
 
     def documents(self) -> DocumentIngest:
         """The documents' write path on this node's blob store (built on first use)."""
         if self._documents is None:
-            self._documents = build_document_ingest(self.janus.settings, self.janus.commands)
+            self._documents = self.parts.documents()
         return self._documents
 
     def document_views(self) -> dict[str, ViewStatusReader]:
         """Each view's status of a document (the hook in ``bootstrap.documents``)."""
-        return document_view_readers(self.documents().blobs)
+        return self.parts.document_views(self.documents().blobs)

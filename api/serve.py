@@ -1,8 +1,7 @@
-"""The HTTP API server (uvicorn) with the in-process runtime in the embedded default; the
-command line around it is ``cli/serve.py`` (``janus serve``, ``python -m api``).
+"""The HTTP API server (uvicorn): the banner, the ready line, the process-long settings.
 
-With NATS configured (the full stack), views, executor, expiry and scheduler run as their own
-processes and this one serves the API only; ``JANUS_API_RUNTIME`` overrides either way.
+``bootstrap/api.py`` builds what it serves (the node, the runtime, the app) and calls
+``run_server``; the command line around it is ``cli/serve.py`` (``janus serve``, ``python -m api``).
 """
 
 from __future__ import annotations
@@ -12,15 +11,9 @@ import logging
 import socket
 
 import uvicorn
-from opentelemetry import metrics as otel_metrics
-from opentelemetry import trace
+from fastapi import FastAPI
 
-from api.app import create_app
-from api.settings import ApiSettings, auth_required, runtime_in_process
-from api.telemetry import meter_provider, tracer_provider
-from bootstrap.container import Janus
-from bootstrap.process import JanusProcess
-from bootstrap.settings import Settings
+from api.settings import ApiSettings
 
 log = logging.getLogger("janus.api")
 
@@ -48,37 +41,25 @@ class _Server(uvicorn.Server):
         print(f"janus api ready on http://{host}:{port} ({self.summary})", flush=True)
 
 
-def serve(settings: Settings | None = None, api_settings: ApiSettings | None = None) -> None:
-    settings = settings or Settings()
-    api_settings = api_settings or ApiSettings()
-    required = auth_required(api_settings, settings)
-    in_process = runtime_in_process(api_settings, settings)
-    traces = tracer_provider(api_settings.trace_exporter, settings.node_id)
-    metrics = meter_provider(api_settings.trace_exporter)
-    trace.set_tracer_provider(traces)
-    otel_metrics.set_meter_provider(metrics)
-    janus = Janus.build(settings)
-    runtime = JanusProcess(janus) if in_process else None
-    app = create_app(
-        janus,
-        api_settings,
-        auth=required,
-        runtime=runtime,
-        own_runtime=True,
-        traces=traces,
-        metrics=metrics,
-    )
-    if not required:
+def run_server(
+    app: FastAPI, api_settings: ApiSettings, *, auth: bool, in_process: bool, store: str
+) -> None:
+    """Serve ``app`` until the process is told to stop.
+
+    ``auth``: keys are required; ``in_process``: the app runs the runtime; ``store``: where the
+    events are, as safe to log (no password).
+    """
+    if not auth:
         banner = AUTH_OFF_BANNER.format(host=api_settings.host, port=api_settings.port)
         log.warning(banner)
     log.info(
         "janus api on %s:%s, store %s, runtime %s",
         api_settings.host,
         api_settings.port,
-        settings.redacted_database_url(),
+        store,
         "in process" if in_process else "elsewhere",
     )
-    summary = f"auth {'on' if required else 'OFF'}, runtime {'on' if in_process else 'off'}"
+    summary = f"auth {'on' if auth else 'OFF'}, runtime {'on' if in_process else 'off'}"
     config = uvicorn.Config(
         app,
         host=api_settings.host,
@@ -93,9 +74,4 @@ def serve(settings: Settings | None = None, api_settings: ApiSettings | None = N
     # Frozen, it is left out of the collector's full collections, each of which would otherwise
     # walk it all again and stall the event loop for about 100 ms.
     gc.freeze()
-    try:
-        _Server(config, summary).run()
-    finally:
-        if runtime is None:
-            janus.close()
-        traces.shutdown()
+    _Server(config, summary).run()

@@ -7,8 +7,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bootstrap.settings import Settings
-
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
@@ -81,11 +79,13 @@ class UnsafeBinding(ValueError):
     """The settings would expose an API without authentication."""
 
 
-def auth_required(api: ApiSettings, settings: Settings) -> bool:
-    """Keys are required everywhere except the embedded default bound to the loopback address."""
-    may_skip = settings.embedded and api.host in LOOPBACK
+def auth_required(api: ApiSettings, embedded: bool) -> bool:
+    """Keys are required everywhere except the embedded default bound to the loopback address.
+
+    ``embedded``: the node keeps its events in the embedded (SQLite) store."""
+    may_skip = embedded and api.host in LOOPBACK
     if api.auth == "off" and not may_skip:
-        where = "the embedded store" if settings.embedded else "a Postgres store"
+        where = "the embedded store" if embedded else "a Postgres store"
         raise UnsafeBinding(
             f"JANUS_API_AUTH=off is refused on {api.host} with {where}: authentication may be "
             "off only for the embedded store bound to 127.0.0.1"
@@ -95,7 +95,8 @@ def auth_required(api: ApiSettings, settings: Settings) -> bool:
     return not may_skip
 
 
-def runtime_in_process(api: ApiSettings, settings: Settings) -> bool:
+def runtime_in_process(api: ApiSettings, nats_configured: bool) -> bool:
+    """``nats_configured``: the full stack, whose views and runtime run as their own processes."""
     if api.runtime == "auto":
-        return settings.nats_url is None
+        return not nats_configured
     return api.runtime == "on"

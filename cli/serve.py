@@ -1,6 +1,7 @@
 """``janus serve``: the HTTP API, with the in-process runtime in the embedded default.
 
-Also ``python -m api``. The server itself (uvicorn, telemetry, the runtime) is ``api/serve.py``.
+Also ``python -m api``. What it serves is wired in ``bootstrap/api.py`` (the node, the runtime,
+the API's parts); the server itself (uvicorn, the ready line) is ``api/serve.py``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from api.serve import serve
 from api.settings import ApiSettings, UnsafeBinding
 from api.telemetry import ExporterMissing
+from bootstrap.api import serve
 from bootstrap.settings import Settings
 from cli.common import fail
 from commands.errors import StoreUnavailable

@@ -12,7 +12,6 @@ from api import schemas as s
 from api.actions import accepted, grant
 from api.deps import Call, Cursor, FreshViewer, Limit, OperatorCall, Produced
 from api.problems import responses
-from bootstrap.status import NO_EXECUTOR, runtime_status
 from commands import models as m
 from domain.confirmation import ConfirmationStatus
 
@@ -53,12 +52,13 @@ async def grant_confirmation(confirmation_id: UUID, call: OperatorCall) -> Respo
 
 def _granted(call: Call, confirmation_id: UUID) -> Produced:
     produced = grant(call, confirmation_id)
-    running = runtime_status(call.api.janus).executor_running
+    statuses = call.api.parts.statuses
+    running = statuses.executor_running()
     model = s.GrantAccepted(
         **produced.model.model_dump(),
         execution="queued" if running is not None else "unknown",
         executor_running=running,
-        detail=NO_EXECUTOR if running is False else None,
+        detail=statuses.no_executor if running is False else None,
     )
     return Produced(model, produced.replayed)
 
@@ -67,7 +67,7 @@ def _granted(call: Call, confirmation_id: UUID) -> Produced:
 async def deny_confirmation(confirmation_id: UUID, body: s.Denial, call: OperatorCall) -> Response:
     """Deny: the action will never run."""
     cmd = m.DenyConfirmation(confirmation_id=confirmation_id, reason=body.reason)
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     return await call.respond(lambda: accepted(commands.deny_confirmation(cmd, call.invocation)))
 
 
@@ -81,5 +81,5 @@ async def cancel_confirmation(
 ) -> Response:
     """Cancel a pending confirmation (nobody needs the action any more)."""
     cmd = m.CancelConfirmation(confirmation_id=confirmation_id, reason=reason)
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     return await call.respond(lambda: accepted(commands.cancel_confirmation(cmd, call.invocation)))

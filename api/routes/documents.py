@@ -20,7 +20,6 @@ from api.context import ApiContext
 from api.deps import Cursor, FreshViewer, Limit, OperatorCall, OperatorUpload, Produced
 from api.idempotency import fingerprint
 from api.problems import ApiProblem, FieldError, responses
-from bootstrap.container import Janus
 from commands import models as m
 from commands.ingest import DescribeDocument, sha256_of
 from domain.document import DocumentStatus
@@ -34,9 +33,9 @@ UPLOAD_OVERHEAD = 64 * 1024
 FORM_FIELDS = {"source_uri": "source", "title": "title", "content_type": "file"}
 
 
-def upload_limits(janus: Janus) -> dict[str, int]:
+def upload_limits(ingest_max_bytes: int) -> dict[str, int]:
     """The request size the upload path allows (BodyLimit): the document cap plus framing."""
-    return {router.prefix: janus.settings.ingest_max_bytes + UPLOAD_OVERHEAD}
+    return {router.prefix: ingest_max_bytes + UPLOAD_OVERHEAD}
 
 
 @router.post(
@@ -203,5 +202,5 @@ async def retract_document(
 ) -> Response:
     """Withdraw a document from every view; retracting it again changes nothing."""
     cmd = m.RetractDocument(document_id=document_id, reason=body.reason)
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     return await call.respond(lambda: accepted(commands.retract_document(cmd, call.invocation)))

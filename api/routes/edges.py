@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 
 from api.deps import Viewer
 from api.problems import responses
-from bootstrap.edge import edge_status
 
 router = APIRouter(prefix="/v1/edges", tags=["edges"])
 
@@ -40,5 +39,5 @@ class EdgeOut(BaseModel):
 @router.get("", response_model=list[EdgeOut], responses=responses(401, 403, 503))
 async def list_edges(read: Viewer) -> list[EdgeOut]:
     """Every edge the cloud has heard from, and how far behind it is."""
-    statuses = await read(lambda: edge_status(read.api.janus))
+    statuses = await read(read.api.parts.statuses.edges)
     return [EdgeOut.model_validate(status, from_attributes=True) for status in statuses]

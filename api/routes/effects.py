@@ -50,5 +50,5 @@ async def list_effects(
 async def reconcile_effect(effect_id: UUID, body: s.Reconciliation, call: ApproverCall) -> Response:
     """Record an approver's word on an effect whose outcome nobody else could vouch for."""
     cmd = m.ReconcileEffect(effect_id=effect_id, happened=body.happened, note=body.note)
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     return await call.respond(lambda: accepted(commands.reconcile_effect(cmd, call.invocation)))

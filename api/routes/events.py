@@ -33,7 +33,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
 ) -> s.EventPage:
     """Events in log order, straight from the event store."""
-    return await read(lambda: log.page(read.api.janus.reader, after, limit))
+    return await read(lambda: log.page(read.api.parts.reader, after, limit))
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ async def stream_start(
     elif after is not None:
         position = after
     else:
-        position = await api.run(api.janus.reader.head)
+        position = await api.run(api.parts.reader.head)
     api.open_streams += 1
     api.streams_by_key[scope] += 1
     try:
@@ -129,7 +129,7 @@ async def stream_events(
     """Follow the log as Server-Sent Events, from ?after, or from Last-Event-ID on reconnect.
 
     The stream ends when its API key is revoked (checked before every batch)."""
-    reader = api.janus.reader
+    reader = api.parts.reader
     position, sent = start.position, 0
     while limit is None or sent < limit:
         if not await _key_still_valid(api, start.principal):

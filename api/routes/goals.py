@@ -16,7 +16,7 @@ from api.deps import Call, Cursor, FreshViewer, Limit, OperatorCall, Produced, V
 from api.problems import ApiProblem, responses
 from commands import goal_flow
 from commands import models as m
-from commands.agent_commands import AgentCommands, AnswerQuestion
+from commands.agent_commands import AnswerQuestion
 from domain.goal import GoalStatus
 from projections.graph_queries import (
     GoalNotInGraph,
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/v1/goals", tags=["goals"])
 )
 async def submit_goal(body: s.GoalSubmission, call: OperatorCall) -> Response:
     """Submit a goal: 202 with its id and the log position it was written at."""
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     return await call.respond(
         lambda: accepted(commands.submit_goal(body.command(), call.invocation)),
         status_code=202,
@@ -82,7 +82,7 @@ async def record_decision(goal_id: UUID, body: s.DecisionIn, call: OperatorCall)
 
 
 def _decided(call: Call, cmd: m.RecordDecision, ttl_seconds: int | None) -> Produced:
-    done = goal_flow.decide(call.api.janus.commands, cmd, call.invocation, ttl_seconds=ttl_seconds)
+    done = goal_flow.decide(call.api.parts.commands, cmd, call.invocation, ttl_seconds=ttl_seconds)
     model = s.DecisionAccepted(
         id=done.decision.aggregate_id,
         outcome=done.decision.outcome,
@@ -98,7 +98,7 @@ def _decided(call: Call, cmd: m.RecordDecision, ttl_seconds: int | None) -> Prod
 async def complete_goal(goal_id: UUID, body: s.GoalCompletion, call: OperatorCall) -> Response:
     """Mark an open goal achieved; a goal already completed, failed or cancelled is a 409."""
     cmd = m.CompleteGoal(goal_id=goal_id, summary=body.summary)
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     return await call.respond(lambda: accepted(commands.complete_goal(cmd, call.invocation)))
 
 
@@ -106,7 +106,7 @@ async def complete_goal(goal_id: UUID, body: s.GoalCompletion, call: OperatorCal
 async def fail_goal(goal_id: UUID, body: s.GoalFailure, call: OperatorCall) -> Response:
     """Mark an open goal failed; a goal already completed, failed or cancelled is a 409."""
     cmd = m.FailGoal(goal_id=goal_id, reason=body.reason)
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     return await call.respond(lambda: accepted(commands.fail_goal(cmd, call.invocation)))
 
 
@@ -130,7 +130,7 @@ def _cancelled(call: Call, cmd: m.CancelGoal) -> Produced:
         api.waiter.wait(position)
         return [c.id for c in api.reads.goal(goal_id).pending_confirmations]
 
-    done = goal_flow.cancel_goal(api.janus.commands, cmd, call.invocation, pending)
+    done = goal_flow.cancel_goal(api.parts.commands, cmd, call.invocation, pending)
     model = s.GoalCancelled(
         id=done.goal.aggregate_id,
         outcome=done.goal.outcome,
@@ -151,7 +151,7 @@ async def answer_goal_question(
     """Answer the question the agent asked about the goal (its ask_operator step); the agent
     reads the answer at its next step. A goal with no open question is a 422."""
     cmd = AnswerQuestion(goal_id=goal_id, answer=body.answer, question_id=body.question_id)
-    agent = AgentCommands(call.api.janus.commands.runner)
+    agent = call.api.parts.agent_commands
     return await call.respond(lambda: accepted(agent.answer_question(cmd, call.invocation)))
 
 
@@ -194,7 +194,7 @@ async def goal_graph(
 
     def answer() -> Response:
         try:
-            sub = goal_provenance(read.api.janus.knowledge.graph, str(goal_id))
+            sub = goal_provenance(read.api.parts.knowledge.graph(), str(goal_id))
         except GoalNotInGraph as missing:
             raise ApiProblem(404, "not-found", str(missing)) from None
         except NamespaceNotFound:

@@ -23,7 +23,7 @@ CHANGE = responses(400, 401, 403, 404, 409, 413, 422, 503)
 async def schedule_job(body: s.JobRequest, call: OperatorCall) -> Response:
     """Schedule a job: 202 with its id and the log position it was written at. The action
     must be in the catalogue with parameters its schema allows (else 422 naming the field)."""
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     try:
         commands.gate.check(body.action.name, dict(body.action.parameters))
     except InvalidAction as refused:
@@ -56,7 +56,7 @@ async def get_job(read: FreshViewer, job_id: UUID) -> s.JobDetail:
 async def pause_job(job_id: UUID, call: OperatorCall) -> Response:
     """Pause a job: it stops firing until resumed."""
     cmd = m.PauseJob(job_id=job_id)
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     return await call.respond(lambda: accepted(commands.pause_job(cmd, call.invocation)))
 
 
@@ -64,7 +64,7 @@ async def pause_job(job_id: UUID, call: OperatorCall) -> Response:
 async def resume_job(job_id: UUID, call: OperatorCall) -> Response:
     """Resume a paused job."""
     cmd = m.ResumeJob(job_id=job_id)
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     return await call.respond(lambda: accepted(commands.resume_job(cmd, call.invocation)))
 
 
@@ -79,5 +79,5 @@ async def run_job(job_id: UUID, call: FreshOperatorCall) -> Response:
 async def remove_job(job_id: UUID, call: OperatorCall) -> Response:
     """Remove a job for good; its fires stay in the log."""
     cmd = m.RemoveJob(job_id=job_id)
-    commands = call.api.janus.commands
+    commands = call.api.parts.commands
     return await call.respond(lambda: accepted(commands.remove_job(cmd, call.invocation)))

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 @router.get("", response_model=list[s.KeyOut], responses=responses(401, 403, 503))
 async def list_keys(read: Admin) -> list[s.KeyOut]:
     """Every key ever created (never the key nor its hash)."""
-    infos = await read(read.api.keys.list_keys)
+    infos = await read(read.api.parts.keys.list_keys)
     return [s.KeyOut.model_validate(info) for info in infos]
 
 

@@ -12,8 +12,6 @@ from api import schemas as s
 from api.context import ApiContext
 from api.deps import Api, Viewer
 from api.problems import error_id, responses
-from bootstrap.agent import agent_status
-from bootstrap.relay import relay_status
 from domain.api_key import Role
 from event_store.faults import cause_of
 from projections.knowledge import NOT_STARTED
@@ -42,15 +40,15 @@ async def readyz(api: Api) -> JSONResponse:
 
 
 def readiness(api: ApiContext) -> list[s.Check]:
-    janus = api.janus
+    parts = api.parts
     try:
-        head = janus.reader.head()
+        head = parts.reader.head()
     except (OperationalError, InterfaceError, SQLAlchemyError) as error:
         cause = cause_of(error) or type(error).__name__
         return [s.Check(name="store", ok=False, detail=f"unavailable: {cause}")]
     checks = [s.Check(name="store", ok=True, detail=f"head {head}")]
     bound = api.settings.ready_max_lag
-    for runner in api.projections:
+    for runner in parts.projections:
         try:
             status = runner.status()
         except SQLAlchemyError as error:
@@ -71,9 +69,9 @@ def readiness(api: ApiContext) -> list[s.Check]:
             s.Check(name="runtime", ok=started, detail="started" if started else "starting")
         )
     checks.extend(_roles(api))
-    if janus.settings.nats_url:
+    if parts.node.nats_configured:
         checks.append(_relay(api, bound))
-    if api.runtime is not None and janus.settings.agent_enabled:
+    if api.runtime is not None and parts.node.agent_enabled:
         checks.append(_agent(api))
     return checks
 
@@ -81,7 +79,7 @@ def readiness(api: ApiContext) -> list[s.Check]:
 def _roles(api: ApiContext) -> list[s.Check]:
     """Each role some Janus process has run (executor, scheduler, ...) must be running now."""
     try:
-        summaries = read_roles(api.janus.views_engine)
+        summaries = read_roles(api.parts.views_engine)
     except SQLAlchemyError as error:
         return [s.Check(name="roles", ok=False, detail=f"unreadable: {type(error).__name__}")]
     return [s.Check(name=f"role:{r.role}", ok=r.ok, detail=r.text) for r in summaries]
@@ -89,14 +87,14 @@ def _roles(api: ApiContext) -> list[s.Check]:
 
 def _agent(api: ApiContext) -> s.Check:
     """The in-process agent: its model can run (else how to install one), and its lag."""
-    found = agent_status(api.janus)
+    found = api.parts.statuses.agent()
     detail = f"{found['model']}: {found['state']}, position {found['position']}, lag {found['lag']}"
     return s.Check(name="agent", ok=found["state"] == "ready", detail=detail)
 
 
 def _relay(api: ApiContext, bound: int) -> s.Check:
     """Where a relay feeds NATS: it reports running and connected, and keeps up with the log."""
-    status = relay_status(api.janus)
+    status = api.parts.statuses.relay()
     ok = status.state == "running" and status.connected and status.lag <= bound
     detail = (
         f"{status.state}, {'connected' if status.connected else 'not connected'}, "
@@ -129,7 +127,7 @@ def _error_for(error: str | None, details: bool) -> str | None:
 
 def _statuses(api: ApiContext, details: bool) -> list[s.ProjectionOut]:
     out = []
-    for runner in api.projections:
+    for runner in api.parts.projections:
         status = runner.status()
         out.append(
             s.ProjectionOut(

@@ -122,19 +122,20 @@ async def search(body: SearchIn, read: Viewer) -> SearchOut | HybridOut:
 
 
 def _search(api: ApiContext, body: SearchIn) -> SearchOut | HybridOut:
-    views = [api.janus.knowledge_views[name] for name in VIEWS[body.mode]]
+    knowledge = api.parts.knowledge
+    views = [knowledge.views[name] for name in VIEWS[body.mode]]
     filters = SearchFilters(body.document_id, body.source, body.recorded_from, body.recorded_to)
     try:
         for view in views:
             waiter = ViewWaiter(
-                view, api.janus.reader, api.settings.read_wait_seconds, drive=api.waiter.drive
+                view, api.parts.reader, api.settings.read_wait_seconds, drive=api.waiter.drive
             )
             waiter.wait(body.min_position)
         if body.mode == "hybrid":
-            found = api.janus.knowledge.hybrid().search(body.query, body.k, filters)
+            found = knowledge.hybrid_search().search(body.query, body.k, filters)
             position = min(view.position for view in views)
             return HybridOut(hits=[_hybrid(hit) for hit in found], position=position)
-        hits = api.janus.knowledge.search().search(body.query, body.k, filters)
+        hits = knowledge.vector_search().search(body.query, body.k, filters)
     except (TargetUnavailable, ViewNotReady, GraphStoreError) as error:
         which = " and graph views" if body.mode == "hybrid" else " view"
         detail = f"the vector{which}: {str(error).splitlines()[0][:300]}"

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from api.app import create_app
 from api.settings import ApiSettings
+from bootstrap.api import api_parts
 from bootstrap.container import Janus
 from commands import models as m
 from commands.invocation import Invocation
@@ -114,7 +115,7 @@ def serve_api(janus: Janus, settings: ApiSettings | None = None) -> Iterator[Api
         tokens[role] = keys.create_key(CreateApiKey(name=name, role=role), ADMIN_CLI).token
         names[role] = name
     app = create_app(
-        janus,
+        api_parts(janus),
         settings or ApiSettings(read_wait_seconds=10),
         auth=True,
         drive_views=True,

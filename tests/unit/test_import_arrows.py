@@ -50,6 +50,12 @@ def test_nothing_below_the_cli_imports_it(package: str) -> None:
     assert found == []
 
 
+def test_the_api_receives_parts_and_never_the_composition_root() -> None:
+    # bootstrap/api.py builds the API's parts from the container and hands them over; the API
+    # imports nothing of bootstrap (not the container, not its settings, not its wiring).
+    assert upward_imports("api", {"bootstrap"}) == []
+
+
 def test_replay_is_a_library_of_history_not_command_line_code() -> None:
     assert upward_imports("replay", {"cli"}) == []
     assert upward_imports("replay", {"typer"}) == []
