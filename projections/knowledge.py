@@ -20,34 +20,32 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from eventsourcing.persistence import Notification
 from qdrant_client.http.exceptions import ResponseHandlingException
 from sqlalchemy import Column, MetaData, String, Table, Text, delete, inspect, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from adapters.blobs import BlobNotFound, BlobStoreError
 from adapters.graph import GraphStoreError
 from adapters.vectors import VectorIndexError
 from event_store.reader import LoggedEvent, NotificationReader
+from projections.feed_loop import Applied, FeedLoop, Progress, strictly_rising
 from projections.generations import Checked, Generations, KnowledgeProjection
-from projections.registry import TargetUnavailable
-from projections.runner import (
+from projections.positions import (
     POSITION,
     RUNNING,
     STALLED,
-    Applied,
-    ProjectionStalled,
-    ProjectionStatus,
-    event_time,
     projection_positions,
+    register_position,
+    set_state,
+    utc_now,
 )
+from projections.registry import TargetUnavailable
+from projections.status import ProjectionStatus, lag_seconds
 
 __all__ = ["KnowledgeProjection", "KnowledgeRunner", "KnowledgeStatus", "RebuildResult"]
 
@@ -95,7 +93,7 @@ class _Identity(NamedTuple):
     version: int
 
 
-class KnowledgeRunner:
+class KnowledgeRunner(FeedLoop):
     """Feeds one knowledge view; satisfies projections.registry.Runner.
 
     ``open_generations`` builds the target lazily: nothing is opened until the view is run,
@@ -130,25 +128,19 @@ class KnowledgeRunner:
     def setup(self) -> None:
         failures_metadata.create_all(self.engine)
         with self.engine.begin() as conn:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            conn.execute(
-                dialect.insert(projection_positions)
-                .values(
-                    name=self.name,
-                    version=VERSION,
-                    position=0,
-                    state=RUNNING,
-                    skipped="",
-                    updated_at=_now(),
-                )
-                .on_conflict_do_nothing()
-            )
+            register_position(conn, self.name, VERSION)
         self._set_up = True
 
     def _row(self) -> Any:
         with self.engine.connect() as conn:
             query = select(projection_positions).where(projection_positions.c.name == self.name)
             return conn.execute(query).first()
+
+    def _progress(self) -> Progress | None:
+        row = self._row()
+        if row is None:
+            return None
+        return Progress(int(row.position), row.state, row.error, row.error_position)
 
     @property
     def position(self) -> int:
@@ -169,7 +161,7 @@ class KnowledgeRunner:
                 )
                 failed = tuple((r.document_id, r.reason) for r in conn.execute(query))
         position = 0 if row is None else int(row.position)
-        lag = 0.0 if position >= head else _lag_seconds(self.reader, position, head)
+        lag = lag_seconds(self.reader, position, head)
         return KnowledgeStatus(
             name=self.name,
             version=VERSION,
@@ -195,18 +187,14 @@ class KnowledgeRunner:
 
     def _set_state(self, state: str, error: str | None, at: int | None) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                update(projection_positions)
-                .where(projection_positions.c.name == self.name)
-                .values(state=state, error=error, error_position=at, updated_at=_now())
-            )
+            set_state(conn, self.name, state, error, at)
 
     def _record(self, view: KnowledgeProjection, conn: Connection) -> None:
         """Mirror the view's position and its failed documents (both after the target's write)."""
         conn.execute(
             update(projection_positions)
             .where(projection_positions.c.name == self.name)
-            .values(position=view.position, updated_at=_now())
+            .values(position=view.position, updated_at=utc_now())
         )
         for document_id, reason in view.failed.items():
             key = (knowledge_failures.c.projection == self.name) & (
@@ -273,9 +261,6 @@ class KnowledgeRunner:
             view = self.view()
             return self._apply(view, self.reader.read_after(view.position, self.batch_size))
 
-    def apply_batch(self, batch: Sequence[Notification]) -> int:
-        return self.apply(batch).applied
-
     def apply(self, batch: Sequence[Notification]) -> Applied:
         """Apply notifications past the view's position (any feed may deliver twice)."""
         with self._applying:
@@ -287,7 +272,7 @@ class KnowledgeRunner:
             return Applied(applied, view.position)
 
     def _apply(self, view: KnowledgeProjection, batch: Sequence[Notification]) -> int:
-        fresh = _rising(batch, view.position)
+        fresh = strictly_rising(batch, view.position)
         if not fresh:
             return 0
         try:
@@ -319,34 +304,6 @@ class KnowledgeRunner:
         with self.engine.begin() as conn:
             self._record(view, conn)
         return applied
-
-    def catch_up(self, timeout: float = 60.0) -> int:
-        target = self.reader.head()
-        deadline = time.monotonic() + timeout
-        while True:
-            row = self._row()
-            if row is not None and row.state == STALLED:
-                raise ProjectionStalled(f"{self.name} stalled at {row.error_position}: {row.error}")
-            if row is not None and row.position >= target:
-                return int(row.position)
-            if self.run_once() == 0 and self._row().state != STALLED:
-                return self.position
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} did not reach {target} in {timeout}s")
-
-    def wait_for(self, position: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        delay = 0.01
-        while self.position < position:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} did not reach position {position} in {timeout}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-
-    def run_forever(self, stop: threading.Event, poll_interval: float = 0.5) -> None:
-        while not stop.is_set():
-            if self.run_once() == 0:
-                stop.wait(poll_interval)
 
     # -- rebuild and verify ----------------------------------------------------------------------
 
@@ -420,24 +377,3 @@ def _target_call(call: Callable[[], Any]) -> Any:
         raise  # the log names a blob that is not there: a poison event, not an outage
     except TARGET_ERRORS as error:
         raise TargetUnavailable(f"{type(error).__name__}: {error}") from error
-
-
-def _rising(batch: Sequence[Notification], position: int) -> list[Notification]:
-    fresh: list[Notification] = []
-    for notification in batch:
-        if notification.id > position:
-            fresh.append(notification)
-            position = notification.id
-    return fresh
-
-
-def _lag_seconds(reader: NotificationReader, position: int, head: int) -> float | None:
-    applied = event_time(reader, max(position, 1))
-    newest = event_time(reader, head)
-    if applied is None or newest is None:
-        return None
-    return max(0.0, (newest - applied).total_seconds())
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -17,7 +17,8 @@ from sqlalchemy.engine import Engine
 from adapters.locks import LeaderLock
 from event_store.messages import StreamSpec
 from event_store.reader import NotificationReader
-from projections.runner import Applied, ProjectionStatus
+from projections.feed_loop import Applied
+from projections.status import ProjectionStatus
 
 
 class TargetUnavailable(Exception):

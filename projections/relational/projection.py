@@ -30,7 +30,7 @@ from projections.relational.goals import GoalRows
 from projections.relational.jobs import JobRows
 from projections.relational.orders import OrderRows
 from projections.relational.tables import LIVE, RelationalTables, relational_tables
-from projections.runner import RebuildableProjection
+from projections.sql_apply import RebuildableProjection
 
 Apply = Callable[[LoggedEvent, str, Connection], None]
 

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from projections.runner import POSITION
+from projections.positions import POSITION
 
 ID = String(36)
 # Free text the domain does not bound to a length (actors, command ids, correlation ids, names a
