@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import problems
 from api.auth import KeyVerifier
 from api.context import ApiContext
+from api.deps import AuthBeforeUpload
 from api.freshness import ViewWaiter
 from api.guard import BrowserGuard
 from api.idempotency import ResponseStore
@@ -43,6 +44,7 @@ from api.routes import (
 )
 from api.settings import ApiSettings, auth_required
 from api.telemetry import RequestSpans, auth_denials, meter_provider, tracer_provider
+from domain.api_key import Role
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.janus_api = context
+    app.add_middleware(AuthBeforeUpload, uploads={documents.router.prefix: Role.OPERATOR})
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,

@@ -19,7 +19,9 @@ from fastapi.responses import Response
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api import problems
 from api.auth import LOCAL_ADMIN, Principal, forbidden, unauthorized
 from api.context import ApiContext
 from api.idempotency import StoredResponse, fingerprint
@@ -90,6 +92,34 @@ class _ApiKeyScheme(SecurityBase):
     async def principal(self, request: Request) -> tuple[ApiContext, Principal]:
         api = _context(request)
         return api, await _authorize(api, _bearer_token(request), self.role)
+
+
+class AuthBeforeUpload:
+    """Checks an upload's API key before its body is read.
+
+    FastAPI reads a multipart body (spooling the file to disk) before it resolves any
+    dependency, so without this an unauthenticated caller could make the server take in a file
+    up to the size cap before its 401. The route's own dependency checks again (the key cache
+    makes that cheap); a refused caller's body is never received.
+    """
+
+    def __init__(self, app: ASGIApp, uploads: dict[str, Role]) -> None:
+        self.app = app
+        self.uploads = uploads
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        role = self.uploads.get(scope["path"]) if scope["type"] == "http" else None
+        if role is not None and scope["method"] == "POST":
+            request = Request(scope)
+            try:
+                await _authorize(_context(request), _bearer_token(request), role)
+            except problems.ApiProblem as denied:
+                response = problems.problem_response(
+                    request, denied.status, denied.code, denied.detail, headers=denied.headers
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 @dataclass(frozen=True)

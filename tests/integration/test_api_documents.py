@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -217,6 +219,52 @@ def test_viewers_read_documents_but_cannot_upload_or_retract(api: Api) -> None:
     )
     assert is_problem(refused, 403)
     assert is_problem(api.get("/v1/documents/00000000-0000-0000-0000-000000000000"), 404)
+
+
+@pytest.mark.parametrize("caller", ["no key", "viewer key"])
+def test_an_upload_is_refused_before_its_body_is_read_when_the_key_does_not_allow_it(
+    api: Api, caller: str
+) -> None:
+    """Driven at the ASGI level to see whether the server asks for the body at all."""
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"multipart/form-data; boundary=xyz"),
+        (b"content-length", b"2048"),
+    ]
+    if caller == "viewer key":
+        headers.append((b"authorization", f"Bearer {api.tokens[Role.VIEWER]}".encode()))
+    asked: list[int] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        asked.append(1)
+        return {"type": "http.request", "body": b"x" * 1024, "more_body": len(asked) < 2}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/documents",
+        "raw_path": b"/v1/documents",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+    }
+    asyncio.run(api.app(scope, receive, send))
+
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = json.loads(
+        b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    )
+    assert (start["status"], asked) == ((401, []) if caller == "no key" else (403, []))
+    assert body["type"].endswith("unauthorized" if caller == "no key" else "forbidden")
 
 
 def test_on_s3_content_redirects_to_a_presigned_url_of_the_bytes(
