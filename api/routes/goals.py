@@ -12,7 +12,18 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from adapters.graph import GraphStoreError, NamespaceNotFound
 from api import schemas as s
 from api.actions import accepted
-from api.deps import Call, Cursor, FreshViewer, Limit, OperatorCall, Produced, Viewer
+from api.context import ApiContext
+from api.deps import (
+    Call,
+    Cursor,
+    FreshViewer,
+    Limit,
+    MinPosition,
+    OperatorCall,
+    Produced,
+    Viewer,
+)
+from api.freshness import ViewWaiter
 from api.problems import ApiProblem, responses
 from commands import goal_flow
 from commands import models as m
@@ -25,6 +36,7 @@ from projections.graph_queries import (
     provenance_json,
     render_provenance,
 )
+from projections.registry import TargetUnavailable
 
 router = APIRouter(prefix="/v1/goals", tags=["goals"])
 
@@ -187,13 +199,17 @@ async def goal_graph(
     fmt: Annotated[
         GraphFormat, Query(alias="format", description="json, or mermaid / dot text for people.")
     ] = GraphFormat.JSON,
+    min_position: MinPosition = None,
 ) -> Response:
     """The goal's provenance subgraph from the graph view: its decisions, confirmations and
     effects, the chunks its decisions used, their documents and the entities they mention,
-    each node and edge with the event id and log position that wrote it."""
+    each node and edge with the event id and log position that wrote it. ``min_position``
+    waits (bounded) for the graph view to apply that position; past the wait, a 503."""
 
     def answer() -> Response:
         try:
+            if min_position:
+                _wait_for_graph(read.api, min_position)
             sub = goal_provenance(read.api.parts.knowledge.graph(), str(goal_id))
         except GoalNotInGraph as missing:
             raise ApiProblem(404, "not-found", str(missing)) from None
@@ -201,7 +217,7 @@ async def goal_graph(
             # Nothing is in a graph not built yet, this goal included.
             detail = f"goal {goal_id} is not in the graph view: it has not been built yet"
             raise ApiProblem(404, "not-found", detail) from None
-        except GraphStoreError as error:
+        except (GraphStoreError, TargetUnavailable) as error:
             raise ApiProblem(503, "graph-unavailable", str(error)[:200]) from None
         if fmt is GraphFormat.JSON:
             return JSONResponse(provenance_json(str(goal_id), sub))
@@ -209,3 +225,10 @@ async def goal_graph(
         return PlainTextResponse(text, media_type=GRAPH_MEDIA[fmt])
 
     return await read(answer)
+
+
+def _wait_for_graph(api: ApiContext, position: int) -> None:
+    graph = api.parts.knowledge.views["graph"]
+    ViewWaiter(
+        graph, api.parts.reader, api.settings.read_wait_seconds, drive=api.waiter.drive
+    ).wait(position)

@@ -81,3 +81,19 @@ def test_an_unknown_goal_an_unbuilt_graph_and_a_bad_format_are_problems(
     assert is_problem(unknown, 404, "not-found")
     assert is_problem(bad, 422, "validation-error")
     assert bad.json()["errors"][0]["loc"] == ["query", "format"]
+
+
+def test_min_position_waits_for_the_graph_view_to_hold_the_goal(api: Api, janus: Janus) -> None:
+    build_graph(janus)
+    goal = api.submit_goal("lock the back door")
+    path = f"/v1/goals/{goal['id']}/graph"
+
+    before = api.get(path)  # the graph view has not applied the new goal yet
+    fresh = api.get(path, params={"min_position": goal["position"]})
+    ahead = api.get(path, params={"min_position": janus.reader.head() + 100})
+
+    assert is_problem(before, 404, "not-found")
+    assert fresh.status_code == 200, fresh.text
+    assert goal["id"] in {n["id"] for n in fresh.json()["nodes"]}
+    assert is_problem(ahead, 422, "validation-error")
+    assert ahead.json()["errors"][0]["loc"] == ["query", "min_position"]
