@@ -24,7 +24,7 @@ from domain.edge_requests import RequestKind
 
 router = APIRouter(prefix="/v1/edges", tags=["edges"])
 
-SEND = responses(401, 403, 404, 409, 413, 422, 503)
+SEND = responses(400, 401, 403, 404, 409, 413, 422, 503)
 Node = Annotated[
     str,
     Path(pattern=r"^[A-Za-z0-9_\-]{1,48}$", description="The edge that owns the confirmation."),
