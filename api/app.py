@@ -33,6 +33,7 @@ from api.reads import ReadModel
 from api.routes import (
     confirmations,
     documents,
+    edge_requests,
     edges,
     effects,
     events,
@@ -187,6 +188,7 @@ def create_app(
         ops,
         documents,
         edges,
+        edge_requests,
         search,
     ):
         app.include_router(module.router)

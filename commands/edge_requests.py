@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from pydantic import Field
 
 from adapters.clock import Clock
-from commands.errors import IdConflict
+from commands.errors import IdConflict, NotFound
 from commands.invocation import CommandResult, Invocation
 from commands.models import MAX_ACTOR_NAME, Command, Reason
 from commands.runner import CommandRunner, ContextFactory, Decided
@@ -62,6 +62,8 @@ class SendEdgeRequest(Command):
     kind: RequestKind
     reason: Reason | None = None
     request_id: UUID | None = None
+    # The edge the caller believes owns it (the API's path names it); None: whichever does.
+    node: str | None = None
 
 
 class ApplyEdgeRequest(Command):
@@ -101,6 +103,8 @@ class EdgeRequests:
                     f"confirmation {cmd.confirmation_id} is this node's own (not synced from "
                     "an edge): grant or deny it directly"
                 )
+            if cmd.node is not None and cmd.node != node:
+                raise NotFound(f"confirmation of edge {cmd.node}", cmd.confirmation_id)
             request = EdgeRequest.make(
                 request_id,
                 node,

@@ -48,7 +48,13 @@ from event_store.application import JanusApplication
 from event_store.edge_commands import EdgeDispatcher, ensure_command_stream, resolve_answers
 from event_store.edge_store import EdgeCursor, EdgeEvent, EdgeSql
 from event_store.jetstream_pull import Puller
-from event_store.messages import H_AGGREGATE_ID, H_AGGREGATE_VERSION, H_TOPIC, StreamSpec
+from event_store.messages import (
+    H_AGGREGATE_ID,
+    H_AGGREGATE_VERSION,
+    H_TOPIC,
+    StreamSpec,
+    scan_event_id,
+)
 from event_store.nats import NATS_ERRORS, STORE_ERRORS
 
 log = logging.getLogger("janus.edge")
@@ -123,26 +129,6 @@ def origin_sequence(headers: dict[str, str]) -> int:
     if len(parts) < 2 or not parts[1].isdigit():
         raise ValueError(f"not a sourced message ({H_STREAM_SOURCE}: {value!r})")
     return int(parts[1])
-
-
-# The meta's first field (event_store/transcodings.py), as eventsourcing's JSON encoder writes it.
-_META_EVENT_ID = b'"meta":{"_type_":"janus_meta","_data_":{"event_id":"'
-
-
-def scan_event_id(state: bytes) -> UUID | None:
-    """The event id by byte search (a JSON parse is most of the ingest's time); None: parse.
-
-    The pattern cannot occur inside a JSON string (its quotes would be escaped); any other
-    encoding (a cipher, a compressor) is not recognised and takes the mapper's road.
-    """
-    at = state.find(_META_EVENT_ID)
-    if at < 0:
-        return None
-    start = at + len(_META_EVENT_ID)
-    try:
-        return UUID(state[start : state.find(b'"', start)].decode())
-    except ValueError:
-        return None
 
 
 def node_of(subject: str, root: str) -> str:

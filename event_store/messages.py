@@ -3,6 +3,11 @@
 A message is one stored event: the body is the stored ``state`` bytes exactly as in the event
 store (so consumers decode with the same mapper and upcasters), and the headers carry what a
 consumer needs to route, order and deduplicate without decoding the body.
+
+``Nats-Msg-Id`` is the event's own id (its meta ``event_id``), for every relay, cloud or edge: the
+same event has the same message id wherever it travels, so any stream that receives it twice
+(a relay's republish, a hub sourcing it again) drops the copy. Which log a message came from and
+where it sits in that log are ``Janus-Log`` (``<node>:<app>``) and ``Janus-Position``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ H_EVENT_TYPE = "Janus-Event-Type"
 H_AGGREGATE_ID = "Janus-Aggregate-Id"
 H_AGGREGATE_VERSION = "Janus-Aggregate-Version"
 H_POSITION = "Janus-Position"
+H_LOG = "Janus-Log"
 H_CORRELATION_ID = "Janus-Correlation-Id"
 H_TRACEPARENT = "traceparent"
 H_MSG_ID = "Nats-Msg-Id"
@@ -63,8 +69,33 @@ def subject_for(prefix: str, topic: str) -> str:
     return f"{prefix}.{aggregate_type(topic)}"
 
 
-def message_id(node_id: str, app_name: str, position: int) -> str:
-    return f"{node_id}:{app_name}:{position}"
+def log_id(node_id: str, app_name: str) -> str:
+    """Names the log a relay publishes: a stream must hold one log's events only."""
+    return f"{node_id}:{app_name}"
+
+
+# The meta's first field (event_store/transcodings.py), as eventsourcing's JSON encoder writes it.
+_META_EVENT_ID = b'"meta":{"_type_":"janus_meta","_data_":{"event_id":"'
+
+
+def scan_event_id(state: bytes) -> UUID | None:
+    """The event id by byte search (a JSON parse is most of the ingest's time); None: parse.
+
+    The pattern cannot occur inside a JSON string (its quotes would be escaped); any other
+    encoding (a cipher, a compressor) is not recognised and takes the mapper's road.
+    """
+    at = state.find(_META_EVENT_ID)
+    if at < 0:
+        return None
+    start = at + len(_META_EVENT_ID)
+    try:
+        return UUID(state[start : state.find(b'"', start)].decode())
+    except ValueError:
+        return None
+
+
+def message_id(event_id: UUID) -> str:
+    return str(event_id)
 
 
 def headers_for(
@@ -73,9 +104,16 @@ def headers_for(
     app_name: str,
     correlation_id: str = "",
     traceparent: str = "",
+    event_id: UUID | None = None,
 ) -> dict[str, str]:
+    """The headers of one event's message; ``event_id`` is needed only if the bytes hide it."""
+    if event_id is None:
+        event_id = scan_event_id(notification.state)
+    if event_id is None:
+        raise ValueError(f"no event id found in the stored event at {notification.id}")
     headers = {
-        H_MSG_ID: message_id(node_id, app_name, notification.id),
+        H_MSG_ID: message_id(event_id),
+        H_LOG: log_id(node_id, app_name),
         H_TOPIC: notification.topic,
         H_EVENT_TYPE: event_type(notification.topic),
         H_AGGREGATE_ID: str(notification.originator_id),

@@ -40,7 +40,7 @@ from sqlalchemy.engine import Engine
 from adapters.locks import LeaderLock
 from event_store.application import JanusApplication
 from event_store.heartbeat import StatusRow
-from event_store.messages import H_MSG_ID, H_POSITION, StreamSpec
+from event_store.messages import H_LOG, H_MSG_ID, H_POSITION, StreamSpec, log_id
 from event_store.nats import NATS_ERRORS, STORE_ERRORS, ensure_stream
 from event_store.reader import NotificationReader
 from event_store.relay.position import LeadershipLost, SavedPosition
@@ -127,7 +127,7 @@ class Relay:
         self._lock_check_interval = lock_check_interval
         self._max_backoff = max_backoff
         self.name = tracking_name(self._spec.name)
-        self._msg_id_prefix = f"{settings.node_id}:{settings.app_name}:"
+        self._log_id = log_id(settings.node_id, settings.app_name)
         self._position = SavedPosition(app, self.name, save_interval)
         self._status_row = StatusRow(status_engine, relay_status_table, self.name)
         self._window = PublishWindow(
@@ -376,11 +376,13 @@ class Relay:
         return _Anchor(self._position_of(last.headers or {}), last_sequence)
 
     def _position_of(self, headers: dict[str, str]) -> int:
-        msg_id = headers.get(H_MSG_ID, "")
+        """The log position of the stream's last message, if this log published it."""
+        # Before Janus-Log, the message id itself was "<node>:<app>:<position>".
+        log = headers.get(H_LOG) or headers.get(H_MSG_ID, "").rpartition(":")[0]
         position = headers.get(H_POSITION, "")
-        if not msg_id.startswith(self._msg_id_prefix) or not position.isdigit():
+        if log != self._log_id or not position.isdigit():
             raise RelayError(
-                f"stream {self._spec.name} ends with a message from another log ({msg_id!r}); "
+                f"stream {self._spec.name} ends with a message from another log ({log!r}); "
                 f"each log needs its own stream"
             )
         return int(position)

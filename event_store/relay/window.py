@@ -2,8 +2,9 @@
 
 At most ``max_in_flight`` publishes are unacknowledged; ``acked`` only moves to the end of the
 contiguous acknowledged prefix. Each publish carries ``Nats-Expected-Last-Msg-Id`` (its
-predecessor's message id), and the first one of an attempt ``Nats-Expected-Last-Sequence``, so
-the server stores an event only right after its predecessor (see ``loop`` for why).
+predecessor's message id: its event id), and the first one of an attempt
+``Nats-Expected-Last-Sequence``, so the server stores an event only right after its predecessor
+(see ``loop`` for why).
 
 Acks come to our own reply inbox, ``<inbox>.<attempt>.<position>``, rather than
 ``js.publish_async``: in nats-py 2.16 an error reply leaves the ``publish_async`` future pending
@@ -18,12 +19,13 @@ import asyncio
 import json
 import time
 from collections import deque
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from event_store.messages import H_MSG_ID, StreamSpec, headers_for, subject_for
+from event_store.messages import H_MSG_ID, StreamSpec, headers_for, scan_event_id, subject_for
 from event_store.reader import NotificationReader
 from event_store.relay.provenance import provenance
 
@@ -121,8 +123,9 @@ class PublishWindow:
 
     def _headers(self, notification: Notification) -> dict[str, str]:
         correlation_id, traceparent = provenance(self._reader, notification)
+        event_id = self._event_id(notification)
         headers = headers_for(
-            notification, self._node_id, self._app_name, correlation_id, traceparent
+            notification, self._node_id, self._app_name, correlation_id, traceparent, event_id
         )
         if self._previous_msg_id is not None:
             headers[H_EXPECTED_LAST_MSG_ID] = self._previous_msg_id
@@ -130,6 +133,17 @@ class PublishWindow:
             headers[H_EXPECTED_LAST_SEQUENCE] = str(self._expected_sequence)
         self._previous_msg_id = headers[H_MSG_ID]
         return headers
+
+    def _event_id(self, notification: Notification) -> UUID:
+        """The message id: found in the bytes, or (a cipher, a compressor) by decoding."""
+        found = scan_event_id(notification.state)
+        if found is not None:
+            return found
+        meta = getattr(self._reader.decode(notification).event, "meta", None)
+        if meta is None:
+            raise ValueError(f"the event at {notification.id} has no Janus metadata")
+        event_id: UUID = meta.event_id
+        return event_id
 
     async def _on_reply(self, msg: Msg) -> None:
         epoch, _, token = msg.subject[len(self._inbox) :].partition(".")

@@ -1,5 +1,7 @@
 """A cloud operator's grant reaches the edge that owns the confirmation, through real servers.
 
+The cloud runs on SQLite and on Postgres (the edge on its embedded store).
+
 The cloud records a request (never the grant itself: the confirmation is the edge's); the
 ingester sends it to the hub's command stream; the edge pulls it across the leaf link, applies it
 through its command path and executor, and its answer syncs back. If the edge decided otherwise
@@ -37,9 +39,10 @@ from tests.support.edge import (
 from tests.support.executor import OPERATOR, door_ledger, drain
 
 
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[Janus]:
-    built = Janus.build(Settings(home=tmp_path / "cloud", node_id="cloud"))
+@pytest.fixture(params=["sqlite", "postgres"])
+def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Janus]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    built = Janus.build(Settings(home=tmp_path / "cloud", database_url=url, node_id="cloud"))
     try:
         yield built
     finally:
@@ -187,6 +190,8 @@ def test_a_cloud_grant_against_a_local_decision_is_a_conflict_on_both_sides(
     assert [c["request_id"] for c in status.conflicts] == [str(request_id)]
     # The operator sees it: the request conflicted, the edge's conflicts counted.
     monkeypatch.setenv("JANUS_HOME", str(cloud.settings.home))
+    if cloud.settings.database_url:
+        monkeypatch.setenv("JANUS_DATABASE_URL", cloud.settings.database_url)
     (shown,) = as_json("edge", "requests")
     assert (shown["id"], shown["status"], shown["conflict"]) == (
         str(request_id),

@@ -37,8 +37,10 @@ from tests.support.relay import (
     JanusFactory,
     Writer,
     assert_stream_is_the_log,
+    log_event_ids,
     relay_settings,
     running_relay,
+    stream_contents,
     submit_goals,
     wait_caught_up,
 )
@@ -110,6 +112,9 @@ def test_every_event_is_published_once_in_log_order_with_the_contract_headers(
             meta.trace_context.get("traceparent", ""),
         )
         assert expected.items() <= message.headers.items()
+        # One event, one message id wherever it travels: its own event id.
+        assert message.headers[wire.H_MSG_ID] == str(meta.event_id)
+        assert message.headers[wire.H_LOG] == f"{janus.settings.node_id}:janus"
         assert wire.notification_from_message(message.headers, message.data) == notification
 
 
@@ -199,8 +204,45 @@ def test_jetstream_drops_an_event_published_again_by_its_message_id(pg_janus: Ja
     assert len(assert_stream_is_the_log(pg_janus)) == 10
 
 
-async def publish_like_a_crashed_relay(janus: Janus, notifications: list[Any]) -> list[Any]:
+def test_a_stream_ending_with_another_logs_event_is_refused_not_appended_to(
+    pg_janus: Janus,
+) -> None:
+    submit_goals(pg_janus, 4)
+    first = pg_janus.reader.read_after(0, 1)
+    asyncio.run(publish_like_a_crashed_relay(pg_janus, first, log=("elsewhere", "janus")))
+
+    with running_relay(pg_janus) as relay:
+        wait_until(lambda: "another log" in (read_relay_status(pg_janus).last_error or ""), 10)
+        assert relay.relay.acked == 0
+    assert len(stream_contents(pg_janus.settings)) == 1
+
+
+def test_a_stream_written_before_the_log_header_is_continued_where_it_ends(
+    pg_janus: Janus,
+) -> None:
+    """An upgrade: the old relay's message id was "<node>:<app>:<position>", without Janus-Log."""
+    submit_goals(pg_janus, 10)
+    asyncio.run(publish_like_a_crashed_relay(pg_janus, pg_janus.reader.read_after(0, 4), old=True))
+
+    with running_relay(pg_janus) as relay:
+        wait_caught_up(pg_janus)
+        assert relay.relay.published == 6
+    published = stream_contents(pg_janus.settings)
+    assert [p.position for p in published] == list(range(1, 11))
+    assert [p.headers[wire.H_MSG_ID] for p in published[4:]] == [
+        str(event_id) for event_id in log_event_ids(pg_janus)[4:]
+    ]
+
+
+async def publish_like_a_crashed_relay(
+    janus: Janus,
+    notifications: list[Any],
+    log: tuple[str, str] | None = None,
+    old: bool = False,
+) -> list[Any]:
+    """Publish as a relay of ``log`` (default: this one) would; ``old``: the old message id."""
     settings = janus.settings
+    node_id, app_name = log or (settings.node_id, settings.app_name)
     assert settings.nats_url is not None
     nc = await nats.connect(settings.nats_url)
     try:
@@ -209,7 +251,10 @@ async def publish_like_a_crashed_relay(janus: Janus, notifications: list[Any]) -
             await js.add_stream(settings.stream_spec().config())
         acks = []
         for notification in notifications:
-            headers = wire.headers_for(notification, settings.node_id, settings.app_name)
+            headers = wire.headers_for(notification, node_id, app_name)
+            if old:
+                del headers[wire.H_LOG]
+                headers[wire.H_MSG_ID] = f"{node_id}:{app_name}:{notification.id}"
             subject = wire.subject_for(settings.subject_prefix, notification.topic)
             acks.append(await js.publish(subject, notification.state, headers=headers))
         return acks
@@ -237,7 +282,7 @@ def test_a_publish_lost_on_the_wire_is_sent_again_and_nothing_overtakes_it(
         wait_caught_up(pg_janus)
         assert relay.relay.published > 20  # 5 and what followed it were sent again
 
-    assert lost == [wire.message_id("local", "janus", 5)]
+    assert lost == [wire.message_id(log_event_ids(pg_janus)[4])]
     assert_stream_is_the_log(pg_janus)
 
 

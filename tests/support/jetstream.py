@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
 from commands import models as m
-from event_store.messages import headers_for, message_id, subject_for
+from event_store.messages import headers_for, subject_for
 from projections.relational import RelationalProjection
 from projections.relational import tables as relational
 from projections.runner import ProjectionRunner
@@ -62,7 +62,7 @@ class Relay:
                 for n in page:
                     headers = headers_for(n, self.settings.node_id, self.settings.app_name)
                     if nonce:
-                        headers["Nats-Msg-Id"] = f"{nonce}:{message_id('x', 'y', n.id)}"
+                        headers["Nats-Msg-Id"] = f"{nonce}:{n.id}"
                     subject = subject_for(self.settings.subject_prefix, n.topic)
                     await js.publish(subject, n.state, headers=headers)
                 position = page[-1].id

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import nats
 import nats.errors
@@ -141,11 +142,17 @@ def assert_stream_is_the_log(janus: Janus) -> list[Published]:
     """Each event exactly once, in log order: the stream is a copy of the log."""
     published = stream_contents(janus.settings)
     assert [p.position for p in published] == log_positions(janus)
-    node, app = janus.settings.node_id, janus.settings.app_name
+    log = wire.log_id(janus.settings.node_id, janus.settings.app_name)
+    assert {p.headers[wire.H_LOG] for p in published} <= {log}
     assert [p.headers[wire.H_MSG_ID] for p in published] == [
-        wire.message_id(node, app, p.position) for p in published
+        wire.message_id(event_id) for event_id in log_event_ids(janus)
     ]
     return published
+
+
+def log_event_ids(janus: Janus) -> list[UUID]:
+    """Every event's own id (its meta event_id), in log order."""
+    return [logged.event.meta.event_id for logged in janus.reader.iterate()]  # type: ignore[attr-defined]
 
 
 class Writer:
