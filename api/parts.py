@@ -19,10 +19,12 @@ from adapters.blobs import BlobStore
 from adapters.clock import Clock
 from adapters.graph import GraphStore
 from commands.agent_commands import AgentCommands
+from commands.edge_requests import EdgeRequests
 from commands.ingest import DocumentIngest
 from commands.keys import KeyService
 from commands.scheduler import Scheduler
 from commands.service import CommandService
+from domain.edge_requests import EdgeRequest
 from event_store.edge_sync import EdgeStatus
 from event_store.reader import NotificationReader
 from event_store.relay.status import RelayStatus
@@ -76,6 +78,7 @@ class Statuses:
     agent: Callable[[], dict[str, Any]]
     relay: Callable[[], RelayStatus]
     edges: Callable[[], list[EdgeStatus]]
+    edge_requests: Callable[[], list[EdgeRequest]]  # sent by this node, as each now stands
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class ApiParts:
     commands: CommandService
     keys: KeyService
     agent_commands: AgentCommands  # an operator's answer to the agent's question
+    edge_requests: EdgeRequests  # a cloud operator's grant / deny for an edge to apply
     reader: NotificationReader  # the log: its head, its pages, the event stream
     views_engine: Engine  # the relational views and the role board
     responses_engine: Engine  # where kept responses of idempotent requests live

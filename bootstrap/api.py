@@ -22,7 +22,7 @@ from api.telemetry import meter_provider, tracer_provider
 from bootstrap.agent import agent_status
 from bootstrap.container import Janus
 from bootstrap.documents import build_document_ingest, document_view_readers
-from bootstrap.edge import edge_status
+from bootstrap.edge import edge_request_statuses, edge_requests, edge_status
 from bootstrap.process import JanusProcess
 from bootstrap.relay import relay_status
 from bootstrap.settings import Settings
@@ -69,6 +69,7 @@ def api_parts(janus: Janus) -> ApiParts:
         commands=janus.commands,
         keys=KeyService(janus.commands.runner),
         agent_commands=AgentCommands(janus.commands.runner),
+        edge_requests=edge_requests(janus),
         reader=janus.reader,
         views_engine=janus.views_engine,
         responses_engine=responses,
@@ -91,6 +92,7 @@ def api_parts(janus: Janus) -> ApiParts:
             agent=lambda: agent_status(janus),
             relay=lambda: relay_status(janus),
             edges=lambda: edge_status(janus),
+            edge_requests=lambda: edge_request_statuses(janus),
         ),
         node=NodeFacts(
             node_id=settings.node_id,

@@ -18,7 +18,6 @@ from api import schemas as s
 from api.actions import accepted
 from api.deps import Call, OperatorCall, Produced, Viewer
 from api.problems import responses
-from bootstrap.edge import edge_request_statuses, edge_requests
 from commands.edge_requests import SendEdgeRequest
 from domain.edge_requests import RequestKind
 
@@ -44,7 +43,7 @@ class EdgeRequestOut(BaseModel):
 @router.get("/requests", response_model=list[EdgeRequestOut], responses=responses(401, 403, 503))
 async def list_edge_requests(read: Viewer) -> list[EdgeRequestOut]:
     """The requests this node sent to edges, newest first, each as it now stands."""
-    found = await read(lambda: edge_request_statuses(read.api.janus))
+    found = await read(read.api.parts.statuses.edge_requests)
     return [
         EdgeRequestOut(
             id=r.id,
@@ -87,4 +86,4 @@ async def deny_on_edge(
 
 
 def _send(call: Call, cmd: SendEdgeRequest) -> Produced:
-    return accepted(edge_requests(call.api.janus).send(cmd, call.invocation))
+    return accepted(call.api.parts.edge_requests.send(cmd, call.invocation))
