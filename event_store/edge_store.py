@@ -4,7 +4,9 @@ One transaction per batch takes the same lock every append takes (Postgres ``LOC
 EXCLUSIVE MODE``; SQLite ``BEGIN IMMEDIATE``), appends the edge events at the next positions,
 records each event id with its origin node and sequence (the primary key makes a repeat a no-op
 in any order) and moves the edge's cursor. The cursor and the events can never disagree: both
-commit together or neither does.
+commit together or neither does. The same transaction records how far into the hub stream the
+ingester has appended (``HubPosition``): its consumer resumes from there, so the hub keeps no
+delivery state for it (event_store/edge_feed.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from event_store.bulk_sql import EventsSql
 
 EVENTS_TABLE = "janus_edge_events"
 CURSORS_TABLE = "janus_edge_cursors"
+HUB_TABLE = "janus_edge_hub_positions"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,16 @@ class EdgeEvent:
         ident = self.stored.originator_id
         ident = ident if isinstance(ident, UUID) else UUID(str(ident))
         return ident, self.stored.originator_version
+
+
+@dataclass(frozen=True)
+class HubPosition:
+    """The hub stream's sequence of the last message appended, and which stream that was
+    (its ``created`` time: a stream re-created under the same name starts over at 1)."""
+
+    stream: str
+    created: str | None
+    sequence: int
 
 
 @dataclass(frozen=True)
@@ -95,12 +108,15 @@ class EdgeSql(EventsSql):
     def _q(self, text: str) -> Any:
         """``{events}``, ``{edge_events}``, ``{cursors}`` named per backend; ``?`` placeholders."""
         if self.sqlite:
-            return text.format(events=self.table, edge_events=EVENTS_TABLE, cursors=CURSORS_TABLE)
+            return text.format(
+                events=self.table, edge_events=EVENTS_TABLE, cursors=CURSORS_TABLE, hub=HUB_TABLE
+            )
         schema = self.recorder.datastore.schema
         return SQL(text.replace("?", "%s")).format(  # type: ignore[arg-type, unused-ignore]
             events=Identifier(schema, self.table),
             edge_events=Identifier(schema, EVENTS_TABLE),
             cursors=Identifier(schema, CURSORS_TABLE),
+            hub=Identifier(schema, HUB_TABLE),
         )
 
     @contextmanager
@@ -127,6 +143,8 @@ class EdgeSql(EventsSql):
             f"origin_sequence {big} NOT NULL, stream_created TEXT, last_event_at TEXT, "
             f"origin_first_sequence {big}, origin_last_sequence {big}, "
             "link TEXT NOT NULL, last_contact TEXT)",
+            f"CREATE TABLE IF NOT EXISTS {{hub}} (stream TEXT PRIMARY KEY, "
+            f"created TEXT, sequence {big} NOT NULL)",
         ]
         with self.recorder.datastore.transaction(commit=True) as curs:
             for statement in statements:
@@ -158,6 +176,14 @@ class EdgeSql(EventsSql):
             link=str(row["link"]),
             last_contact=_when(row["last_contact"]),
         )
+
+    def hub_position(self, stream: str) -> HubPosition | None:
+        with self._reading() as curs:
+            curs.execute(self._q("SELECT * FROM {hub} WHERE stream = ?"), (stream,))
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return HubPosition(str(row["stream"]), row["created"], int(row["sequence"]))
 
     def known(self, event_ids: Sequence[UUID]) -> set[UUID]:
         """Which of these edge event ids the cloud already holds."""
@@ -192,9 +218,15 @@ class EdgeSql(EventsSql):
     # -- writes ---------------------------------------------------------------------------------
 
     def append(
-        self, node: str, events: Sequence[EdgeEvent], skip: set[UUID], last_event_at: datetime
+        self,
+        node: str,
+        events: Sequence[EdgeEvent],
+        skip: set[UUID],
+        last_event_at: datetime,
+        hub: HubPosition | None = None,
     ) -> Appended:
-        """Append ``events`` (minus known ids and ``skip``) and move ``node``'s cursor past them.
+        """Append ``events`` (minus known ids and ``skip``) and move ``node``'s cursor past them
+        (and the hub position to ``hub``, when given).
 
         Everything happens in one transaction under the append lock; an event id already held
         is left alone, so a redelivered batch changes nothing but (never backwards) the cursor.
@@ -214,6 +246,8 @@ class EdgeSql(EventsSql):
                 fresh.append(event)
             positions = self._insert(curs, node, fresh)
             self._advance(curs, node, max(e.origin_sequence for e in events), last_event_at)
+            if hub is not None:
+                self._advance_hub(curs, hub)
             if positions and not self.sqlite:
                 curs.execute(SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name)))
         return Appended(positions, duplicates)
@@ -280,6 +314,18 @@ class EdgeSql(EventsSql):
                 "WHERE c.origin_sequence < excluded.origin_sequence"
             ),
             (node, sequence, last_event_at.isoformat()),
+        )
+
+    def _advance_hub(self, curs: Any, hub: HubPosition) -> None:
+        """Forward only within one stream; a stream of another ``created`` starts over."""
+        curs.execute(
+            self._q(
+                "INSERT INTO {hub} AS h (stream, created, sequence) VALUES (?, ?, ?) "
+                "ON CONFLICT (stream) DO UPDATE SET created = excluded.created, "
+                "sequence = excluded.sequence WHERE h.sequence < excluded.sequence "
+                "OR COALESCE(h.created, '') <> COALESCE(excluded.created, '')"
+            ),
+            (hub.stream, hub.created, hub.sequence),
         )
 
     def observe(
