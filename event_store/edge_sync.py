@@ -172,6 +172,7 @@ class EdgeIngester:
         self._app = app
         self._sql = EdgeSql(app)
         self._config = config
+        self._edge_head = f"{config.subject_root}.edge."
         self._node_id = node_id
         self.appended = 0
         self.duplicates = 0
@@ -279,8 +280,13 @@ class EdgeIngester:
             topic=headers[H_TOPIC],
             state=msg.data,
         )
+        subject = msg.subject
+        head = self._edge_head
         return EdgeEvent(
-            node=node_of(msg.subject, self._config.subject_root),
+            # node_of's work with the prefix built once: this runs for every event.
+            node=subject[len(head) :].partition(".")[0]
+            if subject.startswith(head)
+            else node_of(subject, self._config.subject_root),
             origin_sequence=origin_sequence(headers),
             event_id=scan_event_id(stored.state) or self._decode(stored).meta.event_id,
             stored=stored,
