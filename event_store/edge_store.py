@@ -5,7 +5,9 @@ EXCLUSIVE MODE``; SQLite ``BEGIN IMMEDIATE``), appends the edge events at the ne
 records each event id with its origin node and sequence (the primary key makes a repeat a no-op
 in any order) and moves the edge's cursor. The cursor and the events can never disagree: both
 commit together or neither does. An event that would leave a hole in its aggregate's history
-(after a gap) is parked instead (event_store/edge_parking.py).
+(after a gap) is parked instead (event_store/edge_parking.py). The same transaction records how
+far into the hub stream the ingester has appended (``HubPosition``): its consumer resumes from
+there, so the hub keeps no delivery state for it (event_store/edge_feed.py).
 """
 
 from __future__ import annotations
@@ -25,10 +27,21 @@ from event_store.bulk_sql import EventsSql
 from event_store.edge_event import EdgeEvent
 from event_store.edge_parking import PARKED_TABLE, Parking, Repaired, create_statement
 
-__all__ = ["Appended", "EdgeCursor", "EdgeEvent", "EdgeSql", "Repaired"]
+__all__ = ["Appended", "EdgeCursor", "EdgeEvent", "EdgeSql", "HubPosition", "Repaired"]
 
 EVENTS_TABLE = "janus_edge_events"
 CURSORS_TABLE = "janus_edge_cursors"
+HUB_TABLE = "janus_edge_hub_positions"
+
+
+@dataclass(frozen=True)
+class HubPosition:
+    """The hub stream's sequence of the last message appended, and which stream that was
+    (its ``created`` time: a stream re-created under the same name starts over at 1)."""
+
+    stream: str
+    created: str | None
+    sequence: int
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,7 @@ class EdgeSql(EventsSql):
                 edge_events=EVENTS_TABLE,
                 cursors=CURSORS_TABLE,
                 parked=PARKED_TABLE,
+                hub=HUB_TABLE,
             )
         schema = self.recorder.datastore.schema
         return SQL(text.replace("?", "%s")).format(  # type: ignore[arg-type, unused-ignore]
@@ -97,6 +111,7 @@ class EdgeSql(EventsSql):
             edge_events=Identifier(schema, EVENTS_TABLE),
             cursors=Identifier(schema, CURSORS_TABLE),
             parked=Identifier(schema, PARKED_TABLE),
+            hub=Identifier(schema, HUB_TABLE),
         )
 
     @contextmanager
@@ -124,6 +139,8 @@ class EdgeSql(EventsSql):
             f"origin_first_sequence {big}, origin_last_sequence {big}, "
             "link TEXT NOT NULL, last_contact TEXT)",
             create_statement(self.sqlite),
+            f"CREATE TABLE IF NOT EXISTS {{hub}} (stream TEXT PRIMARY KEY, "
+            f"created TEXT, sequence {big} NOT NULL)",
         ]
         with self.recorder.datastore.transaction(commit=True) as curs:
             for statement in statements:
@@ -155,6 +172,14 @@ class EdgeSql(EventsSql):
             link=str(row["link"]),
             last_contact=_when(row["last_contact"]),
         )
+
+    def hub_position(self, stream: str) -> HubPosition | None:
+        with self._reading() as curs:
+            curs.execute(self._q("SELECT * FROM {hub} WHERE stream = ?"), (stream,))
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return HubPosition(str(row["stream"]), row["created"], int(row["sequence"]))
 
     def known(self, event_ids: Sequence[UUID]) -> set[UUID]:
         """Which of these edge event ids the cloud already holds."""
@@ -195,9 +220,15 @@ class EdgeSql(EventsSql):
     # -- writes ---------------------------------------------------------------------------------
 
     def append(
-        self, node: str, events: Sequence[EdgeEvent], skip: set[UUID], last_event_at: datetime
+        self,
+        node: str,
+        events: Sequence[EdgeEvent],
+        skip: set[UUID],
+        last_event_at: datetime,
+        hub: HubPosition | None = None,
     ) -> Appended:
-        """Append ``events`` (minus known ids and ``skip``) and move ``node``'s cursor past them.
+        """Append ``events`` (minus known ids and ``skip``) and move ``node``'s cursor past them
+        (and the hub position to ``hub``, when given).
 
         Everything happens in one transaction under the append lock; an event id already held
         is left alone, so a redelivered batch changes nothing but (never backwards) the cursor.
@@ -219,6 +250,8 @@ class EdgeSql(EventsSql):
             self.parking.park(curs, node, waiting)
             positions = self._insert(curs, node, fresh)
             self._advance(curs, node, max(e.origin_sequence for e in events), last_event_at)
+            if hub is not None:
+                self._advance_hub(curs, hub)
             if positions and not self.sqlite:
                 curs.execute(SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name)))
         return Appended(positions, duplicates, len(waiting))
@@ -329,6 +362,18 @@ class EdgeSql(EventsSql):
                 "WHERE c.origin_sequence < excluded.origin_sequence"
             ),
             (node, sequence, last_event_at.isoformat()),
+        )
+
+    def _advance_hub(self, curs: Any, hub: HubPosition) -> None:
+        """Forward only within one stream; a stream of another ``created`` starts over."""
+        curs.execute(
+            self._q(
+                "INSERT INTO {hub} AS h (stream, created, sequence) VALUES (?, ?, ?) "
+                "ON CONFLICT (stream) DO UPDATE SET created = excluded.created, "
+                "sequence = excluded.sequence WHERE h.sequence < excluded.sequence "
+                "OR COALESCE(h.created, '') <> COALESCE(excluded.created, '')"
+            ),
+            (hub.stream, hub.created, hub.sequence),
         )
 
     def observe(

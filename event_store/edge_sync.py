@@ -11,6 +11,9 @@ NATS sourcing silently skips what the origin no longer holds (nats-server#4459) 
 when the origin stream is re-created; NATS reports neither, so the ingester does: a jump in the
 origin sequence past cursor + 1, or a changed origin ``created`` timestamp, is recorded as an
 ``EdgeSync.GapDetected`` event before the cursor moves past it.
+
+The hub stream's consumer acknowledges nothing: the cloud store keeps the hub position with
+each append and the consumer restarts from it (event_store/edge_feed.py).
 """
 
 from __future__ import annotations
@@ -29,8 +32,6 @@ from eventsourcing.persistence import StoredEvent
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
     DiscardPolicy,
     ExternalStream,
     RetentionPolicy,
@@ -46,8 +47,8 @@ from domain.meta import Actor, CommandContext
 from event_store import nats_client
 from event_store.application import JanusApplication
 from event_store.edge_commands import EdgeDispatcher, ensure_command_stream, resolve_answers
-from event_store.edge_store import EdgeCursor, EdgeEvent, EdgeSql
-from event_store.jetstream_pull import Puller
+from event_store.edge_feed import HubBatch, HubFeed
+from event_store.edge_store import EdgeCursor, EdgeEvent, EdgeSql, HubPosition
 from event_store.messages import (
     H_AGGREGATE_ID,
     H_AGGREGATE_VERSION,
@@ -157,6 +158,7 @@ class EdgeIngester:
         self._app = app
         self._sql = EdgeSql(app)
         self._config = config
+        self._edge_head = f"{config.subject_root}.edge."
         self._node_id = node_id
         self.appended = 0
         self.duplicates = 0
@@ -179,91 +181,63 @@ class EdgeIngester:
         try:
             await ensure_hub_stream(self._nc, config.hub_stream, config.nodes)
             await ensure_command_stream(self._nc, config.subject_root)
-            puller = await self._puller(self._nc)
+            feed = HubFeed(
+                self._nc,
+                self._sql,
+                config.hub_stream,
+                config.durable,
+                f"{config.subject_root}.edge.>",
+                config.batch_size,
+            )
+            await feed.open()
             if on_ready is not None:
                 on_ready()
             probe = asyncio.create_task(self._probe_forever(stop))
             try:
-                await self._consume(puller, stop)
+                await self._consume(feed, stop)
             finally:
                 probe.cancel()
                 await asyncio.gather(probe, return_exceptions=True)
-                await puller.stop()
+                await feed.close()
         finally:
             await self._nc.close()
 
-    async def _puller(self, nc: NatsClient) -> Puller:
-        """The durable consumer of the hub stream (created once, kept), and a puller on it."""
-        config = self._config
-        js = nc.jetstream()
-        try:
-            await js.consumer_info(config.hub_stream, config.durable)
-        except nats.js.errors.NotFoundError:
-            await js.add_consumer(
-                config.hub_stream,
-                ConsumerConfig(
-                    name=config.durable,
-                    durable_name=config.durable,
-                    filter_subject=f"{config.subject_root}.edge.>",
-                    # Explicit acks: an "ack all" could ack a message still waiting for
-                    # redelivery.
-                    ack_policy=AckPolicy.EXPLICIT,
-                    max_ack_pending=-1,
-                ),
-            )
-        puller = Puller(nc, config.hub_stream, config.durable)
-        await puller.start()
-        return puller
-
-    async def _consume(self, puller: Puller, stop: asyncio.Event) -> None:
-        """Fetch, append, ack; the next batch is fetched while this one is appended.
+    async def _consume(self, feed: HubFeed, stop: asyncio.Event) -> None:
+        """Fetch and append; the next batch is fetched while this one is appended.
 
         Batches are appended strictly one after another: if one cannot be (stopped while the
         store is down), nothing fetched after it is appended either, so no later event can
-        overtake it. A batch fetched when the stop came is still appended, so a clean stop
-        leaves nothing delivered and unacknowledged.
+        overtake it; the next start resumes after the last batch appended. A batch fetched
+        when the stop came is still appended.
         """
-        msgs: list[Msg] = []
-        while msgs or not stop.is_set():
-            if not msgs:
-                msgs = await self._fetch(puller)
+        batch: HubBatch | None = None
+        while batch is not None or not stop.is_set():
+            if batch is None:
+                batch = await feed.fetch()
                 continue
-            prefetch = None if stop.is_set() else asyncio.create_task(self._fetch(puller))
+            prefetch = None if stop.is_set() else asyncio.create_task(feed.fetch())
             try:
-                appended = await self._ingest_or_back_off(msgs, stop)
+                appended = await self._ingest_or_back_off(batch, stop)
             except BaseException:
                 await _abandon(prefetch)
                 raise
-            if appended:
-                for msg in msgs:
-                    await msg.ack()  # after the commit: a lost ack is a redelivered no-op
-            msgs = await prefetch if prefetch is not None else []
             if not appended:
-                return  # stopped: what was fetched after the failed batch is delivered again
-
-    async def _fetch(self, puller: Puller) -> list[Msg]:
-        try:
-            return await puller.fetch(self._config.batch_size, timeout=0.5)
-        except TimeoutError:
-            return []
-        except NATS_ERRORS as error:
-            log.warning("edge: fetch failed: %s", error)
-            await asyncio.sleep(0.5)
-            return []
+                await _abandon(prefetch)
+                return  # stopped: the next start fetches this batch and the rest again
+            batch = await prefetch if prefetch is not None else None
 
     # -- appending ------------------------------------------------------------------------------
 
-    async def _ingest_or_back_off(self, msgs: list[Msg], stop: asyncio.Event) -> bool:
+    async def _ingest_or_back_off(self, batch: HubBatch, stop: asyncio.Event) -> bool:
         """Append a batch, retrying it in place while the cloud store fails; False if stopped.
 
-        Never handed back (nak) and skipped: later messages would then overtake it, which
-        would break each aggregate's order and look like a gap. Copies the server redelivers
-        meanwhile (after its ack wait) arrive later as duplicates: no-ops.
+        Never skipped: later messages would then overtake it, which would break each
+        aggregate's order and look like a gap.
         """
         delay = 0.2
         while True:
             try:
-                await asyncio.to_thread(self.ingest, msgs)
+                await asyncio.to_thread(self.ingest, batch.msgs, batch.position)
                 return True
             except STORE_ERRORS as error:
                 log.warning("edge: cloud store unavailable, retrying the batch: %s", error)
@@ -273,14 +247,17 @@ class EdgeIngester:
                 return False
             delay = min(5.0, delay * 2)
 
-    def ingest(self, msgs: list[Msg]) -> None:
-        """Append a fetched batch, edge by edge, in each edge's order (blocking)."""
+    def ingest(self, msgs: list[Msg], hub: HubPosition | None = None) -> None:
+        """Append a fetched batch, edge by edge, in each edge's order (blocking); the hub
+        position (of the batch's last message) commits with the last edge's append."""
         by_node: dict[str, list[EdgeEvent]] = {}
         for msg in msgs:
             event = self._edge_event(msg)
             by_node.setdefault(event.node, []).append(event)
+        last = list(by_node)[-1] if by_node else None
         for node, events in by_node.items():
-            self._ingest_node(node, sorted(events, key=lambda e: e.origin_sequence))
+            ordered = sorted(events, key=lambda e: e.origin_sequence)
+            self._ingest_node(node, ordered, hub if node == last else None)
 
     def _edge_event(self, msg: Msg) -> EdgeEvent:
         headers = msg.headers or {}
@@ -290,8 +267,13 @@ class EdgeIngester:
             topic=headers[H_TOPIC],
             state=msg.data,
         )
+        subject = msg.subject
+        head = self._edge_head
         return EdgeEvent(
-            node=node_of(msg.subject, self._config.subject_root),
+            # node_of's work with the prefix built once: this runs for every event.
+            node=subject[len(head) :].partition(".")[0]
+            if subject.startswith(head)
+            else node_of(subject, self._config.subject_root),
             origin_sequence=origin_sequence(headers),
             event_id=scan_event_id(stored.state) or self._decode(stored).meta.event_id,
             stored=stored,
@@ -303,7 +285,7 @@ class EdgeIngester:
             raise ValueError(f"not a Janus event: {stored.topic}")
         return event
 
-    def _ingest_node(self, node: str, events: list[EdgeEvent]) -> None:
+    def _ingest_node(self, node: str, events: list[EdgeEvent], hub: HubPosition | None) -> None:
         cursor = self._sql.cursor(node)
         expected = (cursor.origin_sequence if cursor else 0) + 1
         for event in events:  # a jump anywhere in the batch, not only at its start
@@ -324,7 +306,7 @@ class EdgeIngester:
             else:
                 self._record_conflict(node, event)
         last_at: datetime = self._decode(events[-1].stored).timestamp
-        result = self._sql.append(node, events, skip, last_at)
+        result = self._sql.append(node, events, skip, last_at, hub)
         self.appended += len(result.positions)
         self.duplicates += result.duplicates
         if result.parked:
@@ -487,8 +469,8 @@ def _status(app: JanusApplication, cursor: EdgeCursor, now: datetime, parked: in
     )
 
 
-async def _abandon(task: asyncio.Task[list[Msg]] | None) -> None:
-    """Stop a fetch whose messages nobody will append; the consumer delivers them again."""
+async def _abandon(task: asyncio.Task[HubBatch | None] | None) -> None:
+    """Stop a fetch whose messages nobody will append; the next start fetches them again."""
     if task is None:
         return
     task.cancel()

@@ -20,9 +20,15 @@ _CRLF = b"\r\n"
 _WHITESPACE = re.compile(r"\s")
 
 
+# What ``bytes.strip()`` strips; ``str.strip()`` would strip more (\x1c-\x1f).
+_BYTES_WHITESPACE = " \t\n\r\x0b\x0c"
+
+
 def parse_header_lines(raw: bytes) -> dict[str, str]:
     """``Name: Value`` lines as nats-py reads them: names that are not ASCII or contain
     whitespace are skipped, values are stripped and decoded with replacement characters."""
+    if raw.isascii():  # every Janus header: one decode for the block, not two per line
+        return _parse_ascii(raw.decode("ascii"))
     out: dict[str, str] = {}
     for line in raw.split(_CRLF):
         name, sep, value = line.partition(b":")
@@ -34,6 +40,18 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
             continue
         if _WHITESPACE.search(key) is None:
             out[key] = value.strip().decode("utf-8", "replace")
+    return out
+
+
+def _parse_ascii(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.split("\r\n"):
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = name.strip(_BYTES_WHITESPACE)
+        if _WHITESPACE.search(key) is None:
+            out[key] = value.strip(_BYTES_WHITESPACE)
     return out
 
 
