@@ -69,7 +69,12 @@ def ingest_config(settings: Settings, nodes: list[str] | None = None) -> IngestC
 
 
 def build_ingester(janus: Janus, nodes: list[str] | None = None) -> EdgeIngester:
-    return EdgeIngester(janus.app, ingest_config(janus.settings, nodes), janus.settings.node_id)
+    return EdgeIngester(
+        janus.app,
+        ingest_config(janus.settings, nodes),
+        janus.settings.node_id,
+        janus.leader_lock("edge-ingest"),
+    )
 
 
 def edge_status(janus: Janus) -> list[EdgeStatus]:

@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -40,6 +40,7 @@ from nats.js.api import (
     StreamSource,
 )
 
+from adapters.locks import LeaderLock
 from adapters.nats_leaf import edge_domain
 from domain.base import JanusAggregate
 from domain.edge import EdgeSync, edge_sync_id, require_edge_node
@@ -48,7 +49,8 @@ from event_store import nats_client
 from event_store.application import JanusApplication
 from event_store.edge_commands import EdgeDispatcher, ensure_command_stream, resolve_answers
 from event_store.edge_feed import HubBatch, HubFeed
-from event_store.edge_store import EdgeCursor, EdgeEvent, EdgeSql, HubPosition
+from event_store.edge_status import STALE_SECONDS, EdgeStatus, edge_statuses
+from event_store.edge_store import EdgeEvent, EdgeSql, HubPosition
 from event_store.messages import (
     H_AGGREGATE_ID,
     H_AGGREGATE_VERSION,
@@ -60,9 +62,23 @@ from event_store.nats import NATS_ERRORS, STORE_ERRORS
 
 log = logging.getLogger("janus.edge")
 
+# The status moved to event_store/edge_status.py; importers of this module still find it here.
+__all__ = [
+    "STALE_SECONDS",
+    "EdgeIngester",
+    "EdgeStatus",
+    "IngestConfig",
+    "edge_relay_spec",
+    "edge_statuses",
+    "edge_stream_name",
+    "edge_subject_prefix",
+    "ensure_hub_stream",
+    "hub_stream_config",
+    "node_of",
+    "origin_sequence",
+]
+
 H_STREAM_SOURCE = "Nats-Stream-Source"
-# A link reported "up" longer ago than this is shown as "stale": no ingester is probing it.
-STALE_SECONDS = 30.0
 INGEST_ACTOR = Actor.system("edge-ingest")
 
 
@@ -152,10 +168,22 @@ class IngestConfig:
 
 
 class EdgeIngester:
-    """Consumes the hub stream into the cloud store; ``run`` it once, on one event loop."""
+    """Consumes the hub stream into the cloud store; ``run`` it once, on one event loop.
 
-    def __init__(self, app: JanusApplication, config: IngestConfig, node_id: str) -> None:
+    With a ``lock``, only its holder ingests: a second ingester waits. Two at once would stay
+    correct (every append is idempotent by event id under the append lock) but would keep
+    re-creating each other's consumer of the hub stream.
+    """
+
+    def __init__(
+        self,
+        app: JanusApplication,
+        config: IngestConfig,
+        node_id: str,
+        lock: LeaderLock | None = None,
+    ) -> None:
         self._app = app
+        self._lock = lock
         self._sql = EdgeSql(app)
         self._config = config
         self._edge_head = f"{config.subject_root}.edge."
@@ -169,6 +197,38 @@ class EdgeIngester:
         self._nc: NatsClient | None = None
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
+        if self._lock is None:
+            await self._run(stop, on_ready)
+            return
+        lock, waiting_said = self._lock, False
+        while not stop.is_set():
+            if not await asyncio.to_thread(lock.try_acquire):
+                if not waiting_said:
+                    log.info("edge: another ingester holds the lock; waiting to take over")
+                    waiting_said = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                continue
+            leading = asyncio.Event()  # set when stopped or when the lock is lost
+            watch = asyncio.create_task(self._watch_lock(lock, stop, leading))
+            try:
+                await self._run(leading, on_ready)
+            finally:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+                await asyncio.to_thread(lock.release)
+
+    async def _watch_lock(
+        self, lock: LeaderLock, stop: asyncio.Event, leading: asyncio.Event
+    ) -> None:
+        while not stop.is_set() and await asyncio.to_thread(lambda: lock.held):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._config.probe_interval_seconds)
+        if not stop.is_set():
+            log.warning("edge: the ingest lock was lost; stopping until it is taken again")
+        leading.set()
+
+    async def _run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None) -> None:
         config = self._config
         await asyncio.to_thread(self._sql.setup)
         self._nc = await nats_client.connect(
@@ -409,64 +469,6 @@ class EdgeIngester:
             return
         self._record_gap(node, cursor.origin_sequence + 1, first_seq, "stream-recreated")
         self._sql.reset_identity(node, created)
-
-
-# -- status -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EdgeStatus:
-    node: str
-    origin_sequence: int
-    lag_events: int | None
-    lag_seconds: float | None
-    link: str
-    last_contact: datetime | None
-    gaps: list[dict[str, object]]
-    conflicts: list[dict[str, object]]
-    parked: int = 0  # events held back until a gap's repair fills their aggregate's history
-
-
-def edge_statuses(app: JanusApplication, now: datetime | None = None) -> list[EdgeStatus]:
-    """Every edge the cloud has heard of, with what it lacks and what went wrong."""
-    now = now or datetime.now(UTC)
-    sql = EdgeSql.of(app)
-    parked = sql.parked_counts()
-    return [_status(app, cursor, now, parked.get(cursor.node, 0)) for cursor in sql.cursors()]
-
-
-def _link(cursor: EdgeCursor, now: datetime) -> str:
-    """As the ingester last saw it; "stale" when no ingester has looked for a while."""
-    contact = cursor.last_contact
-    if cursor.link == "up" and (contact is None or (now - contact).total_seconds() > STALE_SECONDS):
-        return "stale"
-    return cursor.link
-
-
-def _status(app: JanusApplication, cursor: EdgeCursor, now: datetime, parked: int) -> EdgeStatus:
-    gaps: list[dict[str, object]] = []
-    conflicts: list[dict[str, object]] = []
-    ident = edge_sync_id(cursor.node)
-    if ident in app.repository:
-        sync: EdgeSync = app.repository.get(ident)
-        gaps, conflicts = list(sync.gaps), list(sync.conflicts)
-    lag = None
-    if cursor.origin_last_sequence is not None:
-        lag = max(0, cursor.origin_last_sequence - cursor.origin_sequence)
-    lag_seconds = None
-    if lag is not None and cursor.last_event_at is not None:
-        lag_seconds = (now - cursor.last_event_at).total_seconds() if lag else 0.0
-    return EdgeStatus(
-        node=cursor.node,
-        origin_sequence=cursor.origin_sequence,
-        lag_events=lag,
-        lag_seconds=lag_seconds,
-        link=_link(cursor, now),
-        last_contact=cursor.last_contact,
-        gaps=gaps,
-        conflicts=conflicts,
-        parked=parked,
-    )
 
 
 async def _abandon(task: asyncio.Task[HubBatch | None] | None) -> None:

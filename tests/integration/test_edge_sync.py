@@ -23,13 +23,14 @@ from commands import models as m
 from domain.edge import EdgeSync, edge_sync_id
 from domain.effect import EffectStatus
 from domain.meta import Actor, ActorKind
-from event_store.edge_sync import edge_statuses
+from event_store.edge_sync import EdgeIngester, edge_statuses
 from replay.edge_repair import import_edge_export
 from replay.exchange import export_events
 from tests.servers import wait_until
 from tests.support.commands import as_alice
 from tests.support.edge import (
     EdgeCluster,
+    LoopThread,
     edge_cluster,
     events_of_node,
     per_aggregate,
@@ -230,3 +231,29 @@ async def delete_stream(url: str, name: str) -> None:
         await nc.jetstream().delete_stream(name)
     finally:
         await nc.close()
+
+
+def test_a_second_ingester_waits_for_the_lock_and_takes_over_when_the_first_stops(
+    cloud: Janus, edges: tuple[EdgeCluster, dict[str, Janus]]
+) -> None:
+    cluster, built = edges
+    edge = built["n1"]
+    config = cluster.ingest_config(["n1"])
+    first, second = (
+        EdgeIngester(cloud.app, config, "cloud", cloud.leader_lock("edge-ingest")) for _ in range(2)
+    )
+    with running_edge_relay(edge):
+        leading = LoopThread(first.run).start()
+        standby = LoopThread(second.run).start(wait=False)
+        try:
+            submit_goals(edge, 3, "while the first leads")
+            assert_synced(cloud, edge, "n1")
+            assert (standby.ready.is_set(), second.appended) == (False, 0)
+            leading.stop()
+            wait_until(standby.ready.is_set, 30, message="the standby to take the lock")
+            submit_goals(edge, 3, "after the hand-over")
+            assert_synced(cloud, edge, "n1")
+            assert second.appended > 0  # the hand-over did not stall the sync
+        finally:
+            leading.stop()
+            standby.stop()

@@ -124,8 +124,10 @@ class LoopThread:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._main, daemon=True)
 
-    def start(self, timeout: float = 30.0) -> LoopThread:
+    def start(self, timeout: float = 30.0, wait: bool = True) -> LoopThread:
         self._thread.start()
+        if not wait:  # e.g. a standby that becomes ready only once it takes a lock
+            return self
         wait_until(lambda: self.ready.is_set() or self.error is not None, timeout, message="ready")
         if self.error is not None:
             raise self.error
