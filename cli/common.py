@@ -80,6 +80,13 @@ USER_ERRORS = (
 # -- flags ---------------------------------------------------------------------------------------
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+RequireSignature = Annotated[
+    bool,
+    typer.Option(
+        "--require-signature",
+        help="Refuse a file whose signature JANUS_EXPORT_HMAC_KEY does not verify.",
+    ),
+]
 ActorName = Annotated[
     str | None, typer.Option("--as", help="Who is acting (default: $USER, else 'operator').")
 ]

@@ -36,6 +36,7 @@ from cli.common import (
     ActorName,
     BadInput,
     JsonFlag,
+    RequireSignature,
     cli_errors,
     export_size_hint,
     open_store,
@@ -299,13 +300,7 @@ def import_(
     file: Annotated[
         Path, typer.Argument(help="The edge's `janus events export` file (.gz read as gzip).")
     ],
-    require_signature: Annotated[
-        bool,
-        typer.Option(
-            "--require-signature",
-            help="Refuse a file whose signature JANUS_EXPORT_HMAC_KEY does not verify.",
-        ),
-    ] = False,
+    require_signature: RequireSignature = False,
     actor_name: ActorName = None,
     as_json: JsonFlag = False,
 ) -> None:

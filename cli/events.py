@@ -25,6 +25,7 @@ from cli.common import (
     BadInput,
     DebugFlag,
     JsonFlag,
+    RequireSignature,
     cli_errors,
     export_size_hint,
     grid,
@@ -374,13 +375,7 @@ def events_import(
         bool,
         typer.Option("--check", help="Check the file against this store; write nothing."),
     ] = False,
-    require_signature: Annotated[
-        bool,
-        typer.Option(
-            "--require-signature",
-            help="Refuse a file whose signature JANUS_EXPORT_HMAC_KEY does not verify.",
-        ),
-    ] = False,
+    require_signature: RequireSignature = False,
     extend: Annotated[
         bool,
         typer.Option(

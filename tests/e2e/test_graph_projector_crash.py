@@ -6,17 +6,13 @@ left stale by the batch the kill cut short."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.servers import wait_until
 from tests.support.cli import ok
 from tests.support.documents import ingest
-from tests.support.knowledge import knowledge_janus
+from tests.support.knowledge import kill_projector_mid_run, knowledge_janus
 
 DOCUMENTS = 300
 # Capitalised names the rules extractor records as entities, shared across documents so entity
@@ -59,21 +55,7 @@ def test_a_killed_graph_projector_resumes_to_the_graph_a_fresh_build_makes(
         ok("extract")  # one EntitiesExtracted per document, recorded before the graph runs
         head = janus.reader.head()
         graph = janus.knowledge_views["graph"]
-        projector = subprocess.Popen(
-            [sys.executable, "-m", "cli.project", "graph"],
-            env=env(home),
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "projector.log").open("w"),
-            start_new_session=True,
-        )
-        try:
-            # Killed once it has stored a position short of the head: mid-way, most likely
-            # inside a batch whose nodes and edges are partly written.
-            wait_until(lambda: 0 < graph.position < head, timeout=120, interval=0.01)
-        finally:
-            os.killpg(projector.pid, signal.SIGKILL)
-            projector.wait()
-        assert graph.position < head, (tmp_path / "projector.log").read_text()
+        kill_projector_mid_run(graph, env(home), head, tmp_path / "projector.log")
 
         graph.catch_up(timeout=300)  # this process opens the graph the killed one held
 

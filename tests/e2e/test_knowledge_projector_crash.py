@@ -5,15 +5,11 @@ same payload digests as a fresh build of the same log."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from projections.vector import payload_digest
-from tests.servers import wait_until
 from tests.support.documents import ingest
-from tests.support.knowledge import knowledge_janus
+from tests.support.knowledge import kill_projector_mid_run, knowledge_janus
 
 DOCUMENTS = 600
 PARAGRAPH = "Paragraph {n} of document {d} says something about topic {t}. "
@@ -41,22 +37,7 @@ def test_a_killed_vector_projector_resumes_without_duplicates(tmp_path: Path) ->
             ingest(janus, text(d), f"file:///corpus/{d}.txt")
         head = janus.reader.head()
         vector = janus.knowledge_views["vector"]
-        projector = subprocess.Popen(
-            [sys.executable, "-m", "cli.project", "vector"],
-            env=env(home),
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "projector.log").open("w"),
-            start_new_session=True,
-        )
-        try:
-            # Killed once it has stored a position short of the head: mid-way, most likely
-            # inside a batch whose points are partly written.
-            wait_until(lambda: 0 < vector.position < head, timeout=120, interval=0.01)
-        finally:
-            os.killpg(projector.pid, signal.SIGKILL)
-            projector.wait()
-        killed_at = vector.position
-        assert killed_at < head
+        kill_projector_mid_run(vector, env(home), head, tmp_path / "projector.log")
 
         vector.catch_up(timeout=300)  # this process now holds the folder and resumes
 

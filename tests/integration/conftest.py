@@ -37,6 +37,17 @@ def janus(settings: Settings, clock: ManualClock) -> Iterator[Janus]:
 
 
 @pytest.fixture
+def edge(tmp_path: Path) -> Iterator[Janus]:
+    """An embedded edge node "n1" beside the cloud (``janus``): its log reaches the cloud through
+    ``tests.support.edge.hub_messages`` and ``direct_ingester``, no servers needed."""
+    built = Janus.build(Settings(home=tmp_path / "edge", node_id="n1"))
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture
 def janus_on() -> Iterator[JanusFactory]:
     """Builds a Janus per settings and closes them all at the end of the test."""
     built: list[Janus] = []

@@ -7,14 +7,10 @@ The messages are what the hub stream delivers: the edge relay's wire contract pl
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
-from typing import Any
 
-import pytest
 from eventsourcing.persistence import StoredEvent
 
 from bootstrap.container import Janus
-from bootstrap.settings import Settings
 from commands import models as m
 from domain.edge import EdgeSync, edge_sync_id
 from event_store.edge_sync import (
@@ -22,15 +18,6 @@ from event_store.edge_sync import (
 )
 from tests.support.commands import as_alice
 from tests.support.edge import direct_ingester, events_of_node, hub_messages
-
-
-@pytest.fixture
-def edge(tmp_path: Path) -> Any:
-    built = Janus.build(Settings(home=tmp_path / "edge", node_id="n1"))
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 def submit(edge: Janus, count: int) -> None:

@@ -18,7 +18,6 @@ import pytest
 
 from bootstrap.container import Janus
 from bootstrap.history import open_store
-from bootstrap.settings import Settings
 from commands import models as m
 from domain.edge import EdgeSync, edge_sync_id
 from domain.goal import Goal
@@ -32,15 +31,6 @@ from tests.support.commands import as_alice
 from tests.support.edge import direct_ingester, events_of_node, hub_messages, per_aggregate
 
 OLGA = Actor(ActorKind.USER, "olga", role="operator")
-
-
-@pytest.fixture
-def edge(tmp_path: Path) -> Iterator[Janus]:
-    built = Janus.build(Settings(home=tmp_path / "edge", node_id="n1"))
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ what travels to the edge is covered by test_edge_requests.py).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
 
 from bootstrap.container import Janus
-from bootstrap.settings import Settings
 from domain.api_key import Role
 from domain.confirmation import Confirmation, ConfirmationStatus
 from tests.support.api import Api, is_problem, serve_api
@@ -26,15 +24,6 @@ from tests.support.edge import direct_ingester, hub_messages
 def api(janus: Janus) -> Iterator[Api]:
     with serve_api(janus) as served:
         yield served
-
-
-@pytest.fixture
-def edge(tmp_path: Path) -> Iterator[Janus]:
-    built = Janus.build(Settings(home=tmp_path / "edge", node_id="n1"))
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 def synced_confirmation(cloud: Janus, edge: Janus) -> UUID:

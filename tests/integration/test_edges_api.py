@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from bootstrap.container import Janus
-from bootstrap.settings import Settings
 from domain.api_key import Role
 from tests.support.api import Api, is_problem, serve_api
 from tests.support.edge import direct_ingester, hub_messages
@@ -19,15 +17,6 @@ from tests.support.relay import submit_goals
 def api(janus: Janus) -> Iterator[Api]:
     with serve_api(janus) as served:
         yield served
-
-
-@pytest.fixture
-def edge(tmp_path: Path) -> Iterator[Janus]:
-    built = Janus.build(Settings(home=tmp_path / "edge", node_id="n1"))
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 def test_viewers_see_each_edges_cursor_and_gaps(api: Api, janus: Janus, edge: Janus) -> None:

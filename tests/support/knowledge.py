@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from bootstrap.container import Janus
 from bootstrap.settings import Settings
+from projections.knowledge import KnowledgeRunner
+from tests.servers import wait_until
 
 
 def knowledge_settings(home: Path, **overrides: object) -> Settings:
@@ -31,3 +37,24 @@ def knowledge_janus(home: Path, **overrides: object) -> Iterator[Janus]:
         yield janus
     finally:
         janus.close()
+
+
+def kill_projector_mid_run(view: KnowledgeRunner, env: dict[str, str], head: int, log: Path) -> int:
+    """Run ``janus project <view>`` in a process and SIGKILL it once it has stored a position
+    short of ``head``: mid-way, most likely inside a batch it had partly written. The position
+    it was killed at."""
+    projector = subprocess.Popen(
+        [sys.executable, "-m", "cli.project", view.name],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: 0 < view.position < head, timeout=120, interval=0.01)
+    finally:
+        os.killpg(projector.pid, signal.SIGKILL)
+        projector.wait()
+    killed_at = view.position
+    assert killed_at < head, log.read_text()
+    return killed_at
