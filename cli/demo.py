@@ -1,4 +1,4 @@
-"""``janus demo``: the main story told end to end (the story itself is ``replay/demo.py``)."""
+"""``janus demo``: the main story told end to end (the story itself is ``bootstrap/demo.py``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from bootstrap.demo import DEFAULT_HOME, run_demo
 from cli.common import debug_requested
-from replay.demo import DEFAULT_HOME, run_demo
 
 
 def demo(

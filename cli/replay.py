@@ -485,7 +485,7 @@ def replay_fork(
         actor = operator(actor_name)
         janus = Janus.for_cli(store.settings)
         try:
-            fork = fork_goal(janus, store, ident, position, actor)
+            fork = fork_goal(janus.commands, store, ident, position, actor)
         finally:
             janus.close()
     if as_json:

@@ -17,9 +17,9 @@ from uuid import UUID, uuid4
 from eventsourcing.persistence import Notification
 from sqlalchemy.engine import Engine
 
-from bootstrap.container import Janus
 from commands import models as m
 from commands.invocation import Invocation
+from commands.service import CommandService
 from domain.base import derived_id
 from domain.goal import Goal
 from domain.meta import Actor
@@ -335,7 +335,7 @@ def fork_key(original: UUID, position: int, fork_id: UUID, step: str) -> str:
 
 
 def fork_goal(
-    janus: Janus,
+    commands: CommandService,
     store: Store,
     goal_id: UUID,
     position: int,
@@ -366,7 +366,6 @@ def fork_goal(
         key = fork_key(goal_id, position, fork_id, step)
         return Invocation(actor, idempotency_key=key, causation_id=cause)
 
-    commands = janus.commands
     result = None
     planned, decisions = False, 0
     # The original's own events in their order: the fork's history reads the same way.

@@ -310,7 +310,7 @@ def test_a_fork_copies_the_goal_and_its_decisions_up_to_the_point(janus: Janus) 
     with fresh_store(janus.settings) as store:
         goal_events = store.table.events_of(told.goal_id)
         after_first_decision = goal_events[1].id
-        fork = fork_goal(janus, store, told.goal_id, after_first_decision, BOB)
+        fork = fork_goal(janus.commands, store, told.goal_id, after_first_decision, BOB)
         copy: Goal = janus.app.repository.get(fork.fork_id)
         original: Goal = janus.app.repository.get(told.goal_id)
         assert copy.text == original.text
@@ -337,6 +337,6 @@ def test_a_goal_cannot_be_forked_before_it_existed_or_after_it_ended(janus: Janu
     )
     with fresh_store(janus.settings) as store:
         with pytest.raises(BadInput, match="did not exist yet"):
-            fork_goal(janus, store, told.goal_id, 0, BOB)
+            fork_goal(janus.commands, store, told.goal_id, 0, BOB)
         with pytest.raises(BadInput, match="already completed"):
-            fork_goal(janus, store, told.goal_id, store.head(), BOB)
+            fork_goal(janus.commands, store, told.goal_id, store.head(), BOB)

@@ -58,6 +58,13 @@ def test_the_api_receives_parts_and_never_the_composition_root() -> None:
 
 def test_replay_is_a_library_of_history_not_command_line_code() -> None:
     assert upward_imports("replay", {"cli"}) == []
+
+
+def test_replay_takes_its_parts_and_builds_nothing() -> None:
+    # Only the settings' type (what a store was opened with); never the container, the model
+    # loader or any other wiring: the CLI hands replay the parts it uses.
+    found = upward_imports("replay", {"bootstrap"})
+    assert [hit for hit in found if not hit.endswith(" imports bootstrap.settings")] == []
     assert upward_imports("replay", {"typer"}) == []
 
 
