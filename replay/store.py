@@ -264,12 +264,23 @@ class Store:
         return None
 
     def find_event(self, value: str, progress: ProgressFn = no_progress) -> LoggedEvent:
-        """An event by position, or by event id or unique prefix of one."""
+        """An event by position, or by event id or unique prefix of one (a number up to the
+        head is a position)."""
         text = value.strip()
         if text.isdigit():
-            return self.at(int(text))
+            # A position, unless past the log's end: an id prefix can be all digits too (one
+            # in forty 8-character prefixes is).
+            if int(text) <= self.head() or not is_id_prefix(text):
+                return self.at(int(text))
+            try:
+                return self._by_id_prefix(value, text, progress)
+            except NotFound:
+                return self.at(int(text))  # neither: said as the position it looks like
         if not is_id_prefix(text):
             raise BadInput(f"{value!r} is neither a log position nor an event id")
+        return self._by_id_prefix(value, text, progress)
+
+    def _by_id_prefix(self, value: str, text: str, progress: ProgressFn) -> LoggedEvent:
         prefix = normalize_hex(text)
         positions = self._event_positions_from_view(prefix)
         after = self.view.position if self.view else 0

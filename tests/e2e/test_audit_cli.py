@@ -366,6 +366,27 @@ def test_show_an_event_by_position_by_id_and_by_prefix(told: Told) -> None:
     assert "let the plumber in at noon" in text
 
 
+def test_an_id_prefix_of_digits_only_is_found_once_it_is_past_the_log_s_end(
+    janus: Janus, told: Told
+) -> None:
+    """One in sixteen 6-character id prefixes is all digits: they must not be read as positions
+    that do not exist (a number up to the head still names a position)."""
+    found: tuple[str, int] | None = None
+    while found is None:
+        for notification in janus.reader.read_after(0, 10_000):
+            event: Any = janus.app.mapper.to_domain_event(notification)
+            prefix = str(event.meta.event_id)[:6]
+            if prefix.isdigit() and int(prefix) > janus.reader.head():
+                found = (prefix, notification.id)
+                break
+        else:
+            janus.commands.submit_goal(m.SubmitGoal(text="one more"), Invocation(ALICE))
+    prefix, position = found
+
+    assert as_json("events", "show", prefix)["position"] == position
+    assert as_json("events", "show", "1")["position"] == 1
+
+
 def test_show_errors_are_one_line(told: Told) -> None:
     assert_clean_failure(cli("events", "show", "99999"), "no event at position 99999")
     assert_clean_failure(cli("events", "show", "hello"), "neither a log position nor")
