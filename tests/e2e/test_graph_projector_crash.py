@@ -5,14 +5,13 @@ left stale by the batch the kill cut short."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import ok
 from tests.support.documents import ingest
-from tests.support.knowledge import kill_projector_mid_run, knowledge_janus
+from tests.support.knowledge import kill_projector_mid_run, knowledge_env, knowledge_janus
 
 DOCUMENTS = 300
 # Capitalised names the rules extractor records as entities, shared across documents so entity
@@ -29,16 +28,7 @@ def text(d: int) -> str:
 
 
 def env(home: Path) -> dict[str, str]:
-    found = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_")}
-    return found | {
-        "JANUS_HOME": str(home),
-        "JANUS_EMBEDDING_MODEL": "hashing",
-        "JANUS_CHUNK_SIZE": "200",
-        "JANUS_CHUNK_OVERLAP": "20",
-        "JANUS_POLL_INTERVAL_SECONDS": "0.05",
-        "JANUS_AGENT_ENABLED": "false",
-        "JANUS_EXTRACTION_ENABLED": "false",
-    }
+    return knowledge_env(home)
 
 
 def test_a_killed_graph_projector_resumes_to_the_graph_a_fresh_build_makes(

@@ -4,12 +4,11 @@ same payload digests as a fresh build of the same log."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from projections.vector import payload_digest
 from tests.support.documents import ingest
-from tests.support.knowledge import kill_projector_mid_run, knowledge_janus
+from tests.support.knowledge import kill_projector_mid_run, knowledge_env, knowledge_janus
 
 DOCUMENTS = 600
 PARAGRAPH = "Paragraph {n} of document {d} says something about topic {t}. "
@@ -20,14 +19,7 @@ def text(d: int) -> str:
 
 
 def env(home: Path) -> dict[str, str]:
-    found = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_")}
-    return found | {
-        "JANUS_HOME": str(home),
-        "JANUS_EMBEDDING_MODEL": "hashing",
-        "JANUS_CHUNK_SIZE": "200",
-        "JANUS_CHUNK_OVERLAP": "20",
-        "JANUS_POLL_INTERVAL_SECONDS": "0.05",
-    }
+    return knowledge_env(home)
 
 
 def test_a_killed_vector_projector_resumes_without_duplicates(tmp_path: Path) -> None:

@@ -58,3 +58,17 @@ def kill_projector_mid_run(view: KnowledgeRunner, env: dict[str, str], head: int
     killed_at = view.position
     assert killed_at < head, log.read_text()
     return killed_at
+
+
+def knowledge_env(home: Path) -> dict[str, str]:
+    """A ``janus`` process's environment matching ``knowledge_settings`` (no other JANUS_*)."""
+    found = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_")}
+    return found | {
+        "JANUS_HOME": str(home),
+        "JANUS_EMBEDDING_MODEL": "hashing",
+        "JANUS_CHUNK_SIZE": "200",
+        "JANUS_CHUNK_OVERLAP": "20",
+        "JANUS_POLL_INTERVAL_SECONDS": "0.05",
+        "JANUS_AGENT_ENABLED": "false",
+        "JANUS_EXTRACTION_ENABLED": "false",
+    }
